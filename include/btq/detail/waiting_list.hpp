@@ -1,0 +1,145 @@
+/// @file waiting_list.hpp
+/// @brief The queue's waiting tasks: intrusive FIFO lists, one per priority, highest first.
+#pragma once
+
+#include <cstddef>
+#include <exception>
+#include <map>
+#include <vector>
+
+#include "../options.hpp"
+
+namespace btq::detail {
+
+/// A task waiting in (or running from) a queue. Intrusive links keep waiting free of per-task
+/// container allocations and let clear(), expiry and drop_oldest unlink any task in O(1).
+struct queue_node {
+    queue_node* prev = nullptr;
+    queue_node* next = nullptr;
+    clock::time_point stamp{}; ///< submission time while waiting; start time while running
+    std::multimap<clock::time_point, queue_node*>::iterator deadline_position{};
+    int priority = 0;
+    bool has_deadline = false;
+
+    /// Hands the task to the executor.
+    virtual void start() = 0;
+    /// Answers the task with `error` without running it, then frees the node.
+    virtual void fail(std::exception_ptr error) noexcept = 0;
+
+protected:
+    queue_node() = default;
+    ~queue_node() = default;
+    queue_node(const queue_node&) = delete;
+    queue_node& operator=(const queue_node&) = delete;
+    queue_node(queue_node&&) = delete;
+    queue_node& operator=(queue_node&&) = delete;
+};
+
+/// A singly linked chain of nodes (through `next`) taken out of the queue to be answered.
+struct node_chain {
+    queue_node* head = nullptr;
+    std::size_t size = 0;
+
+    void push(queue_node* node) noexcept {
+        node->next = head;
+        head = node;
+        ++size;
+    }
+    /// Answers every node with `error`. Call without the queue's lock.
+    void fail_all(const std::exception_ptr& error) noexcept {
+        while (head != nullptr) {
+            queue_node* node = head;
+            head = node->next;
+            node->fail(error);
+        }
+    }
+};
+
+/// Waiting tasks by priority (highest first), FIFO within a priority.
+class waiting_list {
+public:
+    [[nodiscard]] std::size_t size() const noexcept { return size_; }
+    [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
+
+    void push_back(queue_node* node) {
+        level& into = level_for(node->priority);
+        node->next = nullptr;
+        node->prev = into.tail;
+        if (into.tail != nullptr) {
+            into.tail->next = node;
+        } else {
+            into.head = node;
+        }
+        into.tail = node;
+        ++size_;
+    }
+
+    /// The task that starts next. Precondition: not empty.
+    [[nodiscard]] queue_node* pop_front() noexcept {
+        queue_node* node = levels_.front().head;
+        unlink(0, node);
+        return node;
+    }
+
+    /// The task drop_oldest displaces: the oldest of the lowest priority. Precondition: not empty.
+    [[nodiscard]] queue_node* lowest_oldest() const noexcept { return levels_.back().head; }
+
+    void erase(queue_node* node) noexcept {
+        for (std::size_t index = 0; index < levels_.size(); ++index) {
+            if (levels_[index].priority == node->priority) {
+                unlink(index, node);
+                return;
+            }
+        }
+    }
+
+    /// Removes every waiting task, in start order, into `out`.
+    void take_all(node_chain& out) noexcept {
+        for (auto from = levels_.rbegin(); from != levels_.rend(); ++from) {
+            for (queue_node* node = from->tail; node != nullptr;) {
+                queue_node* previous = node->prev;
+                out.push(node);
+                node = previous;
+            }
+        }
+        levels_.clear();
+        size_ = 0;
+    }
+
+private:
+    struct level {
+        int priority;
+        queue_node* head;
+        queue_node* tail;
+    };
+
+    level& level_for(int priority) {
+        auto position = levels_.begin();
+        for (; position != levels_.end(); ++position) {
+            if (position->priority == priority) {
+                return *position;
+            }
+            if (position->priority < priority) {
+                break;
+            }
+        }
+        return *levels_.insert(position, level{priority, nullptr, nullptr});
+    }
+
+    void unlink(std::size_t index, queue_node* node) noexcept {
+        level& from = levels_[index];
+        (node->prev != nullptr ? node->prev->next : from.head) = node->next;
+        (node->next != nullptr ? node->next->prev : from.tail) = node->prev;
+        node->prev = nullptr;
+        node->next = nullptr;
+        --size_;
+        if (from.head == nullptr) {
+            levels_.erase(levels_.begin() + static_cast<std::ptrdiff_t>(index));
+        }
+    }
+
+    std::vector<level> levels_; // non-empty levels, highest priority first
+    std::size_t size_ = 0;
+};
+
+} // namespace btq::detail

@@ -1,0 +1,217 @@
+/// @file executor.hpp
+/// @brief The executor concept, the completion handle an executor answers through, and the
+///        task_result a callback receives.
+///
+/// The queue decides *when* a task runs; an executor decides *how*. An executor is any type with
+/// a member alias template `result_type<Task>` and a member
+/// `execute(Task&&, btq::completion<result_type<Task>>)` that eventually calls the completion
+/// exactly once, from any thread, or lets it go out of scope (which answers broken_completion).
+#pragma once
+
+#include <concepts>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+#include "errors.hpp"
+
+namespace btq {
+
+/// @brief The outcome of a task: its value, or the exception it (or the queue) failed with.
+/// @code
+/// queue.submit(task, [](btq::task_result<int> result) noexcept {
+///     if (result) use(*result); else log(result.error());
+/// });
+/// @endcode
+template <class R>
+class task_result {
+    static_assert(std::is_object_v<R> && std::is_move_constructible_v<R>,
+                  "a task's result must be a move-constructible object type or void");
+
+public:
+    /// @brief A result holding a value constructed from `args`.
+    template <class... Args>
+    explicit task_result(std::in_place_t /*tag*/, Args&&... args)
+        : state_(std::in_place_index<0>, std::forward<Args>(args)...) {}
+    /// @brief A failed result. `error` must not be null.
+    explicit task_result(std::exception_ptr error) : state_(std::in_place_index<1>, std::move(error)) {}
+
+    /// @brief True when the task produced a value.
+    [[nodiscard]] bool has_value() const noexcept { return state_.index() == 0; }
+    explicit operator bool() const noexcept { return has_value(); }
+
+    /// @brief The value; rethrows the error if there is none.
+    [[nodiscard]] R& value() & { rethrow_if_error(); return std::get<0>(state_); }
+    [[nodiscard]] const R& value() const& { rethrow_if_error(); return std::get<0>(state_); }
+    [[nodiscard]] R&& value() && { rethrow_if_error(); return std::get<0>(std::move(state_)); }
+    [[nodiscard]] R& operator*() & { return value(); }
+    [[nodiscard]] R* operator->() { return &value(); }
+
+    /// @brief The error, or null when there is a value.
+    [[nodiscard]] std::exception_ptr error() const noexcept {
+        return has_value() ? nullptr : std::get<1>(state_);
+    }
+
+private:
+    void rethrow_if_error() const {
+        if (!has_value()) {
+            std::rethrow_exception(std::get<1>(state_));
+        }
+    }
+
+    std::variant<R, std::exception_ptr> state_;
+};
+
+/// @brief The outcome of a task that returns nothing: success, or an exception.
+template <>
+class task_result<void> {
+public:
+    explicit task_result(std::in_place_t /*tag*/) noexcept {}
+    explicit task_result(std::exception_ptr error) noexcept : error_(std::move(error)) {}
+
+    [[nodiscard]] bool has_value() const noexcept { return !error_; }
+    explicit operator bool() const noexcept { return has_value(); }
+    /// @brief Returns on success; rethrows the error otherwise.
+    void value() const {
+        if (error_) {
+            std::rethrow_exception(error_);
+        }
+    }
+    [[nodiscard]] std::exception_ptr error() const noexcept { return error_; }
+
+private:
+    std::exception_ptr error_;
+};
+
+/// @brief A move-only, call-once handle through which an executor reports a task's outcome.
+///
+/// Exactly one of set_value(), set_exception() or complete() may be called, once, from any
+/// thread. A completion destroyed without being called answers the task with
+/// btq::broken_completion, so an executor that loses a task can never strand its caller.
+/// @code
+/// template <class Task, class R>
+/// void execute(Task&& task, btq::completion<R> done) {
+///     start_async(std::move(task), [done = std::move(done)](R value) mutable {
+///         done.set_value(std::move(value));
+///     });
+/// }
+/// @endcode
+template <class R>
+class completion {
+public:
+    using result_type = R;
+    /// The function a completion forwards to, with its context pointer.
+    using target_function = void (*)(void* context, task_result<R>&& result) noexcept;
+
+    completion() noexcept = default;
+    /// @brief A completion that calls `target(context, result)` once.
+    completion(target_function target, void* context) noexcept : target_(target), context_(context) {}
+
+    /// @brief A completion that calls `callback(task_result<R>)` once (allocates). Handy for
+    ///        using an executor without a queue, and in tests.
+    template <class Callback>
+        requires std::invocable<Callback&, task_result<R>&&>
+    [[nodiscard]] static completion from(Callback callback) {
+        auto* owned = new Callback(std::move(callback));
+        return completion(
+            [](void* context, task_result<R>&& result) noexcept {
+                std::unique_ptr<Callback> call(static_cast<Callback*>(context));
+                (*call)(std::move(result));
+            },
+            owned);
+    }
+
+    completion(completion&& other) noexcept
+        : target_(std::exchange(other.target_, nullptr)), context_(other.context_) {}
+    completion& operator=(completion&& other) noexcept {
+        if (this != &other) {
+            abandon();
+            target_ = std::exchange(other.target_, nullptr);
+            context_ = other.context_;
+        }
+        return *this;
+    }
+    completion(const completion&) = delete;
+    completion& operator=(const completion&) = delete;
+    ~completion() { abandon(); }
+
+    /// @brief True until the completion has been used or moved from.
+    [[nodiscard]] bool pending() const noexcept { return target_ != nullptr; }
+    explicit operator bool() const noexcept { return pending(); }
+
+    /// @brief Reports success; the value is constructed from `args` (nothing for void).
+    template <class... Args>
+    void set_value(Args&&... args) {
+        complete(task_result<R>(std::in_place, std::forward<Args>(args)...));
+    }
+    /// @brief Reports failure.
+    void set_exception(std::exception_ptr error) { complete(task_result<R>(std::move(error))); }
+    /// @brief Reports an outcome. Throws std::logic_error if already used.
+    void complete(task_result<R>&& result) {
+        if (target_ == nullptr) {
+            throw std::logic_error("btq: completion used twice or after being moved from");
+        }
+        std::exchange(target_, nullptr)(context_, std::move(result));
+    }
+
+private:
+    void abandon() noexcept {
+        if (target_ != nullptr) {
+            std::exchange(target_, nullptr)(
+                context_, task_result<R>(std::make_exception_ptr(broken_completion())));
+        }
+    }
+
+    target_function target_ = nullptr;
+    void* context_ = nullptr;
+};
+
+/// @brief What an executor produces for a given task type.
+template <class Executor, class Task>
+using executor_result_t = typename Executor::template result_type<Task>;
+
+/// @brief An executor that can run `Task`: it names a result type for it and accepts the task
+///        with a completion for that result.
+template <class Executor, class Task>
+concept executor_for =
+    std::move_constructible<Task> && requires { typename executor_result_t<Executor, Task>; } &&
+    requires(Executor& executor, Task&& task, completion<executor_result_t<Executor, Task>> done) {
+        executor.execute(std::move(task), std::move(done));
+    };
+
+/// @brief An executor that wants to know the queue's concurrency bound (thread_executor grows
+///        its threads to match). Optional.
+template <class Executor>
+concept concurrency_aware_executor = requires(Executor& executor, std::size_t n) {
+    executor.reserve_concurrency(n);
+};
+
+namespace detail {
+
+/// Set by a queue, on the thread that is completing a task, while it hands the task that takes
+/// the freed slot to its executor (the value is that executor's address). An executor may then
+/// run the new task on this thread right after the current one, instead of queueing it and
+/// waking another thread. Anywhere else (a submit from a callback, say) it is null.
+inline thread_local const void* handoff_target = nullptr;
+
+/// Calls `invoke()` and captures its value or exception.
+template <class R, class Invoke>
+task_result<R> invoke_to_result(Invoke&& invoke) noexcept {
+    try {
+        if constexpr (std::is_void_v<R>) {
+            std::forward<Invoke>(invoke)();
+            return task_result<R>(std::in_place);
+        } else {
+            return task_result<R>(std::in_place, std::forward<Invoke>(invoke)());
+        }
+    } catch (...) {
+        return task_result<R>(std::current_exception());
+    }
+}
+
+} // namespace detail
+} // namespace btq

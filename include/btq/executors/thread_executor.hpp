@@ -1,0 +1,157 @@
+/// @file thread_executor.hpp
+/// @brief thread_executor: runs invocable tasks on its own worker threads.
+#pragma once
+
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "../detail/unique_job.hpp"
+#include "../executor.hpp"
+
+namespace btq {
+
+/// @brief Runs invocable tasks (`task()`) on a set of worker threads it owns.
+///
+/// Used with a bounded_task_queue, the queue hands it at most `max_concurrency` tasks at once,
+/// so it never holds a backlog of its own; the queue creates it with `max_concurrency` threads
+/// and grows it when set_max_concurrency() raises the bound.
+///
+/// When a task finishes and the queue hands over the next one from the same worker thread, the
+/// worker runs it next itself instead of going through the shared job list: the hand-over costs
+/// no lock and no wake-up.
+/// @code
+/// btq::thread_executor executor(2);
+/// executor.execute([] { return 42; },
+///                  btq::completion<int>::from([](btq::task_result<int> r) { assert(*r == 42); }));
+/// @endcode
+class thread_executor {
+public:
+    /// @brief The value a task of type `Task` produces.
+    template <class Task>
+    using result_type = std::invoke_result_t<Task&>;
+
+    /// @brief Starts `threads` worker threads (at least one).
+    explicit thread_executor(std::size_t threads = std::thread::hardware_concurrency()) {
+        reserve_concurrency(threads == 0 ? 1 : threads);
+    }
+
+    thread_executor(const thread_executor&) = delete;
+    thread_executor& operator=(const thread_executor&) = delete;
+    thread_executor(thread_executor&&) = delete;
+    thread_executor& operator=(thread_executor&&) = delete;
+
+    /// @brief Runs every job already handed over, then joins the workers.
+    ~thread_executor() {
+        {
+            std::lock_guard lock(mutex_);
+            stopping_ = true;
+        }
+        work_available_.notify_all();
+        for (std::thread& worker : workers_) {
+            worker.join();
+        }
+    }
+
+    /// @brief Runs `task()` on a worker thread and reports its value or exception to `done`.
+    template <class Task, class R>
+        requires std::is_invocable_v<Task&>
+    void execute(Task&& task, completion<R> done) {
+        auto job = [task = std::forward<Task>(task), done = std::move(done)]() mutable {
+            task_result<R> result = detail::invoke_to_result<R>([&task]() -> decltype(auto) {
+                return std::invoke(task);
+            });
+            // Completing may hand this worker its next task (see execute()).
+            worker_context* self = current_worker;
+            self->in_completion = true;
+            done.complete(std::move(result));
+            self->in_completion = false;
+        };
+        worker_context* context = current_worker;
+        if (context != nullptr && context->owner == this && context->in_completion &&
+            detail::handoff_target == this && !context->next) {
+            context->next = detail::unique_job(std::move(job));
+            return;
+        }
+        push(detail::unique_job(std::move(job)));
+    }
+
+    /// @brief Grows the pool to at least `threads` workers. Never shrinks it.
+    void reserve_concurrency(std::size_t threads) {
+        std::lock_guard lock(mutex_);
+        while (workers_.size() < threads) {
+            workers_.emplace_back([this] { work(); });
+        }
+    }
+
+    /// @brief Number of worker threads.
+    [[nodiscard]] std::size_t thread_count() const {
+        std::lock_guard lock(mutex_);
+        return workers_.size();
+    }
+
+private:
+    struct worker_context {
+        thread_executor* owner;
+        bool in_completion = false;
+        detail::unique_job next;
+    };
+    static inline thread_local worker_context* current_worker = nullptr;
+
+    void push(detail::unique_job job) {
+        bool wake = false;
+        {
+            std::lock_guard lock(mutex_);
+            jobs_.push_back(std::move(job));
+            wake = idle_workers_ > 0;
+        }
+        if (wake) {
+            work_available_.notify_one();
+        }
+    }
+
+    void work() {
+        worker_context context{.owner = this, .in_completion = false, .next = {}};
+        current_worker = &context;
+        std::unique_lock lock(mutex_);
+        for (;;) {
+            if (jobs_.empty()) {
+                if (stopping_) {
+                    break;
+                }
+                ++idle_workers_;
+                work_available_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
+                --idle_workers_;
+                continue;
+            }
+            detail::unique_job job = std::move(jobs_.front());
+            jobs_.pop_front();
+            lock.unlock();
+            job();
+            // While a job's completion runs, a follow-up handed to execute() by the queue is
+            // parked in `context.next`: run it here, without the shared list.
+            while (context.next) {
+                detail::unique_job next = std::move(context.next);
+                next();
+            }
+            lock.lock();
+        }
+        current_worker = nullptr;
+    }
+
+
+    mutable std::mutex mutex_;
+    std::condition_variable work_available_;
+    std::deque<detail::unique_job> jobs_;
+    std::vector<std::thread> workers_;
+    std::size_t idle_workers_ = 0;
+    bool stopping_ = false;
+};
+
+} // namespace btq

@@ -1,0 +1,69 @@
+/// @file options.hpp
+/// @brief How a queue is bounded (queue_options) and how one task is submitted (submit_options).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <optional>
+
+namespace btq {
+
+/// @brief Clock used for every deadline and duration in btq.
+using clock = std::chrono::steady_clock;
+
+/// @brief What submit() does when `capacity` tasks are already waiting.
+enum class overflow_policy {
+    /// Fail the new task with btq::queue_full. The default: overload is answered at once.
+    reject,
+    /// Fail the oldest waiter of the lowest waiting priority with btq::task_displaced and admit the
+    /// new task. A new task whose priority is below every waiter's is itself refused (queue_full):
+    /// less important work never displaces more important work.
+    drop_oldest,
+    /// Make the submitting thread wait for room, up to queue_options::block_timeout, then fail
+    /// with btq::queue_full.
+    /// @warning Deadlock hazard: a task that submits to its own queue with this policy can wait
+    /// forever when every running slot is taken by such tasks and the queue is full. Give
+    /// block_timeout a value, or never submit to a queue from inside its own tasks.
+    block,
+};
+
+/// @brief The bounds and policies of a bounded_task_queue.
+/// @code
+/// btq::queue_options options{.max_concurrency = 4, .capacity = 100,
+///                            .overflow = btq::overflow_policy::reject};
+/// @endcode
+struct queue_options {
+    /// Tasks inside the executor at once. At least 1.
+    std::size_t max_concurrency = 4;
+    /// Tasks allowed to wait for a slot. 0 means a task either starts at once or overflows.
+    std::size_t capacity = 1024;
+    /// What happens when `capacity` tasks are waiting.
+    overflow_policy overflow = overflow_policy::reject;
+    /// With overflow_policy::block: how long submit() waits for room. Empty = forever.
+    std::optional<clock::duration> block_timeout{};
+    /// Queue deadline applied to every task submitted without one: a task still waiting this
+    /// long after submission fails with btq::task_expired and never starts. Empty = none.
+    std::optional<clock::duration> queue_timeout{};
+    /// Start paused: tasks are admitted but none starts until resume().
+    bool start_paused = false;
+};
+
+/// @brief Per-task options for submit() and try_submit().
+/// @code
+/// queue.submit(task, btq::submit_options{.priority = 10});
+/// queue.submit(task, btq::submit_options::within(std::chrono::seconds(2)));
+/// @endcode
+struct submit_options {
+    /// Higher starts first; equal priorities start in submission order (FIFO).
+    int priority = 0;
+    /// Queue deadline: if the task has not started by then it fails with btq::task_expired and
+    /// never starts. Overrides queue_options::queue_timeout. Empty = use the queue's default.
+    std::optional<clock::time_point> deadline{};
+
+    /// @brief Options whose deadline is `timeout` from now.
+    [[nodiscard]] static submit_options within(clock::duration timeout, int priority = 0) {
+        return submit_options{.priority = priority, .deadline = clock::now() + timeout};
+    }
+};
+
+} // namespace btq
