@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <concepts>
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -21,6 +22,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "detail/adaptive_mutex.hpp"
 #include "detail/waiting_list.hpp"
 #include "errors.hpp"
 #include "executor.hpp"
@@ -103,9 +105,8 @@ public:
     template <class... ExecutorArgs>
     explicit bounded_task_queue(queue_options options = {}, ExecutorArgs&&... executor_args)
         : max_concurrency_(checked_concurrency(options.max_concurrency)),
-          capacity_(options.capacity), overflow_(options.overflow),
+          paused_(options.start_paused), capacity_(options.capacity), overflow_(options.overflow),
           block_timeout_(options.block_timeout), queue_timeout_(options.queue_timeout),
-          paused_(options.start_paused),
           executor_(make_executor(options, std::forward<ExecutorArgs>(executor_args)...)) {}
 
     bounded_task_queue(const bounded_task_queue&) = delete;
@@ -383,7 +384,10 @@ private:
             const bool failed = !result.has_value();
             const bool timed_out = failed && detail::is_timeout(result.error());
             self->deliver(std::move(result));
-            self->queue->finish(self, failed, timed_out, &destroy);
+            bounded_task_queue* owner = self->queue;
+            const clock::time_point started = self->stamp;
+            self->~task_node();
+            owner->finish(static_cast<void*>(self), started, failed, timed_out);
         }
         static void destroy(detail::queue_node* base) noexcept {
             auto* self = static_cast<task_node*>(base);
@@ -446,13 +450,31 @@ private:
                 block_limit = deadline;
             }
         }
+        // submit() consumes the task whatever happens, so its node is built before taking the
+        // lock; try_submit() must leave a refused task untouched, so it builds under the lock.
+        node_type* early = nullptr;
+        struct destroy_unused {
+            node_type*& node;
+            ~destroy_unused() {
+                if (node != nullptr) {
+                    node->~node_type();
+                    ::operator delete(static_cast<void*>(node));
+                }
+            }
+        } destroy{early};
         auto make_node = [&]() -> node_type* {
+            if (early != nullptr) {
+                return std::exchange(early, nullptr);
+            }
             auto* created = ::new (memory) node_type(this, std::move(task), std::forward<Sink>(sink));
             memory = nullptr;
             created->stamp = now;
             created->priority = options.priority;
             return created;
         };
+        if (may_block) {
+            early = make_node();
+        }
 
         std::unique_lock lock(mutex_);
         for (;;) {
@@ -555,16 +577,13 @@ private:
 
     /// Takes the next task that may start now, answering stale ones into `expired`. Sets
     /// `more` when yet another task could start after this one.
-    detail::queue_node* take_startable_locked(detail::node_chain& expired, bool& more) {
+    detail::queue_node* take_startable_locked(clock::time_point now, detail::node_chain& expired,
+                                              bool& more) {
         more = false;
-        std::optional<clock::time_point> now;
         while (!paused_ && active_ < max_concurrency_ && !waiting_.empty()) {
             detail::queue_node* node = waiting_.pop_front();
-            if (!now) {
-                now = clock::now();
-            }
             if (node->has_deadline) {
-                const bool stale = node->deadline_position->first <= *now;
+                const bool stale = node->deadline_position->first <= now;
                 forget_deadline(*node);
                 if (stale) {
                     ++expired_;
@@ -574,8 +593,8 @@ private:
                 }
             }
             take_slot_locked();
-            wait_times_.record(*now - node->stamp);
-            node->stamp = *now;
+            wait_times_.record(now - node->stamp);
+            node->stamp = now;
             if (blocked_submitters_ > 0) {
                 room_available_.notify_one();
             }
@@ -597,8 +616,9 @@ private:
             if (!more && !frame.released) {
                 break;
             }
+            const clock::time_point now = clock::now();
             std::lock_guard lock(mutex_);
-            next = take_startable_locked(expired, more);
+            next = take_startable_locked(now, expired, more);
             notify_if_idle_locked();
         }
         detail::innermost_dispatch_frame = frame.outer;
@@ -612,9 +632,10 @@ private:
         detail::node_chain expired;
         detail::queue_node* next = nullptr;
         bool more = false;
+        const clock::time_point now = clock::now();
         {
             std::lock_guard lock(mutex_);
-            next = take_startable_locked(expired, more);
+            next = take_startable_locked(now, expired, more);
             notify_if_idle_locked();
         }
         if (expired.size > 0) {
@@ -636,8 +657,8 @@ private:
     }
 
     /// A task's outcome has been delivered: free its slot and start what may start.
-    void finish(detail::queue_node* done, bool failed, bool timed_out,
-                void (*destroy)(detail::queue_node*) noexcept) noexcept {
+    /// `node_memory` is the finished task's node, already destroyed.
+    void finish(void* node_memory, clock::time_point started, bool failed, bool timed_out) noexcept {
         const clock::time_point now = clock::now();
         detail::dispatch_frame* frame = frame_on_this_thread();
         detail::node_chain expired;
@@ -649,18 +670,18 @@ private:
             ++processed_;
             errors_ += failed ? 1 : 0;
             timed_out_ += timed_out ? 1 : 0;
-            run_times_.record(now - done->stamp);
+            run_times_.record(now - started);
             if (frame != nullptr) {
                 frame->released = true;
             } else {
-                next = take_startable_locked(expired, more);
+                next = take_startable_locked(now, expired, more);
             }
             if (blocked_submitters_ > 0) {
                 room_available_.notify_one();
             }
             notify_if_idle_locked();
         }
-        destroy(done);
+        ::operator delete(node_memory);
         if (expired.size > 0) {
             answer_unstarted(expired, std::make_exception_ptr(task_expired()));
         }
@@ -713,42 +734,43 @@ private:
         }
     }
 
-    mutable std::mutex mutex_;
-    std::condition_variable room_available_;   // blocked submitters
-    std::condition_variable became_idle_;      // drain()
-    std::condition_variable deadline_changed_; // the deadline thread
-
-    std::size_t max_concurrency_;
-    const std::size_t capacity_;
-    const overflow_policy overflow_;
-    const std::optional<clock::duration> block_timeout_;
-    const std::optional<clock::duration> queue_timeout_;
-
-    detail::waiting_list waiting_;
-    std::multimap<clock::time_point, detail::queue_node*> deadlines_;
-    std::thread timer_;
-
+    // Fields touched on every submit and completion come first, next to the lock, so a critical
+    // section touches as few cache lines as possible.
+    mutable detail::adaptive_mutex mutex_;
     std::size_t active_ = 0;
-    std::size_t answering_ = 0; // taken out of the queue, answer not yet delivered
-    std::size_t blocked_submitters_ = 0;
-    std::size_t drain_waiters_ = 0;
+    std::size_t max_concurrency_;
     bool closed_ = false;
     bool paused_;
     bool timer_stopping_ = false;
-
+    std::size_t answering_ = 0; // taken out of the queue, answer not yet delivered
+    std::size_t blocked_submitters_ = 0;
+    std::size_t drain_waiters_ = 0;
     std::uint64_t submitted_ = 0;
     std::uint64_t processed_ = 0;
     std::uint64_t errors_ = 0;
+    std::size_t peak_active_ = 0;
+    detail::waiting_list waiting_;
+
     std::uint64_t timed_out_ = 0;
     std::uint64_t rejected_ = 0;
     std::uint64_t displaced_ = 0;
     std::uint64_t cleared_ = 0;
     std::uint64_t expired_ = 0;
     std::uint64_t total_queued_ = 0;
-    std::size_t peak_active_ = 0;
     std::size_t peak_queued_ = 0;
     detail::latency_histogram wait_times_;
     detail::latency_histogram run_times_;
+
+    const std::size_t capacity_;
+    const overflow_policy overflow_;
+    const std::optional<clock::duration> block_timeout_;
+    const std::optional<clock::duration> queue_timeout_;
+
+    std::multimap<clock::time_point, detail::queue_node*> deadlines_;
+    std::thread timer_;
+    std::condition_variable_any room_available_;   // blocked submitters
+    std::condition_variable_any became_idle_;      // drain()
+    std::condition_variable_any deadline_changed_; // the deadline thread
 
     // Last, so it is destroyed first: its threads may still call back into the queue.
     Executor executor_;

@@ -160,10 +160,13 @@ public:
 
 private:
     void abandon() noexcept {
-        if (target_ != nullptr) {
-            std::exchange(target_, nullptr)(
-                context_, task_result<R>(std::make_exception_ptr(broken_completion())));
+        if (target_ != nullptr) [[unlikely]] {
+            report_broken();
         }
+    }
+    [[gnu::noinline]] void report_broken() noexcept {
+        std::exchange(target_, nullptr)(
+            context_, task_result<R>(std::make_exception_ptr(broken_completion())));
     }
 
     target_function target_ = nullptr;

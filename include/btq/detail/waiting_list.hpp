@@ -76,13 +76,23 @@ public:
 
     /// The task that starts next. Precondition: not empty.
     [[nodiscard]] queue_node* pop_front() noexcept {
-        queue_node* node = levels_.front().head;
-        unlink(0, node);
+        std::size_t index = 0;
+        while (levels_[index].head == nullptr) {
+            ++index;
+        }
+        queue_node* node = levels_[index].head;
+        unlink(index, node);
         return node;
     }
 
     /// The task drop_oldest displaces: the oldest of the lowest priority. Precondition: not empty.
-    [[nodiscard]] queue_node* lowest_oldest() const noexcept { return levels_.back().head; }
+    [[nodiscard]] queue_node* lowest_oldest() const noexcept {
+        std::size_t index = levels_.size() - 1;
+        while (levels_[index].head == nullptr) {
+            --index;
+        }
+        return levels_[index].head;
+    }
 
     void erase(queue_node* node) noexcept {
         for (std::size_t index = 0; index < levels_.size(); ++index) {
@@ -102,7 +112,10 @@ public:
                 node = previous;
             }
         }
-        levels_.clear();
+        for (level& emptied : levels_) {
+            emptied.head = nullptr;
+            emptied.tail = nullptr;
+        }
         size_ = 0;
     }
 
@@ -133,12 +146,15 @@ private:
         node->prev = nullptr;
         node->next = nullptr;
         --size_;
-        if (from.head == nullptr) {
+        if (from.head == nullptr && levels_.size() > kept_levels) {
             levels_.erase(levels_.begin() + static_cast<std::ptrdiff_t>(index));
         }
     }
 
-    std::vector<level> levels_; // non-empty levels, highest priority first
+    // Empty levels are kept while there are few, so a queue that keeps emptying and refilling
+    // one priority does not erase and re-insert its level every time.
+    static constexpr std::size_t kept_levels = 4;
+    std::vector<level> levels_; // highest priority first; may hold empty levels
     std::size_t size_ = 0;
 };
 

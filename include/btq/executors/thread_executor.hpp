@@ -2,6 +2,7 @@
 /// @brief thread_executor: runs invocable tasks on its own worker threads.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
@@ -12,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "../detail/adaptive_mutex.hpp"
 #include "../detail/unique_job.hpp"
 #include "../executor.hpp"
 
@@ -109,7 +111,8 @@ private:
         {
             std::lock_guard lock(mutex_);
             jobs_.push_back(std::move(job));
-            wake = idle_workers_ > 0;
+            pending_.store(jobs_.size(), std::memory_order_relaxed);
+            wake = sleeping_workers_ > 0;
         }
         if (wake) {
             work_available_.notify_one();
@@ -125,13 +128,17 @@ private:
                 if (stopping_) {
                     break;
                 }
-                ++idle_workers_;
+                if (spin_for_work(lock)) {
+                    continue;
+                }
+                ++sleeping_workers_;
                 work_available_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
-                --idle_workers_;
+                --sleeping_workers_;
                 continue;
             }
             detail::unique_job job = std::move(jobs_.front());
             jobs_.pop_front();
+            pending_.store(jobs_.size(), std::memory_order_relaxed);
             lock.unlock();
             job();
             // While a job's completion runs, a follow-up handed to execute() by the queue is
@@ -146,11 +153,33 @@ private:
     }
 
 
-    mutable std::mutex mutex_;
-    std::condition_variable work_available_;
+    // Before sleeping, an idle worker watches for work for a few microseconds without the lock:
+    // work that arrives meanwhile costs the submitter no wake-up system call, and the worker no
+    // sleep. Returns true if work (or the stop) may have arrived; the lock is held again.
+    bool spin_for_work(std::unique_lock<detail::adaptive_mutex>& lock) {
+        lock.unlock();
+        bool seen = false;
+        for (int round = 0; round < spin_rounds && !seen; ++round) {
+            for (int i = 0; i < 32; ++i) {
+                detail::cpu_relax();
+            }
+            seen = pending_.load(std::memory_order_relaxed) > 0;
+            if (round % 16 == 15) {
+                std::this_thread::yield(); // let a submitter on this core run
+            }
+        }
+        lock.lock();
+        return seen;
+    }
+
+    static constexpr int spin_rounds = 64;
+
+    mutable detail::adaptive_mutex mutex_;
+    std::condition_variable_any work_available_;
     std::deque<detail::unique_job> jobs_;
+    std::atomic<std::size_t> pending_{0}; // jobs_.size(), readable without the lock
     std::vector<std::thread> workers_;
-    std::size_t idle_workers_ = 0;
+    std::size_t sleeping_workers_ = 0;
     bool stopping_ = false;
 };
 
