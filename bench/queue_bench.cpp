@@ -101,7 +101,7 @@ void report_throughput(benchmark::State& state, std::size_t tasks_per_iteration,
 
 /// The baseline: one std::deque of std::function behind one mutex, one condition_variable.
 class cv_pool {
-public:
+  public:
     explicit cv_pool(std::size_t threads) {
         for (std::size_t i = 0; i < threads; ++i) {
             workers_.emplace_back([this] { work(); });
@@ -128,7 +128,7 @@ public:
         work_available_.notify_one();
     }
 
-private:
+  private:
     void work() {
         for (;;) {
             std::function<void()> job;
@@ -162,8 +162,9 @@ struct btq_fire_and_forget {
 
     void produce(std::size_t count, std::latch& done) {
         for (std::size_t i = 0; i < count; ++i) {
-            queue.submit(empty_task{},
-                         [latch = &done](btq::task_result<void> /*result*/) noexcept { latch->count_down(); });
+            queue.submit(empty_task{}, [latch = &done](btq::task_result<void> /*result*/) noexcept {
+                latch->count_down();
+            });
         }
     }
     static void wait(std::latch& done) { done.wait(); }
@@ -234,7 +235,9 @@ void fire_and_forget(benchmark::State& state) {
     const auto start = std::chrono::steady_clock::now();
     for (auto _ : state) {
         std::latch done(static_cast<std::ptrdiff_t>(batch_size));
-        auto produce = [&](std::size_t /*index*/, std::size_t count) { adapter.produce(count, done); };
+        auto produce = [&](std::size_t /*index*/, std::size_t count) {
+            adapter.produce(count, done);
+        };
         run_producers(producers, batch_size, produce);
         adapter.wait(done);
     }
@@ -267,7 +270,9 @@ struct asio_futures {
     boost::asio::thread_pool pool{worker_threads};
 
     ~asio_futures() { pool.join(); }
-    std::future<void> submit() { return boost::asio::post(pool, boost::asio::use_future(empty_task{})); }
+    std::future<void> submit() {
+        return boost::asio::post(pool, boost::asio::use_future(empty_task{}));
+    }
 };
 
 // A thread per task, so no 2-thread bound here; a smaller batch, reported per task.
@@ -329,7 +334,8 @@ void memory_per_waiter(benchmark::State& state, bool with_future) {
         }
         const std::size_t after = mallinfo2().uordblks;
         state.counters["bytes_per_waiter"] =
-            (static_cast<double>(after) - static_cast<double>(before)) / static_cast<double>(memory_waiters);
+            (static_cast<double>(after) - static_cast<double>(before)) /
+            static_cast<double>(memory_waiters);
 
         queue.resume();
         queue.drain();

@@ -4,9 +4,9 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <concepts>
-#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -87,9 +87,9 @@ inline bool is_timeout(const std::exception_ptr& error) noexcept {
 /// @tparam Task     what is submitted (moved into the queue, then into the executor)
 /// @tparam Executor how a task runs; must satisfy btq::executor_for<Executor, Task>
 template <class Task, class Executor = thread_executor>
-    requires executor_for<Executor, Task>
+requires executor_for<Executor, Task>
 class bounded_task_queue {
-public:
+  public:
     using task_type = Task;
     using executor_type = Executor;
     /// What a task produces: futures are `std::future<result_type>`.
@@ -158,8 +158,9 @@ public:
     /// queue.submit(task, [](btq::task_result<int> r) noexcept { if (r) total += *r; });
     /// @endcode
     template <class Callback>
-        requires std::invocable<std::decay_t<Callback>&, task_result<result_type>&&>
-    void submit(Task task, Callback&& callback, const submit_options& options = {}) {
+    requires std::invocable < std::decay_t<Callback>
+    &, task_result<result_type>&& >
+           void submit(Task task, Callback&& callback, const submit_options& options = {}) {
         throw_if_refused(admit(task, std::forward<Callback>(callback), options, true));
     }
 
@@ -170,8 +171,8 @@ public:
     /// @code
     /// if (auto f = queue.try_submit(std::move(task))) use(f->get()); else run_inline(task);
     /// @endcode
-    [[nodiscard]] std::optional<std::future<result_type>> try_submit(Task&& task,
-                                                                     const submit_options& options = {}) {
+    [[nodiscard]] std::optional<std::future<result_type>>
+    try_submit(Task&& task, const submit_options& options = {}) {
         promise_sink sink;
         std::future<result_type> future = sink.promise.get_future();
         if (!admitted(admit(task, std::move(sink), options, false))) {
@@ -183,8 +184,10 @@ public:
     /// @brief Callback form of try_submit(). Returns false, leaving both `task` and `callback`
     ///        untouched, if the task was not admitted.
     template <class Callback>
-        requires std::invocable<std::decay_t<Callback>&, task_result<result_type>&&>
-    [[nodiscard]] bool try_submit(Task&& task, Callback&& callback, const submit_options& options = {}) {
+    requires std::invocable < std::decay_t<Callback>
+    &, task_result<result_type>&& >
+           [[nodiscard]] bool try_submit(Task&& task, Callback&& callback,
+                                         const submit_options& options = {}) {
         return admitted(admit(task, std::forward<Callback>(callback), options, false));
     }
 
@@ -230,8 +233,7 @@ public:
     [[nodiscard]] bool drain(clock::duration timeout) {
         std::unique_lock lock(mutex_);
         ++drain_waiters_;
-        const bool idle =
-            became_idle_.wait_for(lock, timeout, [this] { return is_idle_locked(); });
+        const bool idle = became_idle_.wait_for(lock, timeout, [this] { return is_idle_locked(); });
         --drain_waiters_;
         return idle;
     }
@@ -339,7 +341,7 @@ public:
     /// @brief The executor the queue owns.
     [[nodiscard]] Executor& executor() noexcept { return executor_; }
 
-private:
+  private:
     enum class admission { started, queued, refused_full, refused_closed, refused_expired };
 
     struct promise_sink {
@@ -368,7 +370,8 @@ private:
 
         void start() override {
             try {
-                queue->executor_.execute(std::move(task), completion<result_type>(&on_complete, this));
+                queue->executor_.execute(std::move(task),
+                                         completion<result_type>(&on_complete, this));
             } catch (...) { // NOLINT(bugprone-empty-catch)
                 // The completion handed to execute() has already answered (broken_completion).
             }
@@ -419,10 +422,14 @@ private:
 
     static void throw_if_refused(admission outcome) {
         switch (outcome) {
-        case admission::refused_full: throw queue_full();
-        case admission::refused_closed: throw queue_closed();
-        case admission::refused_expired: throw task_expired();
-        default: return;
+        case admission::refused_full:
+            throw queue_full();
+        case admission::refused_closed:
+            throw queue_closed();
+        case admission::refused_expired:
+            throw task_expired();
+        default:
+            return;
         }
     }
 
@@ -466,7 +473,8 @@ private:
             if (early != nullptr) {
                 return std::exchange(early, nullptr);
             }
-            auto* created = ::new (memory) node_type(this, std::move(task), std::forward<Sink>(sink));
+            auto* created =
+                ::new (memory) node_type(this, std::move(task), std::forward<Sink>(sink));
             memory = nullptr;
             created->stamp = now;
             created->priority = options.priority;
@@ -658,7 +666,8 @@ private:
 
     /// A task's outcome has been delivered: free its slot and start what may start.
     /// `node_memory` is the finished task's node, already destroyed.
-    void finish(void* node_memory, clock::time_point started, bool failed, bool timed_out) noexcept {
+    void finish(void* node_memory, clock::time_point started, bool failed,
+                bool timed_out) noexcept {
         const clock::time_point now = clock::now();
         detail::dispatch_frame* frame = frame_on_this_thread();
         detail::node_chain expired;
@@ -712,7 +721,7 @@ private:
             }
             const clock::time_point now = clock::now();
             const clock::time_point earliest = deadlines_.begin()->first; // a copy: the entry
-            if (now < earliest) {                      // may be erased while we wait
+            if (now < earliest) { // may be erased while we wait
                 deadline_changed_.wait_until(lock, earliest);
                 continue;
             }

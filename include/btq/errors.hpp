@@ -11,8 +11,8 @@ namespace btq {
 
 /// @brief Why a task was answered without ever being started.
 enum class not_run_reason {
-    queue_full,    ///< refused at admission: the queue was at capacity (or a blocked submit timed out)
-    displaced,     ///< admitted, then pushed out by a newer task under overflow_policy::drop_oldest
+    queue_full, ///< refused at admission: the queue was at capacity (or a blocked submit timed out)
+    displaced,  ///< admitted, then pushed out by a newer task under overflow_policy::drop_oldest
     queue_closed,  ///< refused at admission: close() or shutdown() had been called
     queue_cleared, ///< admitted, then failed by clear() / shutdown() / the queue's destructor
     expired,       ///< admitted, still waiting when its queue deadline passed
@@ -26,31 +26,32 @@ enum class not_run_reason {
 /// catch (const std::exception& e)    { respond_500(e.what()); }  // ran and failed
 /// @endcode
 class task_not_run : public std::runtime_error {
-public:
+  public:
     task_not_run(not_run_reason reason, const std::string& message)
         : std::runtime_error(message), reason_(reason) {}
 
     /// @brief Which of the "did not run" cases this is.
     [[nodiscard]] not_run_reason reason() const noexcept { return reason_; }
 
-private:
+  private:
     not_run_reason reason_;
 };
 
 /// @brief The queue was full: under overflow_policy::reject, or a blocked submit that timed out.
 class queue_full : public task_not_run {
-public:
+  public:
     explicit queue_full(const std::string& message = "btq: queue is full")
         : task_not_run(not_run_reason::queue_full, message) {}
 
-protected:
+  protected:
     queue_full(not_run_reason reason, const std::string& message) : task_not_run(reason, message) {}
 };
 
-/// @brief The task had been waiting and was pushed out by a newer one (overflow_policy::drop_oldest).
+/// @brief The task had been waiting and was pushed out by a newer one
+/// (overflow_policy::drop_oldest).
 ///        Derives from queue_full: to its caller, the queue was full.
 class task_displaced : public queue_full {
-public:
+  public:
     task_displaced()
         : queue_full(not_run_reason::displaced,
                      "btq: queue is full; task displaced by a newer one (drop_oldest)") {}
@@ -58,13 +59,13 @@ public:
 
 /// @brief The queue no longer admits work (close() or shutdown() was called).
 class queue_closed : public task_not_run {
-public:
+  public:
     queue_closed() : task_not_run(not_run_reason::queue_closed, "btq: queue is closed") {}
 };
 
 /// @brief The task was waiting when clear() ran; carries the reason clear() was given.
 class queue_cleared : public task_not_run {
-public:
+  public:
     explicit queue_cleared(std::string reason)
         : task_not_run(not_run_reason::queue_cleared, "btq: queue cleared: " + reason),
           reason_text_(std::move(reason)) {}
@@ -72,13 +73,13 @@ public:
     /// @brief The text passed to clear(), e.g. "Server shutting down".
     [[nodiscard]] const std::string& clear_reason() const noexcept { return reason_text_; }
 
-private:
+  private:
     std::string reason_text_;
 };
 
 /// @brief The task's queue deadline passed while it was still waiting; it never started.
 class task_expired : public task_not_run {
-public:
+  public:
     task_expired()
         : task_not_run(not_run_reason::expired, "btq: task expired while waiting in the queue") {}
 };
@@ -86,7 +87,7 @@ public:
 /// @brief A task that started but exceeded its run timeout (reported by executors that enforce
 ///        one, such as the process executors). It ran, so it is not a task_not_run.
 class task_timeout : public std::runtime_error {
-public:
+  public:
     explicit task_timeout(const std::string& message = "btq: task exceeded its run timeout")
         : std::runtime_error(message) {}
 };
@@ -94,9 +95,8 @@ public:
 /// @brief An executor dropped a task's completion handle without calling it. The task may or
 ///        may not have run; the queue reports this instead of leaving the caller waiting forever.
 class broken_completion : public std::logic_error {
-public:
-    broken_completion()
-        : std::logic_error("btq: executor released a task without completing it") {}
+  public:
+    broken_completion() : std::logic_error("btq: executor released a task without completing it") {}
 };
 
 } // namespace btq

@@ -32,22 +32,32 @@ class task_result {
     static_assert(std::is_object_v<R> && std::is_move_constructible_v<R>,
                   "a task's result must be a move-constructible object type or void");
 
-public:
+  public:
     /// @brief A result holding a value constructed from `args`.
     template <class... Args>
     explicit task_result(std::in_place_t /*tag*/, Args&&... args)
         : state_(std::in_place_index<0>, std::forward<Args>(args)...) {}
     /// @brief A failed result. `error` must not be null.
-    explicit task_result(std::exception_ptr error) : state_(std::in_place_index<1>, std::move(error)) {}
+    explicit task_result(std::exception_ptr error)
+        : state_(std::in_place_index<1>, std::move(error)) {}
 
     /// @brief True when the task produced a value.
     [[nodiscard]] bool has_value() const noexcept { return state_.index() == 0; }
     explicit operator bool() const noexcept { return has_value(); }
 
     /// @brief The value; rethrows the error if there is none.
-    [[nodiscard]] R& value() & { rethrow_if_error(); return std::get<0>(state_); }
-    [[nodiscard]] const R& value() const& { rethrow_if_error(); return std::get<0>(state_); }
-    [[nodiscard]] R&& value() && { rethrow_if_error(); return std::get<0>(std::move(state_)); }
+    [[nodiscard]] R& value() & {
+        rethrow_if_error();
+        return std::get<0>(state_);
+    }
+    [[nodiscard]] const R& value() const& {
+        rethrow_if_error();
+        return std::get<0>(state_);
+    }
+    [[nodiscard]] R&& value() && {
+        rethrow_if_error();
+        return std::get<0>(std::move(state_));
+    }
     [[nodiscard]] R& operator*() & { return value(); }
     [[nodiscard]] R* operator->() { return &value(); }
 
@@ -56,7 +66,7 @@ public:
         return has_value() ? nullptr : std::get<1>(state_);
     }
 
-private:
+  private:
     void rethrow_if_error() const {
         if (!has_value()) {
             std::rethrow_exception(std::get<1>(state_));
@@ -69,7 +79,7 @@ private:
 /// @brief The outcome of a task that returns nothing: success, or an exception.
 template <>
 class task_result<void> {
-public:
+  public:
     explicit task_result(std::in_place_t /*tag*/) noexcept {}
     explicit task_result(std::exception_ptr error) noexcept : error_(std::move(error)) {}
 
@@ -83,7 +93,7 @@ public:
     }
     [[nodiscard]] std::exception_ptr error() const noexcept { return error_; }
 
-private:
+  private:
     std::exception_ptr error_;
 };
 
@@ -102,20 +112,21 @@ private:
 /// @endcode
 template <class R>
 class completion {
-public:
+  public:
     using result_type = R;
     /// The function a completion forwards to, with its context pointer.
     using target_function = void (*)(void* context, task_result<R>&& result) noexcept;
 
     completion() noexcept = default;
     /// @brief A completion that calls `target(context, result)` once.
-    completion(target_function target, void* context) noexcept : target_(target), context_(context) {}
+    completion(target_function target, void* context) noexcept
+        : target_(target), context_(context) {}
 
     /// @brief A completion that calls `callback(task_result<R>)` once (allocates). Handy for
     ///        using an executor without a queue, and in tests.
     template <class Callback>
-        requires std::invocable<Callback&, task_result<R>&&>
-    [[nodiscard]] static completion from(Callback callback) {
+    requires std::invocable<Callback&, task_result<R> &&> [[nodiscard]] static completion
+    from(Callback callback) {
         auto* owned = new Callback(std::move(callback));
         return completion(
             [](void* context, task_result<R>&& result) noexcept {
@@ -158,7 +169,7 @@ public:
         std::exchange(target_, nullptr)(context_, std::move(result));
     }
 
-private:
+  private:
     void abandon() noexcept {
         if (target_ != nullptr) [[unlikely]] {
             report_broken();
@@ -180,11 +191,11 @@ using executor_result_t = typename Executor::template result_type<Task>;
 /// @brief An executor that can run `Task`: it names a result type for it and accepts the task
 ///        with a completion for that result.
 template <class Executor, class Task>
-concept executor_for =
-    std::move_constructible<Task> && requires { typename executor_result_t<Executor, Task>; } &&
-    requires(Executor& executor, Task&& task, completion<executor_result_t<Executor, Task>> done) {
-        executor.execute(std::move(task), std::move(done));
-    };
+concept executor_for = std::move_constructible<Task> && requires {
+    typename executor_result_t<Executor, Task>;
+} && requires(Executor& executor, Task&& task, completion<executor_result_t<Executor, Task>> done) {
+    executor.execute(std::move(task), std::move(done));
+};
 
 /// @brief An executor that wants to know the queue's concurrency bound (thread_executor grows
 ///        its threads to match). Optional.

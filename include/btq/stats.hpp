@@ -36,24 +36,24 @@ struct latency_summary {
 /// queuedTasks, maxConcurrency, utilizationPercent.
 struct queue_stats {
     std::uint64_t total_processed = 0; ///< tasks that ran to completion, successfully or not
-    std::uint64_t total_queued = 0;    ///< tasks that had to wait for a slot (did not start at once)
-    std::uint64_t total_errors = 0;    ///< tasks that ran and failed (exception or error result)
-    std::size_t peak_active = 0;       ///< most tasks ever running at once
-    std::size_t peak_queue_size = 0;   ///< most tasks ever waiting at once
-    std::size_t active = 0;            ///< tasks running now (inside the executor)
-    std::size_t queued = 0;            ///< tasks waiting now
-    std::size_t max_concurrency = 0;   ///< the running bound now
-    double utilization_percent = 0;    ///< 100 * active / max_concurrency
+    std::uint64_t total_queued = 0;  ///< tasks that had to wait for a slot (did not start at once)
+    std::uint64_t total_errors = 0;  ///< tasks that ran and failed (exception or error result)
+    std::size_t peak_active = 0;     ///< most tasks ever running at once
+    std::size_t peak_queue_size = 0; ///< most tasks ever waiting at once
+    std::size_t active = 0;          ///< tasks running now (inside the executor)
+    std::size_t queued = 0;          ///< tasks waiting now
+    std::size_t max_concurrency = 0; ///< the running bound now
+    double utilization_percent = 0;  ///< 100 * active / max_concurrency
 
-    std::size_t capacity = 0;      ///< the waiting bound
-    std::uint64_t submitted = 0;   ///< every submit/try_submit that reached a decision
-    std::uint64_t rejected = 0;    ///< refused (full, closed, block timeout) or displaced
-    std::uint64_t displaced = 0;   ///< of `rejected`: admitted, then displaced by drop_oldest
-    std::uint64_t cleared = 0;     ///< failed by clear(), shutdown() or the destructor
-    std::uint64_t expired = 0;     ///< still waiting at their queue deadline; never started
-    std::uint64_t timed_out = 0;   ///< of `total_errors`: failed with btq::task_timeout
-    bool closed = false;           ///< close() or shutdown() has been called
-    bool paused = false;           ///< pause() is in effect
+    std::size_t capacity = 0;    ///< the waiting bound
+    std::uint64_t submitted = 0; ///< every submit/try_submit that reached a decision
+    std::uint64_t rejected = 0;  ///< refused (full, closed, block timeout) or displaced
+    std::uint64_t displaced = 0; ///< of `rejected`: admitted, then displaced by drop_oldest
+    std::uint64_t cleared = 0;   ///< failed by clear(), shutdown() or the destructor
+    std::uint64_t expired = 0;   ///< still waiting at their queue deadline; never started
+    std::uint64_t timed_out = 0; ///< of `total_errors`: failed with btq::task_timeout
+    bool closed = false;         ///< close() or shutdown() has been called
+    bool paused = false;         ///< pause() is in effect
 
     latency_summary wait_time; ///< submission to start, for every task that started
     latency_summary run_time;  ///< start to completion, for every task that ran
@@ -64,7 +64,7 @@ namespace detail {
 /// Log-linear histogram of nanosecond values: exact below 32 ns, then 16 buckets per power of
 /// two. Fixed size (about 8 KiB), no allocation; not synchronized (the queue's lock guards it).
 class latency_histogram {
-public:
+  public:
     void record(std::chrono::nanoseconds value) noexcept {
         const auto ns = static_cast<std::uint64_t>(std::max<std::int64_t>(value.count(), 0));
         ++buckets_[bucket_of(ns)];
@@ -111,7 +111,7 @@ public:
         return ((sub_buckets + sub) * width) + (width / 2);
     }
 
-private:
+  private:
     [[nodiscard]] std::chrono::nanoseconds percentile(double fraction) const noexcept {
         const auto rank = std::max<std::uint64_t>(
             1, static_cast<std::uint64_t>(fraction * static_cast<double>(count_) + 0.999999));

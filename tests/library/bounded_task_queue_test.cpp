@@ -63,8 +63,8 @@ TEST_CASE("8 producers x 10,000 tasks never see more than max_concurrency runnin
           "[queue][bound]") {
     constexpr std::size_t bound = 4;
     constexpr std::size_t capacity = 64;
-    void_queue queue({.max_concurrency = bound, .capacity = capacity,
-                      .overflow = btq::overflow_policy::block});
+    void_queue queue(
+        {.max_concurrency = bound, .capacity = capacity, .overflow = btq::overflow_policy::block});
     concurrency_probe probe;
     std::atomic<bool> sampling{true};
     std::atomic<std::size_t> most_waiting{0};
@@ -164,8 +164,8 @@ TEST_CASE("the bound follows set_max_concurrency up and down mid-run", "[queue][
 
 TEST_CASE("reject: a full queue refuses with queue_full and try_submit leaves the task untouched",
           "[queue][overflow]") {
-    btq::bounded_task_queue<owned_task> queue({.max_concurrency = 1, .capacity = 2,
-                                               .start_paused = true});
+    btq::bounded_task_queue<owned_task> queue(
+        {.max_concurrency = 1, .capacity = 2, .start_paused = true});
     auto first = queue.submit(owned_task{});
     auto second = queue.submit(owned_task{});
     CHECK_THROWS_AS(queue.submit(owned_task{}), btq::queue_full);
@@ -191,8 +191,10 @@ TEST_CASE("reject: a full queue refuses with queue_full and try_submit leaves th
 
 TEST_CASE("drop_oldest displaces the oldest waiter but refuses a less important newcomer",
           "[queue][overflow]") {
-    int_queue queue({.max_concurrency = 1, .capacity = 2,
-                     .overflow = btq::overflow_policy::drop_oldest, .start_paused = true});
+    int_queue queue({.max_concurrency = 1,
+                     .capacity = 2,
+                     .overflow = btq::overflow_policy::drop_oldest,
+                     .start_paused = true});
     auto oldest = queue.submit([] { return 1; });
     auto middle = queue.submit([] { return 2; });
     auto newest = queue.submit([] { return 3; });
@@ -217,8 +219,8 @@ TEST_CASE("drop_oldest displaces the oldest waiter but refuses a less important 
 
 TEST_CASE("block: a submitter waits for room, then is admitted", "[queue][overflow]") {
     gate release;
-    void_queue queue({.max_concurrency = 1, .capacity = 1,
-                      .overflow = btq::overflow_policy::block});
+    void_queue queue(
+        {.max_concurrency = 1, .capacity = 1, .overflow = btq::overflow_policy::block});
     auto running = queue.submit([&] { release.wait(); });
     auto waiting = queue.submit([] {});
     std::atomic<bool> admitted{false};
@@ -239,8 +241,10 @@ TEST_CASE("block: a submitter waits for room, then is admitted", "[queue][overfl
 
 TEST_CASE("block with a timeout: the submitter gives up with queue_full", "[queue][overflow]") {
     gate release;
-    void_queue queue({.max_concurrency = 1, .capacity = 1,
-                      .overflow = btq::overflow_policy::block, .block_timeout = 30ms});
+    void_queue queue({.max_concurrency = 1,
+                      .capacity = 1,
+                      .overflow = btq::overflow_policy::block,
+                      .block_timeout = 30ms});
     auto running = queue.submit([&] { release.wait(); });
     auto waiting = queue.submit([] {});
     const auto before = btq::clock::now();
@@ -255,8 +259,8 @@ TEST_CASE("block with a timeout: the submitter gives up with queue_full", "[queu
 
 TEST_CASE("block: close() wakes a blocked submitter with queue_closed", "[queue][overflow]") {
     gate release;
-    void_queue queue({.max_concurrency = 1, .capacity = 0,
-                      .overflow = btq::overflow_policy::block});
+    void_queue queue(
+        {.max_concurrency = 1, .capacity = 0, .overflow = btq::overflow_policy::block});
     auto running = queue.submit([&] { release.wait(); });
     std::promise<bool> closed_seen;
     std::thread blocked([&] {
@@ -285,8 +289,8 @@ TEST_CASE("higher priority starts first, FIFO within a priority", "[queue][prior
             order.push_back(id);
         };
     };
-    const std::vector<std::pair<int, int>> submissions = {
-        {1, 0}, {2, 5}, {3, 0}, {4, 5}, {5, -3}, {6, 10}, {7, 0}, {8, 5}};
+    const std::vector<std::pair<int, int>> submissions = {{1, 0},  {2, 5},  {3, 0}, {4, 5},
+                                                          {5, -3}, {6, 10}, {7, 0}, {8, 5}};
     std::vector<std::future<void>> futures;
     for (auto [id, priority] : submissions) {
         futures.push_back(queue.submit(record(id), {.priority = priority}));
@@ -421,18 +425,19 @@ TEST_CASE("destroying a queue with 1,000 waiters answers all 1,000", "[queue][li
     {
         void_queue queue({.max_concurrency = 1, .capacity = 1'000, .start_paused = true});
         for (int i = 0; i < 1'000; ++i) {
-            queue.submit([] {}, [&](btq::task_result<void> r) noexcept {
-                try {
-                    r.value();
-                    ++other;
-                } catch (const btq::queue_cleared& e) {
-                    if (e.clear_reason() == "queue destroyed") {
-                        ++cleared;
-                    }
-                } catch (...) {
-                    ++other;
-                }
-            });
+            queue.submit([] {},
+                         [&](btq::task_result<void> r) noexcept {
+                             try {
+                                 r.value();
+                                 ++other;
+                             } catch (const btq::queue_cleared& e) {
+                                 if (e.clear_reason() == "queue destroyed") {
+                                     ++cleared;
+                                 }
+                             } catch (...) {
+                                 ++other;
+                             }
+                         });
         }
     }
     CHECK(cleared.load() == 1'000);
@@ -467,7 +472,8 @@ TEST_CASE("every callback runs exactly once across success, failure, clear and e
     constexpr int tasks = 10'000;
     std::vector<std::atomic<int>> calls(tasks);
     {
-        void_queue queue({.max_concurrency = 2, .capacity = 2'000,
+        void_queue queue({.max_concurrency = 2,
+                          .capacity = 2'000,
                           .overflow = btq::overflow_policy::drop_oldest});
         std::thread clearer([&] {
             for (int i = 0; i < 20; ++i) {
@@ -476,7 +482,8 @@ TEST_CASE("every callback runs exactly once across success, failure, clear and e
             }
         });
         for (int i = 0; i < tasks; ++i) {
-            auto options = (i % 7 == 0) ? btq::submit_options::within(100us) : btq::submit_options{};
+            auto options =
+                (i % 7 == 0) ? btq::submit_options::within(100us) : btq::submit_options{};
             try {
                 queue.submit(
                     [i] {
@@ -502,10 +509,9 @@ TEST_CASE("every callback runs exactly once across success, failure, clear and e
     }
 }
 
-TEST_CASE("the stats identity holds in every snapshot while 4 threads submit",
-          "[queue][stats]") {
-    void_queue queue({.max_concurrency = 2, .capacity = 50,
-                      .overflow = btq::overflow_policy::drop_oldest});
+TEST_CASE("the stats identity holds in every snapshot while 4 threads submit", "[queue][stats]") {
+    void_queue queue(
+        {.max_concurrency = 2, .capacity = 50, .overflow = btq::overflow_policy::drop_oldest});
     std::atomic<bool> producing{true};
     std::vector<std::thread> producers;
     for (int p = 0; p < 4; ++p) {
@@ -528,8 +534,8 @@ TEST_CASE("the stats identity holds in every snapshot while 4 threads submit",
     const auto until = btq::clock::now() + 300ms;
     while (btq::clock::now() < until) {
         const auto s = queue.stats();
-        const bool holds =
-            s.submitted == s.total_processed + s.active + s.queued + s.rejected + s.cleared + s.expired;
+        const bool holds = s.submitted == s.total_processed + s.active + s.queued + s.rejected +
+                                              s.cleared + s.expired;
         if (!holds) {
             check_identity<void_queue>(s);
             FAIL("identity broken");
@@ -665,11 +671,13 @@ TEST_CASE("every did-not-run error is caught as task_not_run", "[errors]") {
 TEST_CASE("a callback may submit to its own queue and wait for that task", "[queue][dispatch]") {
     int_queue queue({.max_concurrency = 2, .capacity = 10});
     std::promise<std::future_status> status;
-    queue.submit([] { return 1; }, [&](btq::task_result<int>) noexcept {
-        // Runs on the worker that finished the first task, while that task still holds a slot:
-        // the follow-up must go to the other worker, not wait behind this callback.
-        auto follow_up = queue.submit([] { return 2; });
-        status.set_value(follow_up.wait_for(std::chrono::seconds(10)));
-    });
+    queue.submit([] { return 1; },
+                 [&](btq::task_result<int>) noexcept {
+                     // Runs on the worker that finished the first task, while that task still holds
+                     // a slot: the follow-up must go to the other worker, not wait behind this
+                     // callback.
+                     auto follow_up = queue.submit([] { return 2; });
+                     status.set_value(follow_up.wait_for(std::chrono::seconds(10)));
+                 });
     CHECK(status.get_future().get() == std::future_status::ready);
 }

@@ -108,8 +108,9 @@ TEST_CASE("thread_executor runs large tasks that do not fit the inline job buffe
     std::array<char, 256> big{};
     big[255] = 'z';
     std::promise<char> last;
-    executor.execute([big] { return big[255]; },
-                     btq::completion<char>::from([&](btq::task_result<char> r) { last.set_value(*r); }));
+    executor.execute(
+        [big] { return big[255]; },
+        btq::completion<char>::from([&](btq::task_result<char> r) { last.set_value(*r); }));
     CHECK(last.get_future().get() == 'z');
 }
 

@@ -12,7 +12,7 @@ namespace btq_test {
 
 /// A gate tasks wait on until the test opens it.
 class gate {
-public:
+  public:
     void open() {
         {
             std::lock_guard lock(mutex_);
@@ -25,7 +25,7 @@ public:
         changed_.wait(lock, [this] { return open_; });
     }
 
-private:
+  private:
     std::mutex mutex_;
     std::condition_variable changed_;
     bool open_ = false;

@@ -21,7 +21,7 @@ inline void cpu_relax() noexcept {
 /// Lockable (use with std::lock_guard, std::unique_lock, std::condition_variable_any).
 /// States: 0 free, 1 locked, 2 locked and a thread may be asleep waiting for it.
 class adaptive_mutex {
-public:
+  public:
     adaptive_mutex() noexcept = default;
     adaptive_mutex(const adaptive_mutex&) = delete;
     adaptive_mutex& operator=(const adaptive_mutex&) = delete;
@@ -46,7 +46,7 @@ public:
         }
     }
 
-private:
+  private:
     void lock_contended() noexcept {
         for (int spin = 0; spin < spin_limit; ++spin) {
             cpu_relax();

@@ -26,7 +26,7 @@ struct queue_node {
     /// Answers the task with `error` without running it, then frees the node.
     virtual void fail(std::exception_ptr error) noexcept = 0;
 
-protected:
+  protected:
     queue_node() = default;
     ~queue_node() = default;
     queue_node(const queue_node&) = delete;
@@ -57,7 +57,7 @@ struct node_chain {
 
 /// Waiting tasks by priority (highest first), FIFO within a priority.
 class waiting_list {
-public:
+  public:
     [[nodiscard]] std::size_t size() const noexcept { return size_; }
     [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
 
@@ -119,7 +119,7 @@ public:
         size_ = 0;
     }
 
-private:
+  private:
     struct level {
         int priority;
         queue_node* head;

@@ -11,7 +11,8 @@
 namespace btq {
 
 namespace detail {
-template <class F, class Task, class AsyncResult, bool Synchronous = std::is_invocable_v<F&, Task&&>>
+template <class F, class Task, class AsyncResult,
+          bool Synchronous = std::is_invocable_v<F&, Task&&>>
 struct callable_result {
     using type = std::invoke_result_t<F&, Task&&>;
 };
@@ -42,7 +43,7 @@ struct callable_result<F, Task, AsyncResult, false> {
 /// @endcode
 template <class F, class AsyncResult = void>
 class callable_executor {
-public:
+  public:
     template <class Task>
     using result_type = typename detail::callable_result<F, Task, AsyncResult>::type;
 
@@ -71,7 +72,7 @@ public:
     /// @brief The wrapped function.
     [[nodiscard]] F& function() noexcept { return function_; }
 
-private:
+  private:
     F function_;
 };
 

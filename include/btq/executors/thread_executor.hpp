@@ -34,7 +34,7 @@ namespace btq {
 ///                  btq::completion<int>::from([](btq::task_result<int> r) { assert(*r == 42); }));
 /// @endcode
 class thread_executor {
-public:
+  public:
     /// @brief The value a task of type `Task` produces.
     template <class Task>
     using result_type = std::invoke_result_t<Task&>;
@@ -63,12 +63,11 @@ public:
 
     /// @brief Runs `task()` on a worker thread and reports its value or exception to `done`.
     template <class Task, class R>
-        requires std::is_invocable_v<Task&>
+    requires std::is_invocable_v<Task&>
     void execute(Task&& task, completion<R> done) {
         auto job = [task = std::forward<Task>(task), done = std::move(done)]() mutable {
-            task_result<R> result = detail::invoke_to_result<R>([&task]() -> decltype(auto) {
-                return std::invoke(task);
-            });
+            task_result<R> result = detail::invoke_to_result<R>(
+                [&task]() -> decltype(auto) { return std::invoke(task); });
             // Completing may hand this worker its next task (see execute()).
             worker_context* self = current_worker;
             self->in_completion = true;
@@ -98,7 +97,7 @@ public:
         return workers_.size();
     }
 
-private:
+  private:
     struct worker_context {
         thread_executor* owner;
         bool in_completion = false;
@@ -151,7 +150,6 @@ private:
         }
         current_worker = nullptr;
     }
-
 
     // Before sleeping, an idle worker watches for work for a few microseconds without the lock:
     // work that arrives meanwhile costs the submitter no wake-up system call, and the worker no
