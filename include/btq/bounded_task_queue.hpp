@@ -371,7 +371,7 @@ class bounded_task_queue {
         void start() override {
             try {
                 queue->executor_.execute(std::move(task),
-                                         completion<result_type>(&on_complete, this));
+                                         completion<result_type>(&on_complete, this, waited));
             } catch (...) { // NOLINT(bugprone-empty-catch)
                 // The completion handed to execute() has already answered (broken_completion).
             }
@@ -601,7 +601,8 @@ class bounded_task_queue {
                 }
             }
             take_slot_locked();
-            wait_times_.record(now - node->stamp);
+            node->waited = now - node->stamp;
+            wait_times_.record(node->waited);
             node->stamp = now;
             if (blocked_submitters_ > 0) {
                 room_available_.notify_one();

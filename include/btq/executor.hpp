@@ -8,6 +8,7 @@
 /// exactly once, from any thread, or lets it go out of scope (which answers broken_completion).
 #pragma once
 
+#include <chrono>
 #include <concepts>
 #include <exception>
 #include <functional>
@@ -118,9 +119,11 @@ class completion {
     using target_function = void (*)(void* context, task_result<R>&& result) noexcept;
 
     completion() noexcept = default;
-    /// @brief A completion that calls `target(context, result)` once.
-    completion(target_function target, void* context) noexcept
-        : target_(target), context_(context) {}
+    /// @brief A completion that calls `target(context, result)` once. `waited` is how long the
+    ///        task waited in its queue before it was handed over (executors may report it).
+    completion(target_function target, void* context,
+               std::chrono::nanoseconds waited = std::chrono::nanoseconds::zero()) noexcept
+        : target_(target), context_(context), waited_(waited) {}
 
     /// @brief A completion that calls `callback(task_result<R>)` once (allocates). Handy for
     ///        using an executor without a queue, and in tests.
@@ -137,18 +140,23 @@ class completion {
     }
 
     completion(completion&& other) noexcept
-        : target_(std::exchange(other.target_, nullptr)), context_(other.context_) {}
+        : target_(std::exchange(other.target_, nullptr)), context_(other.context_),
+          waited_(other.waited_) {}
     completion& operator=(completion&& other) noexcept {
         if (this != &other) {
             abandon();
             target_ = std::exchange(other.target_, nullptr);
             context_ = other.context_;
+            waited_ = other.waited_;
         }
         return *this;
     }
     completion(const completion&) = delete;
     completion& operator=(const completion&) = delete;
     ~completion() { abandon(); }
+
+    /// @brief How long the task waited in its queue before it reached the executor.
+    [[nodiscard]] std::chrono::nanoseconds waited() const noexcept { return waited_; }
 
     /// @brief True until the completion has been used or moved from.
     [[nodiscard]] bool pending() const noexcept { return target_ != nullptr; }
@@ -182,6 +190,7 @@ class completion {
 
     target_function target_ = nullptr;
     void* context_ = nullptr;
+    std::chrono::nanoseconds waited_{0};
 };
 
 /// @brief What an executor produces for a given task type.

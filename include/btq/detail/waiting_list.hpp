@@ -17,6 +17,7 @@ struct queue_node {
     queue_node* prev = nullptr;
     queue_node* next = nullptr;
     clock::time_point stamp{}; ///< submission time while waiting; start time while running
+    clock::duration waited{};  ///< time spent waiting, once started
     std::multimap<clock::time_point, queue_node*>::iterator deadline_position{};
     int priority = 0;
     bool has_deadline = false;

@@ -1,0 +1,498 @@
+/// @file subprocess_executor.hpp
+/// @brief subprocess_executor: runs each task (a btq::command) as a child process, supervised by
+///        one event thread for all children.
+#pragma once
+
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <concepts>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <queue>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "../executor.hpp"
+#include "../process/command.hpp"
+#include "../process/spawn.hpp"
+#include "../process/unique_fd.hpp"
+
+namespace btq {
+
+/// @brief Options of a subprocess_executor.
+struct subprocess_options {
+    /// After a child exits, how long its output pipes are still read. A grandchild that inherited
+    /// them and keeps them open cannot hold the task longer than this.
+    std::chrono::milliseconds drain_grace{100};
+};
+
+/// @brief Runs tasks of type btq::command as child processes and reports a btq::process_result.
+///
+/// - Started with posix_spawn (never fork: its cost grows with the parent's memory), in a new
+///   process group, with every descriptor above 2 closed and a default signal mask and
+///   dispositions.
+/// - One event thread supervises every child: epoll over pidfds and pipes, a timer heap for
+///   deadlines. No thread per child, no SIGCHLD handler, never `waitpid(-1)`: children that the
+///   host program starts elsewhere are left alone.
+/// - A run timeout sends SIGTERM to the child's process group, then SIGKILL after the grace.
+/// - When the child exits, whatever is left of its process group is killed, and its pipes are
+///   read for at most `drain_grace` more; the task completes only once the child is reaped and
+///   its pipes are closed. With a bounded_task_queue, the number of live children therefore
+///   never exceeds max_concurrency.
+/// - A command that cannot be started fails its task with btq::spawn_error (errno and path).
+///
+/// @code
+/// btq::bounded_task_queue<btq::command, btq::subprocess_executor> queue({.max_concurrency = 4});
+/// btq::process_result r = queue.submit(btq::command{.program = "python3",
+///                                                   .arguments = {"tool.py", "--op", "list"},
+///                                                   .timeout = std::chrono::seconds(30)}).get();
+/// if (r.succeeded()) use(r.standard_output);
+/// @endcode
+///
+/// @warning The host program must not set SIGCHLD to SIG_IGN (the kernel would then reap the
+///          children before the executor can report how they ended).
+class subprocess_executor {
+public:
+    template <class Task>
+    using result_type = process_result;
+
+    explicit subprocess_executor(subprocess_options options = {}) : options_(options) {
+        epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
+        if (!epoll_) {
+            process::throw_errno("btq: epoll_create1");
+        }
+        wake_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+        if (!wake_) {
+            process::throw_errno("btq: eventfd");
+        }
+        epoll_event event{};
+        event.events = EPOLLIN;
+        event.data.ptr = nullptr; // the wake-up descriptor
+        if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &event) != 0) {
+            process::throw_errno("btq: epoll_ctl");
+        }
+        loop_ = std::thread([this] { run_loop(); });
+    }
+
+    subprocess_executor(const subprocess_executor&) = delete;
+    subprocess_executor& operator=(const subprocess_executor&) = delete;
+    subprocess_executor(subprocess_executor&&) = delete;
+    subprocess_executor& operator=(subprocess_executor&&) = delete;
+
+    /// @brief Kills (SIGKILL to the process group) and reaps every child still running, answers
+    ///        their tasks (ending `signaled`, signal SIGKILL), then stops the event thread.
+    ~subprocess_executor() {
+        {
+            std::lock_guard lock(mutex_);
+            stopping_ = true;
+        }
+        wake();
+        loop_.join();
+    }
+
+    /// @brief Starts `cmd` on the calling thread and hands the child to the event thread, which
+    ///        completes `done` once the child is reaped. A command that cannot be started
+    ///        completes `done` with btq::spawn_error.
+    template <class Task>
+        requires std::same_as<std::remove_cvref_t<Task>, command>
+    void execute(Task&& cmd, completion<process_result> done) {
+        auto watched = std::make_unique<child>();
+        watched->result.wait_time = done.waited();
+        watched->done = std::move(done);
+        {
+            std::lock_guard lock(mutex_);
+            if (stopping_) {
+                watched->done.set_exception(std::make_exception_ptr(
+                    spawn_error(ECANCELED, cmd.program, "executor is shutting down")));
+                return;
+            }
+        }
+        try {
+            watched->process = process::spawn(cmd);
+        } catch (...) {
+            watched->done.set_exception(std::current_exception());
+            return;
+        }
+        watched->started = clock_type::now();
+        watched->result.pid = watched->process.pid;
+        watched->result.spawn_time = watched->process.spawn_time;
+        watched->input = std::move(cmd.standard_input);
+        watched->stdout_limit = cmd.stdout_limit;
+        watched->stderr_limit = cmd.stderr_limit;
+        watched->on_output_limit = cmd.on_output_limit;
+        watched->kill_grace = cmd.kill_grace;
+        if (cmd.timeout) {
+            watched->timeout_at = watched->started + *cmd.timeout;
+        }
+        running_.fetch_add(1, std::memory_order_relaxed);
+        {
+            std::lock_guard lock(mutex_);
+            incoming_.push_back(std::move(watched));
+        }
+        wake();
+    }
+
+    /// @brief Children started and not yet reaped.
+    [[nodiscard]] std::size_t running() const noexcept {
+        return running_.load(std::memory_order_relaxed);
+    }
+
+private:
+    using clock_type = std::chrono::steady_clock;
+
+    enum class stream : std::uint8_t { pidfd, input, output, error };
+
+    struct child;
+
+    /// Identifies a descriptor in epoll: which child, which stream.
+    struct watch {
+        child* owner;
+        stream which;
+    };
+
+    struct child {
+        process::child_process process;
+        completion<process_result> done;
+        process_result result;
+        std::string input;
+        std::size_t input_written = 0;
+        std::size_t stdout_limit = 0;
+        std::size_t stderr_limit = 0;
+        output_limit_action on_output_limit = output_limit_action::truncate;
+        std::chrono::milliseconds kill_grace{0};
+        clock_type::time_point started;
+        std::optional<clock_type::time_point> timeout_at;
+        std::optional<process_ending> stopped_for; // timed_out or output_limit, once we stop it
+        bool reaped = false;
+        siginfo_t exit_info{};
+        std::array<watch, 4> watches{};
+        std::uint64_t id = 0;
+    };
+
+    enum class deadline_kind : std::uint8_t { timeout, kill, drain };
+    struct deadline {
+        clock_type::time_point at;
+        std::uint64_t child_id;
+        deadline_kind kind;
+        bool operator>(const deadline& other) const noexcept { return at > other.at; }
+    };
+
+    void wake() noexcept {
+        const std::uint64_t one = 1;
+        [[maybe_unused]] const auto written = ::write(wake_.get(), &one, sizeof one);
+    }
+
+    // ---- the event thread ----------------------------------------------------------------
+
+    void run_loop() {
+        // Writing to a pipe whose reader has exited raises SIGPIPE for this thread: keep it
+        // blocked here (and consume it), so it never reaches the process.
+        sigset_t pipe_signal;
+        sigemptyset(&pipe_signal);
+        sigaddset(&pipe_signal, SIGPIPE);
+        pthread_sigmask(SIG_BLOCK, &pipe_signal, nullptr);
+
+        std::array<epoll_event, 64> events{};
+        for (;;) {
+            const int ready = ::epoll_wait(epoll_.get(), events.data(),
+                                           static_cast<int>(events.size()),
+                                           milliseconds_to_next_deadline());
+            for (int i = 0; i < ready; ++i) {
+                const epoll_event& event = events[static_cast<std::size_t>(i)];
+                if (event.data.ptr == nullptr) {
+                    std::uint64_t count = 0;
+                    [[maybe_unused]] const auto n = ::read(wake_.get(), &count, sizeof count);
+                    continue;
+                }
+                auto* target = static_cast<watch*>(event.data.ptr);
+                handle(*target->owner, target->which, event.events);
+            }
+            if (take_incoming()) {
+                kill_everything();
+            }
+            run_due_deadlines();
+            complete_finished();
+            if (stopping_seen_ && children_.empty()) {
+                std::lock_guard lock(mutex_);
+                if (incoming_.empty()) {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Registers newly started children. Returns true when the executor is stopping.
+    bool take_incoming() {
+        std::vector<std::unique_ptr<child>> arrived;
+        {
+            std::lock_guard lock(mutex_);
+            arrived.swap(incoming_);
+            stopping_seen_ = stopping_;
+        }
+        for (std::unique_ptr<child>& started : arrived) {
+            child& c = *started;
+            c.id = ++last_id_;
+            add_watch(c, stream::pidfd, c.process.pidfd.get(), EPOLLIN);
+            if (c.process.standard_input) {
+                add_watch(c, stream::input, c.process.standard_input.get(), EPOLLOUT);
+            }
+            add_watch(c, stream::output, c.process.standard_output.get(), EPOLLIN);
+            add_watch(c, stream::error, c.process.standard_error.get(), EPOLLIN);
+            if (c.timeout_at) {
+                deadlines_.push({*c.timeout_at, c.id, deadline_kind::timeout});
+            }
+            children_.emplace(c.id, std::move(started));
+        }
+        return stopping_seen_;
+    }
+
+    void add_watch(child& c, stream which, int fd, std::uint32_t interest) {
+        watch& slot = c.watches[static_cast<std::size_t>(which)];
+        slot = watch{&c, which};
+        epoll_event event{};
+        event.events = interest;
+        event.data.ptr = &slot;
+        ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &event);
+    }
+
+    static process::unique_fd& descriptor(child& c, stream which) {
+        switch (which) {
+        case stream::pidfd: return c.process.pidfd;
+        case stream::input: return c.process.standard_input;
+        case stream::output: return c.process.standard_output;
+        case stream::error: return c.process.standard_error;
+        }
+        return c.process.pidfd;
+    }
+
+    void close_stream(child& c, stream which) {
+        process::unique_fd& fd = descriptor(c, which);
+        if (fd) {
+            ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd.get(), nullptr);
+            fd.reset();
+        }
+    }
+
+    void handle(child& c, stream which, std::uint32_t happened) {
+        switch (which) {
+        case stream::pidfd: reap(c); break;
+        case stream::input: write_input(c); break;
+        case stream::output:
+        case stream::error: read_output(c, which, happened); break;
+        }
+    }
+
+    void reap(child& c) {
+        // Whatever is left of the child's process group (grandchildren) goes with it. The
+        // child is not reaped yet, so its pid (the group id) cannot have been reused.
+        ::kill(-c.process.pid, SIGKILL);
+        siginfo_t info{};
+        if (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(c.process.pidfd.get()),
+                     &info, WEXITED | WNOHANG) != 0 ||
+            info.si_pid == 0) {
+            return; // not yet (spurious readiness)
+        }
+        c.exit_info = info;
+        c.reaped = true;
+        close_stream(c, stream::pidfd);
+        close_stream(c, stream::input);
+        if (c.process.standard_output || c.process.standard_error) {
+            deadlines_.push({clock_type::now() + options_.drain_grace, c.id, deadline_kind::drain});
+        }
+    }
+
+    void write_input(child& c) {
+        while (c.input_written < c.input.size()) {
+            const ssize_t written = ::write(c.process.standard_input.get(),
+                                            c.input.data() + c.input_written,
+                                            c.input.size() - c.input_written);
+            if (written > 0) {
+                c.input_written += static_cast<std::size_t>(written);
+                continue;
+            }
+            if (written < 0 && errno == EINTR) {
+                continue;
+            }
+            if (written < 0 && errno == EAGAIN) {
+                return;
+            }
+            if (written < 0 && errno == EPIPE) {
+                discard_pending_sigpipe();
+            }
+            break; // the child stopped reading: the rest of the input is dropped
+        }
+        close_stream(c, stream::input);
+        c.input.clear();
+        c.input.shrink_to_fit();
+    }
+
+    static void discard_pending_sigpipe() noexcept {
+        sigset_t pipe_signal;
+        sigemptyset(&pipe_signal);
+        sigaddset(&pipe_signal, SIGPIPE);
+        const timespec no_wait{0, 0};
+        while (::sigtimedwait(&pipe_signal, nullptr, &no_wait) == SIGPIPE) {
+        }
+    }
+
+    void read_output(child& c, stream which, std::uint32_t happened) {
+        const bool is_stdout = which == stream::output;
+        std::string& sink = is_stdout ? c.result.standard_output : c.result.standard_error;
+        bool& truncated = is_stdout ? c.result.stdout_truncated : c.result.stderr_truncated;
+        const std::size_t limit = is_stdout ? c.stdout_limit : c.stderr_limit;
+        const int fd = descriptor(c, which).get();
+        std::array<char, 65536> buffer; // NOLINT(cppcoreguidelines-pro-type-member-init)
+        for (;;) {
+            const ssize_t got = ::read(fd, buffer.data(), buffer.size());
+            if (got > 0) {
+                const auto bytes = static_cast<std::size_t>(got);
+                const std::size_t room = limit > sink.size() ? limit - sink.size() : 0;
+                sink.append(buffer.data(), std::min(room, bytes));
+                if (bytes > room) {
+                    truncated = true;
+                    if (c.on_output_limit == output_limit_action::kill && !c.stopped_for) {
+                        c.stopped_for = process_ending::output_limit;
+                        ::kill(-c.process.pid, SIGKILL);
+                    }
+                }
+                continue;
+            }
+            if (got < 0 && errno == EINTR) {
+                continue;
+            }
+            if (got < 0 && errno == EAGAIN) {
+                if ((happened & (EPOLLHUP | EPOLLERR)) == 0) {
+                    return;
+                }
+            }
+            break; // end of file or error
+        }
+        close_stream(c, which);
+    }
+
+    int milliseconds_to_next_deadline() {
+        // Deadlines of children that are gone are dropped lazily.
+        while (!deadlines_.empty() && children_.count(deadlines_.top().child_id) == 0) {
+            deadlines_.pop();
+        }
+        if (deadlines_.empty()) {
+            return -1;
+        }
+        const auto left = deadlines_.top().at - clock_type::now();
+        if (left <= clock_type::duration::zero()) {
+            return 0;
+        }
+        return static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(left).count());
+    }
+
+    void run_due_deadlines() {
+        const auto now = clock_type::now();
+        while (!deadlines_.empty() && deadlines_.top().at <= now) {
+            const deadline due = deadlines_.top();
+            deadlines_.pop();
+            const auto found = children_.find(due.child_id);
+            if (found == children_.end()) {
+                continue;
+            }
+            child& c = *found->second;
+            switch (due.kind) {
+            case deadline_kind::timeout:
+                if (!c.reaped && !c.stopped_for) {
+                    c.stopped_for = process_ending::timed_out;
+                    ::kill(-c.process.pid, SIGTERM);
+                    deadlines_.push({now + c.kill_grace, c.id, deadline_kind::kill});
+                }
+                break;
+            case deadline_kind::kill:
+                if (!c.reaped) {
+                    ::kill(-c.process.pid, SIGKILL);
+                }
+                break;
+            case deadline_kind::drain:
+                close_stream(c, stream::output);
+                close_stream(c, stream::error);
+                break;
+            }
+        }
+    }
+
+    void kill_everything() {
+        for (auto& [id, c] : children_) {
+            if (!c->reaped) {
+                ::kill(-c->process.pid, SIGKILL);
+            }
+        }
+    }
+
+    /// Completes every child that is reaped and whose pipes are closed.
+    void complete_finished() {
+        for (auto it = children_.begin(); it != children_.end();) {
+            child& c = *it->second;
+            if (!c.reaped || c.process.standard_output || c.process.standard_error) {
+                ++it;
+                continue;
+            }
+            std::unique_ptr<child> done = std::move(it->second);
+            it = children_.erase(it);
+            finish(*done);
+        }
+    }
+
+    void finish(child& c) {
+        process_result& result = c.result;
+        const siginfo_t& info = c.exit_info;
+        const bool exited = info.si_code == CLD_EXITED;
+        if (c.stopped_for) {
+            // Stopped by us: report why, and the signal that ended it (a child that handled
+            // SIGTERM and then exited still ended because of the SIGTERM we sent).
+            result.ending = *c.stopped_for;
+            result.signal = exited ? (*c.stopped_for == process_ending::timed_out ? SIGTERM : SIGKILL)
+                                   : info.si_status;
+        } else if (exited) {
+            result.ending = process_ending::exited;
+            result.exit_code = info.si_status;
+        } else {
+            result.ending = process_ending::signaled;
+            result.signal = info.si_status;
+        }
+        result.run_time = clock_type::now() - c.started;
+        running_.fetch_sub(1, std::memory_order_relaxed);
+        c.done.set_value(std::move(result));
+    }
+
+    subprocess_options options_;
+    process::unique_fd epoll_;
+    process::unique_fd wake_;
+
+    std::mutex mutex_; // guards incoming_ and stopping_
+    std::vector<std::unique_ptr<child>> incoming_;
+    bool stopping_ = false;
+
+    // Owned by the event thread.
+    std::unordered_map<std::uint64_t, std::unique_ptr<child>> children_;
+    std::priority_queue<deadline, std::vector<deadline>, std::greater<>> deadlines_;
+    std::uint64_t last_id_ = 0;
+    bool stopping_seen_ = false;
+
+    std::atomic<std::size_t> running_{0};
+    std::thread loop_; // last: started once everything above exists
+};
+
+} // namespace btq

@@ -1,0 +1,112 @@
+/// @file command.hpp
+/// @brief btq::command (what to run as a child process), btq::process_result (how it ended) and
+///        btq::spawn_error (why it could not start). Shared by the process executors.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstddef>
+#include <map>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+namespace btq {
+
+/// @brief Where a child's environment comes from.
+enum class environment_mode {
+    inherit, ///< the parent's environment, with command::environment applied on top
+    replace, ///< exactly command::environment, nothing inherited
+};
+
+/// @brief What happens when a child writes more than its output limit.
+enum class output_limit_action {
+    truncate, ///< keep the first `limit` bytes, flag the stream as truncated, let the child run
+    kill,     ///< kill the child's process group; the result's ending is output_limit
+};
+
+/// @brief A program to run as a child process. Never a shell string: `program` and `arguments`
+///        reach execve() unchanged, byte for byte.
+/// @code
+/// btq::command cmd{.program = "python3", .arguments = {"tool.py", "--op", "schedules"}};
+/// cmd.standard_input = request_json;
+/// cmd.timeout = std::chrono::seconds(30);
+/// @endcode
+struct command {
+    /// Path of the program, or a name looked up in the parent's PATH when it has no '/'.
+    std::string program;
+    /// argv[1...]; argv[0] is `program`.
+    std::vector<std::string> arguments{};
+    /// inherit (default): the parent's environment plus `environment`; replace: `environment` only.
+    environment_mode environment_source = environment_mode::inherit;
+    /// Variables to set (with inherit: added or overriding).
+    std::map<std::string, std::string> environment{};
+    /// Variables to remove from the inherited environment.
+    std::vector<std::string> unset_environment{};
+    /// Working directory of the child; empty = the parent's.
+    std::string working_directory{};
+    /// Bytes written to the child's standard input, which is then closed. Empty: stdin is at
+    /// end of file from the start.
+    std::string standard_input{};
+    /// Run timeout, from the moment the child is started: then SIGTERM to its process group,
+    /// and SIGKILL `kill_grace` later. Empty = no limit.
+    std::optional<std::chrono::milliseconds> timeout{};
+    /// Time between SIGTERM and SIGKILL when the child is stopped.
+    std::chrono::milliseconds kill_grace{2000};
+    /// Most bytes kept of standard output / standard error.
+    std::size_t stdout_limit = std::size_t{16} << 20;
+    std::size_t stderr_limit = std::size_t{1} << 20;
+    /// What exceeding a limit does.
+    output_limit_action on_output_limit = output_limit_action::truncate;
+};
+
+/// @brief How a child process ended.
+enum class process_ending {
+    exited,       ///< it exited by itself; see exit_code
+    signaled,     ///< a signal killed it (not one of ours); see signal
+    timed_out,    ///< it ran past command::timeout and was stopped
+    output_limit, ///< it wrote past a limit with output_limit_action::kill and was killed
+};
+
+/// @brief The outcome of a command that started.
+struct process_result {
+    process_ending ending = process_ending::exited;
+    int exit_code = -1; ///< with ending == exited; otherwise -1
+    int signal = 0;     ///< the signal that ended it (signaled, timed_out, output_limit); else 0
+    std::string standard_output;
+    std::string standard_error;
+    bool stdout_truncated = false;
+    bool stderr_truncated = false;
+    pid_t pid = 0;
+    std::chrono::nanoseconds wait_time{0};  ///< in the queue, before a slot was free
+    std::chrono::nanoseconds spawn_time{0}; ///< inside posix_spawn
+    std::chrono::nanoseconds run_time{0};   ///< from spawn until reaped and its pipes closed
+
+    /// @brief Exited by itself with status 0.
+    [[nodiscard]] bool succeeded() const noexcept {
+        return ending == process_ending::exited && exit_code == 0;
+    }
+};
+
+/// @brief The program could not be started (not found, not executable, bad working directory,
+///        out of processes...). The task never ran; code() holds the errno.
+class spawn_error : public std::system_error {
+public:
+    /// @param step what failed, when it is not the start itself (e.g. "chdir"); may be empty
+    spawn_error(int error_number, std::string program, const std::string& step = {})
+        : std::system_error(error_number, std::generic_category(),
+                            "btq: cannot start '" + program + "'" +
+                                (step.empty() ? std::string() : " (" + step + ")")),
+          program_(std::move(program)) {}
+
+    /// @brief The program that could not be started.
+    [[nodiscard]] const std::string& program() const noexcept { return program_; }
+
+private:
+    std::string program_;
+};
+
+} // namespace btq

@@ -1,0 +1,185 @@
+/// @file spawn.hpp
+/// @brief Starts a btq::command with posix_spawn: pipes on 0, 1 and 2, every other descriptor
+///        closed, its own process group, default signal mask and dispositions, and a pidfd.
+#pragma once
+
+#include <signal.h>
+#include <spawn.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "command.hpp"
+#include "unique_fd.hpp"
+
+extern char** environ; // NOLINT(readability-redundant-declaration)
+
+namespace btq::process {
+
+/// A started child: its pid (also its process group id), a pidfd, and the parent's ends of its
+/// standard streams (non-blocking).
+struct child_process {
+    pid_t pid = 0;
+    unique_fd pidfd;
+    unique_fd standard_input;  ///< write end; invalid when there was nothing to write
+    unique_fd standard_output; ///< read end
+    unique_fd standard_error;  ///< read end
+    std::chrono::nanoseconds spawn_time{0};
+};
+
+namespace detail {
+
+/// The child's environment as "NAME=value" strings.
+inline std::vector<std::string> environment_of(const command& cmd) {
+    std::vector<std::string> entries;
+    if (cmd.environment_source == environment_mode::inherit) {
+        std::set<std::string_view> replaced;
+        for (const auto& [name, value] : cmd.environment) {
+            replaced.insert(name);
+        }
+        for (const std::string& name : cmd.unset_environment) {
+            replaced.insert(name);
+        }
+        for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
+            const std::string_view text(*entry);
+            const std::string_view name = text.substr(0, text.find('='));
+            if (replaced.count(name) == 0) {
+                entries.emplace_back(text);
+            }
+        }
+    }
+    for (const auto& [name, value] : cmd.environment) {
+        entries.push_back(name + '=' + value);
+    }
+    return entries;
+}
+
+inline std::vector<char*> pointers_to(std::vector<std::string>& strings) {
+    std::vector<char*> pointers;
+    pointers.reserve(strings.size() + 1);
+    for (std::string& text : strings) {
+        pointers.push_back(text.data());
+    }
+    pointers.push_back(nullptr);
+    return pointers;
+}
+
+/// RAII for the posix_spawn attribute and file-action objects.
+struct spawn_setup {
+    posix_spawn_file_actions_t actions{};
+    posix_spawnattr_t attributes{};
+    spawn_setup() {
+        posix_spawn_file_actions_init(&actions);
+        posix_spawnattr_init(&attributes);
+    }
+    spawn_setup(const spawn_setup&) = delete;
+    spawn_setup& operator=(const spawn_setup&) = delete;
+    ~spawn_setup() {
+        posix_spawn_file_actions_destroy(&actions);
+        posix_spawnattr_destroy(&attributes);
+    }
+};
+
+inline void check(int error, const command& cmd, const char* what) {
+    if (error != 0) {
+        throw spawn_error(error, cmd.program, what);
+    }
+}
+
+} // namespace detail
+
+/// Starts `cmd`. Throws btq::spawn_error (with the errno) if it cannot be started: program not
+/// found or not executable, working directory missing, out of processes or descriptors.
+inline child_process spawn(const command& cmd) {
+    if (cmd.program.empty()) {
+        throw spawn_error(EINVAL, cmd.program, "empty program name");
+    }
+    std::vector<std::string> argument_strings;
+    argument_strings.reserve(cmd.arguments.size() + 1);
+    argument_strings.push_back(cmd.program);
+    argument_strings.insert(argument_strings.end(), cmd.arguments.begin(), cmd.arguments.end());
+    std::vector<std::string> environment_strings = detail::environment_of(cmd);
+    std::vector<char*> argv = detail::pointers_to(argument_strings);
+    std::vector<char*> envp = detail::pointers_to(environment_strings);
+
+    pipe_ends input;
+    pipe_ends output;
+    pipe_ends error;
+    try {
+        input = make_pipe();
+        output = make_pipe();
+        error = make_pipe();
+    } catch (const std::system_error& e) {
+        throw spawn_error(e.code().value(), cmd.program, "pipe");
+    }
+
+    detail::spawn_setup setup;
+    detail::check(posix_spawn_file_actions_adddup2(&setup.actions, input.read.get(), 0), cmd,
+                  "dup2 stdin");
+    detail::check(posix_spawn_file_actions_adddup2(&setup.actions, output.write.get(), 1), cmd,
+                  "dup2 stdout");
+    detail::check(posix_spawn_file_actions_adddup2(&setup.actions, error.write.get(), 2), cmd,
+                  "dup2 stderr");
+    if (!cmd.working_directory.empty()) {
+        detail::check(posix_spawn_file_actions_addchdir_np(&setup.actions,
+                                                           cmd.working_directory.c_str()),
+                      cmd, "chdir");
+    }
+    // Every descriptor above 2, including ones other threads opened without O_CLOEXEC.
+    detail::check(posix_spawn_file_actions_addclosefrom_np(&setup.actions, 3), cmd, "closefrom");
+
+    sigset_t no_signals;
+    sigemptyset(&no_signals);
+    sigset_t all_signals;
+    sigfillset(&all_signals);
+    sigdelset(&all_signals, SIGKILL);
+    sigdelset(&all_signals, SIGSTOP);
+    detail::check(posix_spawnattr_setflags(&setup.attributes,
+                                           POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+                                               POSIX_SPAWN_SETSIGDEF),
+                  cmd, "spawn flags");
+    detail::check(posix_spawnattr_setpgroup(&setup.attributes, 0), cmd, "process group");
+    detail::check(posix_spawnattr_setsigmask(&setup.attributes, &no_signals), cmd, "signal mask");
+    detail::check(posix_spawnattr_setsigdefault(&setup.attributes, &all_signals), cmd,
+                  "signal dispositions");
+
+    child_process child;
+    const auto before = std::chrono::steady_clock::now();
+    const bool search_path = cmd.program.find('/') == std::string::npos;
+    const int spawned = search_path ? posix_spawnp(&child.pid, cmd.program.c_str(), &setup.actions,
+                                                   &setup.attributes, argv.data(), envp.data())
+                                    : posix_spawn(&child.pid, cmd.program.c_str(), &setup.actions,
+                                                  &setup.attributes, argv.data(), envp.data());
+    child.spawn_time = std::chrono::steady_clock::now() - before;
+    if (spawned != 0) {
+        throw spawn_error(spawned, cmd.program);
+    }
+
+    // Through syscall(): glibc 2.36's <sys/pidfd.h> declares pidfd_open without C linkage.
+    const auto pidfd = static_cast<int>(::syscall(SYS_pidfd_open, child.pid, 0U));
+    if (pidfd < 0) {
+        const int saved = errno;
+        ::kill(-child.pid, SIGKILL);
+        ::waitpid(child.pid, nullptr, 0);
+        throw spawn_error(saved, cmd.program, "pidfd_open");
+    }
+    child.pidfd.reset(pidfd);
+
+    if (!cmd.standard_input.empty()) {
+        child.standard_input = std::move(input.write);
+        set_nonblocking(child.standard_input.get());
+    }
+    child.standard_output = std::move(output.read);
+    child.standard_error = std::move(error.read);
+    set_nonblocking(child.standard_output.get());
+    set_nonblocking(child.standard_error.get());
+    return child;
+}
+
+} // namespace btq::process
