@@ -13,6 +13,7 @@
 #include <exception>
 #include <future>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <new>
 #include <optional>
@@ -360,6 +361,8 @@ class bounded_task_queue {
     /// One task with the sink its outcome goes to.
     template <class Sink>
     struct task_node final : detail::queue_node {
+        friend class bounded_task_queue;
+
         template <class S>
         task_node(bounded_task_queue* owner, Task&& work, S&& answer)
             : queue(owner), task(std::move(work)), sink(std::forward<S>(answer)) {}
@@ -397,6 +400,22 @@ class bounded_task_queue {
             self->~task_node();
             ::operator delete(static_cast<void*>(self));
         }
+
+        task_node(const task_node&) = delete;
+        task_node& operator=(const task_node&) = delete;
+        task_node(task_node&&) = delete;
+        task_node& operator=(task_node&&) = delete;
+
+      protected:
+        ~task_node() = default; // nodes end through destroy() or on_complete()
+    };
+
+    struct free_memory {
+        void operator()(void* memory) const noexcept { ::operator delete(memory); }
+    };
+    template <class Node>
+    struct destroy_node {
+        void operator()(Node* node) const noexcept { Node::destroy(node); }
     };
 
     static std::size_t checked_concurrency(std::size_t max_concurrency) {
@@ -437,11 +456,7 @@ class bounded_task_queue {
     template <class Sink>
     admission admit(Task& task, Sink&& sink, const submit_options& options, bool may_block) {
         using node_type = task_node<std::decay_t<Sink>>;
-        void* memory = ::operator new(sizeof(node_type));
-        struct release_unused {
-            void*& memory;
-            ~release_unused() { ::operator delete(memory); }
-        } release{memory};
+        std::unique_ptr<void, free_memory> memory(::operator new(sizeof(node_type)));
 
         const clock::time_point now = clock::now();
         std::optional<clock::time_point> deadline = options.deadline;
@@ -459,29 +474,20 @@ class bounded_task_queue {
         }
         // submit() consumes the task whatever happens, so its node is built before taking the
         // lock; try_submit() must leave a refused task untouched, so it builds under the lock.
-        node_type* early = nullptr;
-        struct destroy_unused {
-            node_type*& node;
-            ~destroy_unused() {
-                if (node != nullptr) {
-                    node->~node_type();
-                    ::operator delete(static_cast<void*>(node));
-                }
-            }
-        } destroy{early};
+        std::unique_ptr<node_type, destroy_node<node_type>> early;
         auto make_node = [&]() -> node_type* {
-            if (early != nullptr) {
-                return std::exchange(early, nullptr);
+            if (early) {
+                return early.release();
             }
             auto* created =
-                ::new (memory) node_type(this, std::move(task), std::forward<Sink>(sink));
-            memory = nullptr;
+                ::new (memory.get()) node_type(this, std::move(task), std::forward<Sink>(sink));
+            static_cast<void>(memory.release());
             created->stamp = now;
             created->priority = options.priority;
             return created;
         };
         if (may_block) {
-            early = make_node();
+            early.reset(make_node());
         }
 
         std::unique_lock lock(mutex_);

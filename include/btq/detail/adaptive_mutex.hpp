@@ -23,8 +23,11 @@ inline void cpu_relax() noexcept {
 class adaptive_mutex {
   public:
     adaptive_mutex() noexcept = default;
+    ~adaptive_mutex() = default;
     adaptive_mutex(const adaptive_mutex&) = delete;
     adaptive_mutex& operator=(const adaptive_mutex&) = delete;
+    adaptive_mutex(adaptive_mutex&&) = delete;
+    adaptive_mutex& operator=(adaptive_mutex&&) = delete;
 
     void lock() noexcept {
         std::uint32_t expected = 0;

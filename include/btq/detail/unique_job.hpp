@@ -3,6 +3,7 @@
 ///        executor. Jobs up to 48 bytes (a task plus its completion, typically) do not allocate.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <memory>
 #include <new>
@@ -11,6 +12,9 @@
 
 namespace btq::detail {
 
+// The union below is raw storage for an object constructed in place; the member-init check
+// cannot see that heap_ initializes it.
+// NOLINTBEGIN(cppcoreguidelines-pro-type-member-init)
 class unique_job {
   public:
     static constexpr std::size_t inline_size = 48;
@@ -25,10 +29,10 @@ class unique_job {
         using stored = std::decay_t<F>;
         if constexpr (fits_inline<stored>) {
             ::new (static_cast<void*>(&storage_)) stored(std::forward<F>(function));
-            ops_ = &inline_ops<stored>;
+            ops_ = inline_ops<stored>();
         } else {
             heap_ = new stored(std::forward<F>(function));
-            ops_ = &heap_ops<stored>;
+            ops_ = heap_ops<stored>();
         }
     }
 
@@ -64,10 +68,15 @@ class unique_job {
         void (*destroy)(unique_job* self) noexcept;
     };
 
+    template <class T>
+    struct destroy_in_place {
+        void operator()(T* object) const noexcept { object->~T(); }
+    };
+
     const operations* ops_ = nullptr;
     union {
-        alignas(std::max_align_t) std::byte storage_[inline_size];
-        void* heap_;
+        alignas(std::max_align_t) std::array<std::byte, inline_size> storage_;
+        void* heap_ = nullptr;
     };
 
     template <class T>
@@ -75,33 +84,36 @@ class unique_job {
         return std::launder(reinterpret_cast<T*>(&storage_)); // NOLINT
     }
 
+    // The operation tables are built inside member functions, where the class is complete.
     template <class T>
-    static constexpr operations inline_ops{
-        [](unique_job* self) {
-            T* object = self->inline_object<T>();
-            struct destroyer {
-                T* object;
-                ~destroyer() { object->~T(); }
-            } guard{object};
-            (*object)();
-        },
-        [](unique_job* from, unique_job* to) noexcept {
-            T* object = from->inline_object<T>();
-            ::new (static_cast<void*>(&to->storage_)) T(std::move(*object));
-            object->~T();
-        },
-        [](unique_job* self) noexcept { self->inline_object<T>()->~T(); },
-    };
+    static const operations* inline_ops() noexcept {
+        static constexpr operations table{
+            [](unique_job* self) {
+                const std::unique_ptr<T, destroy_in_place<T>> object(self->inline_object<T>());
+                (*object)();
+            },
+            [](unique_job* from, unique_job* to) noexcept {
+                T* object = from->inline_object<T>();
+                ::new (static_cast<void*>(&to->storage_)) T(std::move(*object));
+                object->~T();
+            },
+            [](unique_job* self) noexcept { self->inline_object<T>()->~T(); },
+        };
+        return &table;
+    }
 
     template <class T>
-    static constexpr operations heap_ops{
-        [](unique_job* self) {
-            std::unique_ptr<T> object(static_cast<T*>(self->heap_));
-            (*object)();
-        },
-        [](unique_job* from, unique_job* to) noexcept { to->heap_ = from->heap_; },
-        [](unique_job* self) noexcept { delete static_cast<T*>(self->heap_); },
-    };
+    static const operations* heap_ops() noexcept {
+        static constexpr operations table{
+            [](unique_job* self) {
+                std::unique_ptr<T> object(static_cast<T*>(self->heap_));
+                (*object)();
+            },
+            [](unique_job* from, unique_job* to) noexcept { to->heap_ = from->heap_; },
+            [](unique_job* self) noexcept { delete static_cast<T*>(self->heap_); },
+        };
+        return &table;
+    }
 
     void take(unique_job& other) noexcept {
         if (other.ops_ != nullptr) {
@@ -115,5 +127,6 @@ class unique_job {
         }
     }
 };
+// NOLINTEND(cppcoreguidelines-pro-type-member-init)
 
 } // namespace btq::detail

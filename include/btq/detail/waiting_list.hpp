@@ -27,13 +27,14 @@ struct queue_node {
     /// Answers the task with `error` without running it, then frees the node.
     virtual void fail(std::exception_ptr error) noexcept = 0;
 
-  protected:
-    queue_node() = default;
-    ~queue_node() = default;
     queue_node(const queue_node&) = delete;
     queue_node& operator=(const queue_node&) = delete;
     queue_node(queue_node&&) = delete;
     queue_node& operator=(queue_node&&) = delete;
+
+  protected:
+    queue_node() = default;
+    ~queue_node() = default;
 };
 
 /// A singly linked chain of nodes (through `next`) taken out of the queue to be answered.
@@ -106,8 +107,8 @@ class waiting_list {
 
     /// Removes every waiting task, in start order, into `out`.
     void take_all(node_chain& out) noexcept {
-        for (auto from = levels_.rbegin(); from != levels_.rend(); ++from) {
-            for (queue_node* node = from->tail; node != nullptr;) {
+        for (std::size_t index = levels_.size(); index-- > 0;) {
+            for (queue_node* node = levels_[index].tail; node != nullptr;) {
                 queue_node* previous = node->prev;
                 out.push(node);
                 node = previous;

@@ -3,11 +3,9 @@
 ///        one event thread for all children.
 #pragma once
 
-#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,7 +14,9 @@
 #include <cerrno>
 #include <chrono>
 #include <concepts>
+#include <csignal>
 #include <cstdint>
+#include <ctime>
 #include <exception>
 #include <memory>
 #include <mutex>
@@ -69,7 +69,7 @@ struct subprocess_options {
 /// @warning The host program must not set SIGCHLD to SIG_IGN (the kernel would then reap the
 ///          children before the executor can report how they ended).
 class subprocess_executor {
-public:
+  public:
     template <class Task>
     using result_type = process_result;
 
@@ -111,7 +111,7 @@ public:
     ///        completes `done` once the child is reaped. A command that cannot be started
     ///        completes `done` with btq::spawn_error.
     template <class Task>
-        requires std::same_as<std::remove_cvref_t<Task>, command>
+    requires std::same_as<std::remove_cvref_t<Task>, command>
     void execute(Task&& cmd, completion<process_result> done) {
         auto watched = std::make_unique<child>();
         watched->result.wait_time = done.waited();
@@ -154,7 +154,7 @@ public:
         return running_.load(std::memory_order_relaxed);
     }
 
-private:
+  private:
     using clock_type = std::chrono::steady_clock;
 
     enum class stream : std::uint8_t { pidfd, input, output, error };
@@ -211,9 +211,9 @@ private:
 
         std::array<epoll_event, 64> events{};
         for (;;) {
-            const int ready = ::epoll_wait(epoll_.get(), events.data(),
-                                           static_cast<int>(events.size()),
-                                           milliseconds_to_next_deadline());
+            const int ready =
+                ::epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()),
+                             milliseconds_to_next_deadline());
             for (int i = 0; i < ready; ++i) {
                 const epoll_event& event = events[static_cast<std::size_t>(i)];
                 if (event.data.ptr == nullptr) {
@@ -274,10 +274,14 @@ private:
 
     static process::unique_fd& descriptor(child& c, stream which) {
         switch (which) {
-        case stream::pidfd: return c.process.pidfd;
-        case stream::input: return c.process.standard_input;
-        case stream::output: return c.process.standard_output;
-        case stream::error: return c.process.standard_error;
+        case stream::pidfd:
+            return c.process.pidfd;
+        case stream::input:
+            return c.process.standard_input;
+        case stream::output:
+            return c.process.standard_output;
+        case stream::error:
+            return c.process.standard_error;
         }
         return c.process.pidfd;
     }
@@ -292,10 +296,16 @@ private:
 
     void handle(child& c, stream which, std::uint32_t happened) {
         switch (which) {
-        case stream::pidfd: reap(c); break;
-        case stream::input: write_input(c); break;
+        case stream::pidfd:
+            reap(c);
+            break;
+        case stream::input:
+            write_input(c);
+            break;
         case stream::output:
-        case stream::error: read_output(c, which, happened); break;
+        case stream::error:
+            read_output(c, which, happened);
+            break;
         }
     }
 
@@ -320,9 +330,9 @@ private:
 
     void write_input(child& c) {
         while (c.input_written < c.input.size()) {
-            const ssize_t written = ::write(c.process.standard_input.get(),
-                                            c.input.data() + c.input_written,
-                                            c.input.size() - c.input_written);
+            const ssize_t written =
+                ::write(c.process.standard_input.get(), c.input.data() + c.input_written,
+                        c.input.size() - c.input_written);
             if (written > 0) {
                 c.input_written += static_cast<std::size_t>(written);
                 continue;
@@ -389,7 +399,7 @@ private:
 
     int milliseconds_to_next_deadline() {
         // Deadlines of children that are gone are dropped lazily.
-        while (!deadlines_.empty() && children_.count(deadlines_.top().child_id) == 0) {
+        while (!deadlines_.empty() && !children_.contains(deadlines_.top().child_id)) {
             deadlines_.pop();
         }
         if (deadlines_.empty()) {
@@ -463,8 +473,9 @@ private:
             // Stopped by us: report why, and the signal that ended it (a child that handled
             // SIGTERM and then exited still ended because of the SIGTERM we sent).
             result.ending = *c.stopped_for;
-            result.signal = exited ? (*c.stopped_for == process_ending::timed_out ? SIGTERM : SIGKILL)
-                                   : info.si_status;
+            result.signal = exited
+                                ? (*c.stopped_for == process_ending::timed_out ? SIGTERM : SIGKILL)
+                                : info.si_status;
         } else if (exited) {
             result.ending = process_ending::exited;
             result.exit_code = info.si_status;

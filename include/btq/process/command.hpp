@@ -94,7 +94,7 @@ struct process_result {
 /// @brief The program could not be started (not found, not executable, bad working directory,
 ///        out of processes...). The task never ran; code() holds the errno.
 class spawn_error : public std::system_error {
-public:
+  public:
     /// @param step what failed, when it is not the start itself (e.g. "chdir"); may be empty
     spawn_error(int error_number, std::string program, const std::string& step = {})
         : std::system_error(error_number, std::generic_category(),
@@ -105,7 +105,7 @@ public:
     /// @brief The program that could not be started.
     [[nodiscard]] const std::string& program() const noexcept { return program_; }
 
-private:
+  private:
     std::string program_;
 };
 

@@ -3,7 +3,7 @@
 ///        closed, its own process group, default signal mask and dispositions, and a pidfd.
 #pragma once
 
-#include <signal.h>
+#include <csignal>
 #include <spawn.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -49,13 +49,16 @@ inline std::vector<std::string> environment_of(const command& cmd) {
         for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
             const std::string_view text(*entry);
             const std::string_view name = text.substr(0, text.find('='));
-            if (replaced.count(name) == 0) {
+            if (!replaced.contains(name)) {
                 entries.emplace_back(text);
             }
         }
     }
     for (const auto& [name, value] : cmd.environment) {
-        entries.push_back(name + '=' + value);
+        std::string entry;
+        entry.reserve(name.size() + 1 + value.size());
+        entry.append(name).append(1, '=').append(value);
+        entries.push_back(std::move(entry));
     }
     return entries;
 }
@@ -80,6 +83,8 @@ struct spawn_setup {
     }
     spawn_setup(const spawn_setup&) = delete;
     spawn_setup& operator=(const spawn_setup&) = delete;
+    spawn_setup(spawn_setup&&) = delete;
+    spawn_setup& operator=(spawn_setup&&) = delete;
     ~spawn_setup() {
         posix_spawn_file_actions_destroy(&actions);
         posix_spawnattr_destroy(&attributes);
@@ -127,9 +132,9 @@ inline child_process spawn(const command& cmd) {
     detail::check(posix_spawn_file_actions_adddup2(&setup.actions, error.write.get(), 2), cmd,
                   "dup2 stderr");
     if (!cmd.working_directory.empty()) {
-        detail::check(posix_spawn_file_actions_addchdir_np(&setup.actions,
-                                                           cmd.working_directory.c_str()),
-                      cmd, "chdir");
+        detail::check(
+            posix_spawn_file_actions_addchdir_np(&setup.actions, cmd.working_directory.c_str()),
+            cmd, "chdir");
     }
     // Every descriptor above 2, including ones other threads opened without O_CLOEXEC.
     detail::check(posix_spawn_file_actions_addclosefrom_np(&setup.actions, 3), cmd, "closefrom");
@@ -140,9 +145,9 @@ inline child_process spawn(const command& cmd) {
     sigfillset(&all_signals);
     sigdelset(&all_signals, SIGKILL);
     sigdelset(&all_signals, SIGSTOP);
-    detail::check(posix_spawnattr_setflags(&setup.attributes,
-                                           POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                               POSIX_SPAWN_SETSIGDEF),
+    detail::check(posix_spawnattr_setflags(&setup.attributes, POSIX_SPAWN_SETPGROUP |
+                                                                  POSIX_SPAWN_SETSIGMASK |
+                                                                  POSIX_SPAWN_SETSIGDEF),
                   cmd, "spawn flags");
     detail::check(posix_spawnattr_setpgroup(&setup.attributes, 0), cmd, "process group");
     detail::check(posix_spawnattr_setsigmask(&setup.attributes, &no_signals), cmd, "signal mask");

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <system_error>
 #include <utility>
@@ -13,7 +14,7 @@ namespace btq::process {
 
 /// Owns a file descriptor; closes it on destruction. Move-only.
 class unique_fd {
-public:
+  public:
     unique_fd() noexcept = default;
     explicit unique_fd(int fd) noexcept : fd_(fd) {}
     unique_fd(unique_fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
@@ -39,7 +40,7 @@ public:
         fd_ = fd;
     }
 
-private:
+  private:
     int fd_ = -1;
 };
 
@@ -78,8 +79,8 @@ inline unique_fd above_standard_fds(int fd) {
 }
 
 inline pipe_ends make_pipe() {
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) {
+    std::array<int, 2> fds{};
+    if (::pipe2(fds.data(), O_CLOEXEC) != 0) {
         throw_errno("btq: pipe2");
     }
     unique_fd read_end = above_standard_fds(fds[0]);
