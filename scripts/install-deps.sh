@@ -6,6 +6,8 @@ set -euo pipefail
 PACKAGES=(
     # Toolchain and build system: every build.
     build-essential cmake ninja-build
+    # The second compiler the library is tested with.
+    clang
     # Unit tests (tests/): Catch2 v2.
     catch2
     # Benchmarks (bench/): Google Benchmark and the other libraries bench/ uses

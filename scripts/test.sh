@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Full verification: dev build + all tests, then the library tests under
-# AddressSanitizer/UBSan and under ThreadSanitizer.
+# Full verification: dev build + all tests, the library tests built with Clang, then the
+# library tests under AddressSanitizer/UBSan and under ThreadSanitizer.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -29,6 +29,11 @@ stage "install dependencies" bash scripts/install-deps.sh
 stage "dev: configure"  cmake --preset dev
 stage "dev: build"      cmake --build --preset dev
 stage "dev: test"       ctest --preset dev --parallel "${JOBS}"
+
+# Clang: the library must build with both compilers the README names.
+stage "clang: configure" cmake --preset clang
+stage "clang: build"     cmake --build --preset clang --target btq_library_tests
+stage "clang: test"      ctest --preset clang --parallel "${JOBS}"
 
 for preset in asan tsan; do
     stage "${preset}: configure" cmake --preset "${preset}"

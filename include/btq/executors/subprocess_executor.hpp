@@ -130,7 +130,7 @@ class subprocess_executor {
             watched->done.set_exception(std::current_exception());
             return;
         }
-        watched->started = clock_type::now();
+        watched->started = watched->process.started; // the child may run before spawn returns
         watched->result.pid = watched->process.pid;
         watched->result.spawn_time = watched->process.spawn_time;
         watched->input = std::move(cmd.standard_input);

@@ -30,6 +30,7 @@ struct child_process {
     unique_fd standard_input;  ///< write end; invalid when there was nothing to write
     unique_fd standard_output; ///< read end
     unique_fd standard_error;  ///< read end
+    std::chrono::steady_clock::time_point started{}; ///< just before posix_spawn
     std::chrono::nanoseconds spawn_time{0};
 };
 
@@ -145,6 +146,13 @@ inline child_process spawn(const command& cmd) {
     sigfillset(&all_signals);
     sigdelset(&all_signals, SIGKILL);
     sigdelset(&all_signals, SIGSTOP);
+#if defined(__GLIBC__) && defined(__linux__)
+    // glibc reserves signals 32 and 33 (thread cancellation, setxid) and sets them to SIG_IGN in
+    // every child it spawns; sigaddset() refuses them, so they would stay ignored in the program
+    // and everything it runs. Their bits (signal n is bit n - 1 of the first word) are set
+    // directly, so that they too are reset to default before exec.
+    all_signals.__val[0] |= (1UL << 31U) | (1UL << 32U);
+#endif
     detail::check(posix_spawnattr_setflags(&setup.attributes, POSIX_SPAWN_SETPGROUP |
                                                                   POSIX_SPAWN_SETSIGMASK |
                                                                   POSIX_SPAWN_SETSIGDEF),
@@ -155,13 +163,13 @@ inline child_process spawn(const command& cmd) {
                   "signal dispositions");
 
     child_process child;
-    const auto before = std::chrono::steady_clock::now();
+    child.started = std::chrono::steady_clock::now();
     const bool search_path = cmd.program.find('/') == std::string::npos;
     const int spawned = search_path ? posix_spawnp(&child.pid, cmd.program.c_str(), &setup.actions,
                                                    &setup.attributes, argv.data(), envp.data())
                                     : posix_spawn(&child.pid, cmd.program.c_str(), &setup.actions,
                                                   &setup.attributes, argv.data(), envp.data());
-    child.spawn_time = std::chrono::steady_clock::now() - before;
+    child.spawn_time = std::chrono::steady_clock::now() - child.started;
     if (spawned != 0) {
         throw spawn_error(spawned, cmd.program);
     }
