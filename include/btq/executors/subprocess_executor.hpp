@@ -146,7 +146,9 @@ class subprocess_executor {
             std::lock_guard lock(mutex_);
             incoming_.push_back(std::move(watched));
         }
-        wake();
+        if (std::this_thread::get_id() != loop_id_.load(std::memory_order_relaxed)) {
+            wake(); // the event thread itself picks new children up before it waits again
+        }
     }
 
     /// @brief Children started and not yet reaped.
@@ -202,6 +204,7 @@ class subprocess_executor {
     // ---- the event thread ----------------------------------------------------------------
 
     void run_loop() {
+        loop_id_.store(std::this_thread::get_id());
         // Writing to a pipe whose reader has exited raises SIGPIPE for this thread: keep it
         // blocked here (and consume it), so it never reaches the process.
         sigset_t pipe_signal;
@@ -222,13 +225,17 @@ class subprocess_executor {
                     continue;
                 }
                 auto* target = static_cast<watch*>(event.data.ptr);
-                handle(*target->owner, target->which, event.events);
+                handle(*target->owner, target->which);
             }
             if (take_incoming()) {
                 kill_everything();
             }
             run_due_deadlines();
-            complete_finished();
+            // Completing a task can start the next one from this thread (the queue hands the
+            // freed slot over): register it before waiting again.
+            if (complete_finished() && take_incoming()) {
+                kill_everything();
+            }
             if (stopping_seen_ && children_.empty()) {
                 std::lock_guard lock(mutex_);
                 if (incoming_.empty()) {
@@ -294,7 +301,7 @@ class subprocess_executor {
         }
     }
 
-    void handle(child& c, stream which, std::uint32_t happened) {
+    void handle(child& c, stream which) {
         switch (which) {
         case stream::pidfd:
             reap(c);
@@ -304,7 +311,7 @@ class subprocess_executor {
             break;
         case stream::output:
         case stream::error:
-            read_output(c, which, happened);
+            read_output(c, which);
             break;
         }
     }
@@ -362,39 +369,32 @@ class subprocess_executor {
         }
     }
 
-    void read_output(child& c, stream which, std::uint32_t happened) {
+    /// One read per readiness event (the descriptor is blocking; epoll is level-triggered, so
+    /// whatever is left is reported again).
+    void read_output(child& c, stream which) {
         const bool is_stdout = which == stream::output;
         std::string& sink = is_stdout ? c.result.standard_output : c.result.standard_error;
         bool& truncated = is_stdout ? c.result.stdout_truncated : c.result.stderr_truncated;
         const std::size_t limit = is_stdout ? c.stdout_limit : c.stderr_limit;
-        const int fd = descriptor(c, which).get();
         std::array<char, 65536> buffer; // NOLINT(cppcoreguidelines-pro-type-member-init)
-        for (;;) {
-            const ssize_t got = ::read(fd, buffer.data(), buffer.size());
-            if (got > 0) {
-                const auto bytes = static_cast<std::size_t>(got);
-                const std::size_t room = limit > sink.size() ? limit - sink.size() : 0;
-                sink.append(buffer.data(), std::min(room, bytes));
-                if (bytes > room) {
-                    truncated = true;
-                    if (c.on_output_limit == output_limit_action::kill && !c.stopped_for) {
-                        c.stopped_for = process_ending::output_limit;
-                        ::kill(-c.process.pid, SIGKILL);
-                    }
-                }
-                continue;
-            }
-            if (got < 0 && errno == EINTR) {
-                continue;
-            }
-            if (got < 0 && errno == EAGAIN) {
-                if ((happened & (EPOLLHUP | EPOLLERR)) == 0) {
-                    return;
-                }
-            }
-            break; // end of file or error
+        const ssize_t got = ::read(descriptor(c, which).get(), buffer.data(), buffer.size());
+        if (got < 0 && errno == EINTR) {
+            return;
         }
-        close_stream(c, which);
+        if (got <= 0) {
+            close_stream(c, which); // end of file, or an error
+            return;
+        }
+        const auto bytes = static_cast<std::size_t>(got);
+        const std::size_t room = limit > sink.size() ? limit - sink.size() : 0;
+        sink.append(buffer.data(), std::min(room, bytes));
+        if (bytes > room) {
+            truncated = true;
+            if (c.on_output_limit == output_limit_action::kill && !c.stopped_for) {
+                c.stopped_for = process_ending::output_limit;
+                ::kill(-c.process.pid, SIGKILL);
+            }
+        }
     }
 
     int milliseconds_to_next_deadline() {
@@ -452,7 +452,9 @@ class subprocess_executor {
     }
 
     /// Completes every child that is reaped and whose pipes are closed.
-    void complete_finished() {
+    /// Returns whether any was completed.
+    bool complete_finished() {
+        bool any = false;
         for (auto it = children_.begin(); it != children_.end();) {
             child& c = *it->second;
             if (!c.reaped || c.process.standard_output || c.process.standard_error) {
@@ -462,7 +464,9 @@ class subprocess_executor {
             std::unique_ptr<child> done = std::move(it->second);
             it = children_.erase(it);
             finish(*done);
+            any = true;
         }
+        return any;
     }
 
     void finish(child& c) {
@@ -503,6 +507,7 @@ class subprocess_executor {
     bool stopping_seen_ = false;
 
     std::atomic<std::size_t> running_{0};
+    std::atomic<std::thread::id> loop_id_{};
     std::thread loop_; // last: started once everything above exists
 };
 

@@ -23,7 +23,7 @@ extern char** environ; // NOLINT(readability-redundant-declaration)
 namespace btq::process {
 
 /// A started child: its pid (also its process group id), a pidfd, and the parent's ends of its
-/// standard streams (non-blocking).
+/// standard streams (input non-blocking; output blocking, to be read once per readiness event).
 struct child_process {
     pid_t pid = 0;
     unique_fd pidfd;
@@ -92,6 +92,21 @@ struct spawn_setup {
     }
 };
 
+/// A descriptor of /dev/null opened once (close-on-exec): the standard input of every child
+/// that is given no input, which saves a pipe per spawn. -1 if it cannot be opened.
+inline int shared_null_input() noexcept {
+    static const int null_input = [] {
+        const int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || fd > 2) {
+            return fd;
+        }
+        const int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        ::close(fd);
+        return moved;
+    }();
+    return null_input;
+}
+
 inline void check(int error, const command& cmd, const char* what) {
     if (error != 0) {
         throw spawn_error(error, cmd.program, what);
@@ -117,8 +132,11 @@ inline child_process spawn(const command& cmd) {
     pipe_ends input;
     pipe_ends output;
     pipe_ends error;
+    const int null_input = cmd.standard_input.empty() ? detail::shared_null_input() : -1;
     try {
-        input = make_pipe();
+        if (null_input < 0) {
+            input = make_pipe();
+        }
         output = make_pipe();
         error = make_pipe();
     } catch (const std::system_error& e) {
@@ -126,8 +144,9 @@ inline child_process spawn(const command& cmd) {
     }
 
     detail::spawn_setup setup;
-    detail::check(posix_spawn_file_actions_adddup2(&setup.actions, input.read.get(), 0), cmd,
-                  "dup2 stdin");
+    detail::check(posix_spawn_file_actions_adddup2(
+                      &setup.actions, null_input >= 0 ? null_input : input.read.get(), 0),
+                  cmd, "dup2 stdin");
     detail::check(posix_spawn_file_actions_adddup2(&setup.actions, output.write.get(), 1), cmd,
                   "dup2 stdout");
     detail::check(posix_spawn_file_actions_adddup2(&setup.actions, error.write.get(), 2), cmd,
@@ -188,10 +207,10 @@ inline child_process spawn(const command& cmd) {
         child.standard_input = std::move(input.write);
         set_nonblocking(child.standard_input.get());
     }
+    // The output ends stay blocking: the event loop reads them once per readiness event, which
+    // never blocks, and saves two fcntl() calls per spawn.
     child.standard_output = std::move(output.read);
     child.standard_error = std::move(error.read);
-    set_nonblocking(child.standard_output.get());
-    set_nonblocking(child.standard_error.get());
     return child;
 }
 
