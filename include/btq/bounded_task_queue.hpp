@@ -116,11 +116,16 @@ class bounded_task_queue {
     bounded_task_queue& operator=(bounded_task_queue&&) = delete;
 
     /// @brief Closes the queue, answers every waiter with queue_cleared("queue destroyed"), and
-    ///        waits for the tasks already running (it never waits for waiting tasks).
+    ///        waits for the tasks already running (it never waits for waiting tasks). With an
+    ///        executor that can cancel (btq::cancellable_executor, e.g. subprocess_executor),
+    ///        the running tasks are cancelled first, so the wait is short.
     /// @warning Do not destroy a queue from inside one of its own tasks.
     ~bounded_task_queue() {
         close();
         static_cast<void>(clear("queue destroyed"));
+        if constexpr (cancellable_executor<Executor>) {
+            executor_.cancel_running();
+        }
         drain();
         {
             std::lock_guard lock(mutex_);

@@ -213,6 +213,14 @@ concept concurrency_aware_executor = requires(Executor& executor, std::size_t n)
     executor.reserve_concurrency(n);
 };
 
+/// @brief An executor that can stop the tasks it is running (the process executors kill their
+///        children). A queue's destructor calls `cancel_running()` before it waits for running
+///        tasks, so it never waits for a task that would run for a long time. Optional.
+template <class Executor>
+concept cancellable_executor = requires(Executor& executor) {
+    executor.cancel_running();
+};
+
 namespace detail {
 
 /// Set by a queue, on the thread that is completing a task, while it hands the task that takes

@@ -1263,3 +1263,18 @@ TEST_CASE("each child leads its own process group and is a direct child of this 
     }
     CHECK(groups.size() == futures.size());
 }
+
+TEST_CASE("destroying a queue cancels its running children instead of waiting for them",
+          "[subprocess]") {
+    std::future<btq::process_result> running;
+    const auto before = steady::now();
+    {
+        process_queue queue({.max_concurrency = 1, .capacity = 4});
+        running = queue.submit(btq::command{.program = "/bin/sleep", .arguments = {"30"}});
+        REQUIRE(eventually([&] { return queue.executor().running() == 1; }));
+    }
+    CHECK(steady::now() - before < 10s);
+    const btq::process_result r = answer(running);
+    CHECK(r.ending == btq::process_ending::signaled);
+    CHECK(r.signal == SIGKILL);
+}

@@ -151,6 +151,18 @@ class subprocess_executor {
         }
     }
 
+    /// @brief Kills (SIGKILL to the process group) every child running now; their tasks complete
+    ///        as `signaled` with SIGKILL. Children started afterwards are not affected. A queue's
+    ///        destructor calls this, so destroying a queue never waits for a child that would run
+    ///        for a long time.
+    void cancel_running() {
+        {
+            std::lock_guard lock(mutex_);
+            cancel_requested_ = true;
+        }
+        wake();
+    }
+
     /// @brief Children started and not yet reaped.
     [[nodiscard]] std::size_t running() const noexcept {
         return running_.load(std::memory_order_relaxed);
@@ -245,13 +257,16 @@ class subprocess_executor {
         }
     }
 
-    /// Registers newly started children. Returns true when the executor is stopping.
+    /// Registers newly started children. Returns true when every running child must be killed
+    /// (the executor is stopping, or cancel_running() was called).
     bool take_incoming() {
         std::vector<std::unique_ptr<child>> arrived;
+        bool cancel = false;
         {
             std::lock_guard lock(mutex_);
             arrived.swap(incoming_);
             stopping_seen_ = stopping_;
+            cancel = std::exchange(cancel_requested_, false);
         }
         for (std::unique_ptr<child>& started : arrived) {
             child& c = *started;
@@ -267,7 +282,7 @@ class subprocess_executor {
             }
             children_.emplace(c.id, std::move(started));
         }
-        return stopping_seen_;
+        return stopping_seen_ || cancel;
     }
 
     void add_watch(child& c, stream which, int fd, std::uint32_t interest) {
@@ -496,9 +511,10 @@ class subprocess_executor {
     process::unique_fd epoll_;
     process::unique_fd wake_;
 
-    std::mutex mutex_; // guards incoming_ and stopping_
+    std::mutex mutex_; // guards incoming_, stopping_ and cancel_requested_
     std::vector<std::unique_ptr<child>> incoming_;
     bool stopping_ = false;
+    bool cancel_requested_ = false;
 
     // Owned by the event thread.
     std::unordered_map<std::uint64_t, std::unique_ptr<child>> children_;
