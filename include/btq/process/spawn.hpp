@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <set>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -117,7 +118,9 @@ inline void check(int error, const command& cmd, const char* what) {
 
 /// Starts `cmd`. Throws btq::spawn_error (with the errno) if it cannot be started: program not
 /// found or not executable, working directory missing, out of processes or descriptors.
-inline child_process spawn(const command& cmd) {
+/// `extra_fds[i]` becomes descriptor 3 + i in the child (the worker protocol's channels);
+/// every other descriptor above 2 is closed.
+inline child_process spawn(const command& cmd, std::span<const int> extra_fds = {}) {
     if (cmd.program.empty()) {
         throw spawn_error(EINVAL, cmd.program, "empty program name");
     }
@@ -156,8 +159,23 @@ inline child_process spawn(const command& cmd) {
             posix_spawn_file_actions_addchdir_np(&setup.actions, cmd.working_directory.c_str()),
             cmd, "chdir");
     }
-    // Every descriptor above 2, including ones other threads opened without O_CLOEXEC.
-    detail::check(posix_spawn_file_actions_addclosefrom_np(&setup.actions, 3), cmd, "closefrom");
+    // Extra descriptors go to 3, 4, ...: first moved above those numbers, so that placing one
+    // never overwrites another that is still to be placed.
+    const int first_free = 3 + static_cast<int>(extra_fds.size());
+    std::vector<unique_fd> lifted;
+    for (std::size_t i = 0; i < extra_fds.size(); ++i) {
+        const int moved = ::fcntl(extra_fds[i], F_DUPFD_CLOEXEC, first_free);
+        if (moved < 0) {
+            throw spawn_error(errno, cmd.program, "extra descriptor");
+        }
+        lifted.emplace_back(moved);
+        detail::check(
+            posix_spawn_file_actions_adddup2(&setup.actions, moved, 3 + static_cast<int>(i)), cmd,
+            "dup2 extra descriptor");
+    }
+    // Every descriptor above those, including ones other threads opened without O_CLOEXEC.
+    detail::check(posix_spawn_file_actions_addclosefrom_np(&setup.actions, first_free), cmd,
+                  "closefrom");
 
     sigset_t no_signals;
     sigemptyset(&no_signals);
