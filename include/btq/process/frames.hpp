@@ -31,7 +31,7 @@ enum class frame_type : char {
 };
 
 struct frame {
-    frame_type type;
+    frame_type type = frame_type::error;
     std::string payload;
 };
 
@@ -73,7 +73,8 @@ inline std::string encode_request(std::string_view operation, std::string_view b
     return payload;
 }
 
-/// Splits a request payload into (operation, body). Throws protocol_error if malformed.
+/// Splits a request payload into (operation, body): views into `payload`, which must outlive
+/// them. Throws protocol_error if malformed.
 inline std::pair<std::string_view, std::string_view> decode_request(std::string_view payload) {
     if (payload.size() < 2) {
         throw protocol_error("request shorter than its operation length");
@@ -123,8 +124,10 @@ class frame_reader {
         }
         const char type = buffer_[consumed_ + 4];
         if (type != 'H' && type != 'Q' && type != 'R' && type != 'E') {
-            throw protocol_error("unknown frame type " +
-                                 std::to_string(static_cast<unsigned char>(type)));
+            static constexpr std::string_view hex = "0123456789abcdef";
+            const auto byte = static_cast<unsigned char>(type);
+            throw protocol_error(std::string("unknown frame type 0x") + hex[byte >> 4U] +
+                                 hex[byte & 0xFU]);
         }
         frame out{static_cast<frame_type>(type), buffer_.substr(consumed_ + 5, length - 1)};
         consumed_ += 4 + length;
