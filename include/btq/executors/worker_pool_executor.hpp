@@ -194,18 +194,27 @@ class worker_pool_executor {
     template <class Task>
     requires std::same_as<std::remove_cvref_t<Task>, worker_request>
     void execute(Task&& request, completion<worker_response> done) {
+        if (request.operation.size() > 0xFFFFU) {
+            done.set_exception(std::make_exception_ptr(
+                std::invalid_argument("btq: worker operation name longer than 65535 bytes")));
+            return;
+        }
         auto job = std::make_unique<pending_request>();
         job->request = std::forward<Task>(request);
         job->waited = done.waited();
         job->done = std::move(done);
+        bool refused = false;
         {
             std::lock_guard lock(mutex_);
-            if (stopping_) {
-                job->done.set_exception(std::make_exception_ptr(
-                    worker_start_error("btq: worker pool is shutting down")));
-                return;
+            refused = stopping_;
+            if (!refused) {
+                incoming_.push_back(std::move(job));
             }
-            incoming_.push_back(std::move(job));
+        }
+        if (refused) { // answered outside the lock: the answer may submit again
+            job->done.set_exception(
+                std::make_exception_ptr(worker_start_error("btq: worker pool is shutting down")));
+            return;
         }
         if (std::this_thread::get_id() != loop_id_.load(std::memory_order_relaxed)) {
             wake();
@@ -412,9 +421,16 @@ class worker_pool_executor {
     void send_request(worker& w) {
         w.current = state::busy;
         w.task_started = clock_type::now();
-        w.to_send = protocol::encode(
-            protocol::frame_type::request,
-            protocol::encode_request(w.task->request.operation, w.task->request.body));
+        try {
+            w.to_send = protocol::encode(
+                protocol::frame_type::request,
+                protocol::encode_request(w.task->request.operation, w.task->request.body));
+        } catch (const std::exception&) {
+            std::unique_ptr<pending_request> job = std::move(w.task);
+            w.current = state::idle;
+            job->done.set_exception(std::current_exception());
+            return;
+        }
         w.sent = 0;
         const auto timeout = w.task->request.timeout.value_or(options_.task_timeout);
         if (timeout.count() > 0) {
@@ -444,6 +460,7 @@ class worker_pool_executor {
             w.requests = std::move(requests.write);
             w.responses = std::move(responses.read);
             process::set_nonblocking(w.requests.get());
+            process::set_nonblocking(w.responses.get()); // reap() drains it without blocking
         } catch (const std::exception& e) {
             start_failed(w, e.what());
             return;
@@ -519,6 +536,9 @@ class worker_pool_executor {
     }
 
     void handle(worker& w, stream which) {
+        if (!descriptor(w, which)) {
+            return; // closed earlier in this batch of events
+        }
         switch (which) {
         case stream::pidfd:
             reap(w);
@@ -668,11 +688,11 @@ class worker_pool_executor {
         if (w.current == state::starting) {
             ::kill(-w.pid, SIGKILL);
             w.stopping_for = stop_reason::protocol;
-            w.stop_message = "btq: worker broke the protocol during its handshake: " + why;
+            w.stop_message = why + " (during the handshake)";
             w.current = state::stopping;
             return;
         }
-        begin_stop(w, stop_reason::protocol, std::string("btq: ") + why);
+        begin_stop(w, stop_reason::protocol, why);
         ::kill(-w.pid, SIGKILL);
     }
 
@@ -702,6 +722,9 @@ class worker_pool_executor {
             return;
         }
         flush_log(w);
+        if (w.current == state::busy) {
+            drain_responses(w); // an answer written just before the exit still counts
+        }
         const bool exited = info.si_code == CLD_EXITED;
         const std::string how = exited ? "exited with code " + std::to_string(info.si_status)
                                        : "was killed by signal " + std::to_string(info.si_status);
@@ -729,7 +752,7 @@ class worker_pool_executor {
                                    exited ? info.si_status : -1, exited ? 0 : info.si_status));
                 break;
             }
-            job->done.set_exception(error);
+            job->done.set_exception(std::move(error));
         }
         close_all(w);
         w.current = state::empty;
@@ -740,7 +763,37 @@ class worker_pool_executor {
             return;
         }
         if (!stopping_seen()) {
-            start_worker(w);
+            // Restarted after this batch of events: later events of the batch may still name
+            // the old process's descriptors, and must find them closed, not reused.
+            ++w.generation;
+            deadlines_.push({clock_type::now(), w.index, w.generation, deadline_kind::restart});
+        }
+    }
+
+    /// Reads whatever the (exited) worker left in its response pipe, and handles those frames.
+    void drain_responses(worker& w) {
+        std::array<char, 65536> buffer; // NOLINT(cppcoreguidelines-pro-type-member-init)
+        while (w.responses && w.current == state::busy) {
+            const ssize_t got = ::read(w.responses.get(), buffer.data(), buffer.size());
+            if (got < 0 && errno == EINTR) {
+                continue;
+            }
+            if (got <= 0) {
+                return;
+            }
+            w.reader.feed(buffer.data(), static_cast<std::size_t>(got));
+            try {
+                while (w.current == state::busy) {
+                    auto frame = w.reader.next();
+                    if (!frame) {
+                        break;
+                    }
+                    on_frame(w, std::move(*frame));
+                }
+            } catch (const protocol::protocol_error& e) {
+                protocol_failure(w, e.what());
+                return;
+            }
         }
     }
 
@@ -808,7 +861,13 @@ class worker_pool_executor {
             switch (due.kind) {
             case deadline_kind::handshake:
                 if (current && w.current == state::starting) {
-                    ::kill(-w.pid, SIGKILL); // reap() reports it as a failed start
+                    // reap() reports it as a failed start; until then it is no candidate for
+                    // work, even if its hello arrives now.
+                    w.current = state::stopping;
+                    w.stopping_for = stop_reason::protocol;
+                    w.stop_message = "btq: no hello from the worker within " +
+                                     std::to_string(options_.handshake_timeout.count()) + " ms";
+                    ::kill(-w.pid, SIGKILL);
                 }
                 break;
             case deadline_kind::task:
