@@ -4,7 +4,6 @@
 #pragma once
 
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -31,6 +30,7 @@
 
 #include "../executor.hpp"
 #include "../process/command.hpp"
+#include "../process/event_loop.hpp"
 #include "../process/spawn.hpp"
 #include "../process/unique_fd.hpp"
 
@@ -74,20 +74,6 @@ class subprocess_executor {
     using result_type = process_result;
 
     explicit subprocess_executor(subprocess_options options = {}) : options_(options) {
-        epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
-        if (!epoll_) {
-            process::throw_errno("btq: epoll_create1");
-        }
-        wake_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-        if (!wake_) {
-            process::throw_errno("btq: eventfd");
-        }
-        epoll_event event{};
-        event.events = EPOLLIN;
-        event.data.ptr = nullptr; // the wake-up descriptor
-        if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &event) != 0) {
-            process::throw_errno("btq: epoll_ctl");
-        }
         loop_ = std::thread([this] { run_loop(); });
     }
 
@@ -103,7 +89,7 @@ class subprocess_executor {
             std::lock_guard lock(mutex_);
             stopping_ = true;
         }
-        wake();
+        poller_.wake();
         loop_.join();
     }
 
@@ -116,13 +102,15 @@ class subprocess_executor {
         auto watched = std::make_unique<child>();
         watched->result.wait_time = done.waited();
         watched->done = std::move(done);
+        bool refused = false;
         {
             std::lock_guard lock(mutex_);
-            if (stopping_) {
-                watched->done.set_exception(std::make_exception_ptr(
-                    spawn_error(ECANCELED, cmd.program, "executor is shutting down")));
-                return;
-            }
+            refused = stopping_;
+        }
+        if (refused) { // answered outside the lock: the answer may submit again
+            watched->done.set_exception(std::make_exception_ptr(
+                spawn_error(ECANCELED, cmd.program, "executor is shutting down")));
+            return;
         }
         try {
             watched->process = process::spawn(cmd);
@@ -147,7 +135,7 @@ class subprocess_executor {
             incoming_.push_back(std::move(watched));
         }
         if (std::this_thread::get_id() != loop_id_.load(std::memory_order_relaxed)) {
-            wake(); // the event thread itself picks new children up before it waits again
+            poller_.wake(); // the event thread itself picks new children up before it waits again
         }
     }
 
@@ -160,7 +148,7 @@ class subprocess_executor {
             std::lock_guard lock(mutex_);
             cancel_requested_ = true;
         }
-        wake();
+        poller_.wake();
     }
 
     /// @brief Children started and not yet reaped.
@@ -208,34 +196,19 @@ class subprocess_executor {
         bool operator>(const deadline& other) const noexcept { return at > other.at; }
     };
 
-    void wake() noexcept {
-        const std::uint64_t one = 1;
-        [[maybe_unused]] const auto written = ::write(wake_.get(), &one, sizeof one);
-    }
-
     // ---- the event thread ----------------------------------------------------------------
 
     void run_loop() {
         loop_id_.store(std::this_thread::get_id());
         // Writing to a pipe whose reader has exited raises SIGPIPE for this thread: keep it
         // blocked here (and consume it), so it never reaches the process.
-        sigset_t pipe_signal;
-        sigemptyset(&pipe_signal);
-        sigaddset(&pipe_signal, SIGPIPE);
-        pthread_sigmask(SIG_BLOCK, &pipe_signal, nullptr);
+        process::block_sigpipe_on_this_thread();
 
         std::array<epoll_event, 64> events{};
         for (;;) {
-            const int ready =
-                ::epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()),
-                             milliseconds_to_next_deadline());
+            const int ready = poller_.wait(events, milliseconds_to_next_deadline());
             for (int i = 0; i < ready; ++i) {
                 const epoll_event& event = events[static_cast<std::size_t>(i)];
-                if (event.data.ptr == nullptr) {
-                    std::uint64_t count = 0;
-                    [[maybe_unused]] const auto n = ::read(wake_.get(), &count, sizeof count);
-                    continue;
-                }
                 auto* target = static_cast<watch*>(event.data.ptr);
                 handle(*target->owner, target->which);
             }
@@ -288,10 +261,7 @@ class subprocess_executor {
     void add_watch(child& c, stream which, int fd, std::uint32_t interest) {
         watch& slot = c.watches[static_cast<std::size_t>(which)];
         slot = watch{&c, which};
-        epoll_event event{};
-        event.events = interest;
-        event.data.ptr = &slot;
-        ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &event);
+        poller_.add(fd, interest, &slot);
     }
 
     static process::unique_fd& descriptor(child& c, stream which) {
@@ -311,7 +281,7 @@ class subprocess_executor {
     void close_stream(child& c, stream which) {
         process::unique_fd& fd = descriptor(c, which);
         if (fd) {
-            ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd.get(), nullptr);
+            poller_.remove(fd.get());
             fd.reset();
         }
     }
@@ -335,13 +305,9 @@ class subprocess_executor {
         // Whatever is left of the child's process group (grandchildren) goes with it. The
         // child is not reaped yet, so its pid (the group id) cannot have been reused.
         ::kill(-c.process.pid, SIGKILL);
-        siginfo_t info{};
-        if (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(c.process.pidfd.get()),
-                     &info, WEXITED | WNOHANG) != 0 ||
-            info.si_pid == 0) {
+        if (!process::try_reap(c.process.pidfd.get(), c.exit_info)) {
             return; // not yet (spurious readiness)
         }
-        c.exit_info = info;
         c.reaped = true;
         close_stream(c, stream::pidfd);
         close_stream(c, stream::input);
@@ -366,22 +332,13 @@ class subprocess_executor {
                 return;
             }
             if (written < 0 && errno == EPIPE) {
-                discard_pending_sigpipe();
+                process::discard_pending_sigpipe();
             }
             break; // the child stopped reading: the rest of the input is dropped
         }
         close_stream(c, stream::input);
         c.input.clear();
         c.input.shrink_to_fit();
-    }
-
-    static void discard_pending_sigpipe() noexcept {
-        sigset_t pipe_signal;
-        sigemptyset(&pipe_signal);
-        sigaddset(&pipe_signal, SIGPIPE);
-        const timespec no_wait{0, 0};
-        while (::sigtimedwait(&pipe_signal, nullptr, &no_wait) == SIGPIPE) {
-        }
     }
 
     /// One read per readiness event (the descriptor is blocking; epoll is level-triggered, so
@@ -508,8 +465,7 @@ class subprocess_executor {
     }
 
     subprocess_options options_;
-    process::unique_fd epoll_;
-    process::unique_fd wake_;
+    process::poller poller_;
 
     std::mutex mutex_; // guards incoming_, stopping_ and cancel_requested_
     std::vector<std::unique_ptr<child>> incoming_;

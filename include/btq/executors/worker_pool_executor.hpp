@@ -4,7 +4,6 @@
 #pragma once
 
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -36,6 +35,7 @@
 #include "../errors.hpp"
 #include "../executor.hpp"
 #include "../process/command.hpp"
+#include "../process/event_loop.hpp"
 #include "../process/frames.hpp"
 #include "../process/spawn.hpp"
 #include "../process/unique_fd.hpp"
@@ -156,15 +156,6 @@ class worker_pool_executor {
             };
         }
         options_.worker.environment["BTQ_WORKER_PROTOCOL"] = "1";
-        epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
-        wake_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-        if (!epoll_ || !wake_) {
-            process::throw_errno("btq: epoll/eventfd");
-        }
-        epoll_event event{};
-        event.events = EPOLLIN;
-        event.data.ptr = nullptr;
-        ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &event);
         slots_.resize(options_.workers);
         for (std::size_t i = 0; i < slots_.size(); ++i) {
             slots_[i] = std::make_unique<worker>();
@@ -186,7 +177,7 @@ class worker_pool_executor {
             std::lock_guard lock(mutex_);
             stopping_ = true;
         }
-        wake();
+        poller_.wake();
         loop_.join();
     }
 
@@ -203,21 +194,17 @@ class worker_pool_executor {
         job->request = std::forward<Task>(request);
         job->waited = done.waited();
         job->done = std::move(done);
-        bool refused = false;
-        {
-            std::lock_guard lock(mutex_);
-            refused = stopping_;
-            if (!refused) {
-                incoming_.push_back(std::move(job));
-            }
-        }
-        if (refused) { // answered outside the lock: the answer may submit again
+        std::unique_lock lock(mutex_);
+        if (stopping_) {
+            lock.unlock(); // answered outside the lock: the answer may submit again
             job->done.set_exception(
                 std::make_exception_ptr(worker_start_error("btq: worker pool is shutting down")));
             return;
         }
+        incoming_.push_back(std::move(job));
+        lock.unlock();
         if (std::this_thread::get_id() != loop_id_.load(std::memory_order_relaxed)) {
-            wake();
+            poller_.wake();
         }
     }
 
@@ -294,11 +281,6 @@ class worker_pool_executor {
         bool operator>(const deadline& other) const noexcept { return at > other.at; }
     };
 
-    void wake() noexcept {
-        const std::uint64_t one = 1;
-        [[maybe_unused]] const auto written = ::write(wake_.get(), &one, sizeof one);
-    }
-
     void schedule(const worker& w, clock_type::duration after, deadline_kind kind) {
         deadlines_.push({clock_type::now() + after, w.index, w.generation, kind});
     }
@@ -307,10 +289,7 @@ class worker_pool_executor {
 
     void run_loop() {
         loop_id_.store(std::this_thread::get_id());
-        sigset_t pipe_signal;
-        sigemptyset(&pipe_signal);
-        sigaddset(&pipe_signal, SIGPIPE);
-        pthread_sigmask(SIG_BLOCK, &pipe_signal, nullptr);
+        process::block_sigpipe_on_this_thread();
 
         for (auto& slot : slots_) {
             start_worker(*slot);
@@ -322,11 +301,6 @@ class worker_pool_executor {
             const int ready = wait_for_events(events);
             for (int i = 0; i < ready; ++i) {
                 const epoll_event& event = events[static_cast<std::size_t>(i)];
-                if (event.data.ptr == nullptr) {
-                    std::uint64_t count = 0;
-                    [[maybe_unused]] const auto n = ::read(wake_.get(), &count, sizeof count);
-                    continue;
-                }
                 auto* target = static_cast<watch*>(event.data.ptr);
                 handle(*target->owner, target->which);
             }
@@ -372,15 +346,13 @@ class worker_pool_executor {
         if (in_flight) {
             const auto until = clock_type::now() + busy_poll;
             do {
-                const int ready =
-                    ::epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()), 0);
+                const int ready = poller_.wait(events, 0);
                 if (ready != 0) {
                     return ready;
                 }
             } while (clock_type::now() < until);
         }
-        return ::epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()),
-                            next_timeout_ms());
+        return poller_.wait(events, next_timeout_ms());
     }
 
     static constexpr std::chrono::microseconds busy_poll{50};
@@ -498,10 +470,7 @@ class worker_pool_executor {
     void add_watch(worker& w, stream which, int fd, std::uint32_t interest) {
         watch& slot = w.watches[static_cast<std::size_t>(which)];
         slot = watch{&w, which};
-        epoll_event event{};
-        event.events = interest;
-        event.data.ptr = &slot;
-        ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &event);
+        poller_.add(fd, interest, &slot);
     }
 
     static process::unique_fd& descriptor(worker& w, stream which) {
@@ -523,7 +492,7 @@ class worker_pool_executor {
     void close_stream(worker& w, stream which) {
         process::unique_fd& fd = descriptor(w, which);
         if (fd) {
-            ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd.get(), nullptr);
+            poller_.remove(fd.get());
             fd.reset();
         }
     }
@@ -568,32 +537,19 @@ class worker_pool_executor {
                 continue;
             }
             if (written < 0 && errno == EAGAIN) {
-                epoll_event event{};
-                event.events = EPOLLOUT;
-                event.data.ptr = &w.watches[static_cast<std::size_t>(stream::requests)];
-                w.watches[static_cast<std::size_t>(stream::requests)] = watch{&w, stream::requests};
-                if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, w.requests.get(), &event) != 0) {
-                    ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, w.requests.get(), &event);
-                }
+                watch& slot = w.watches[static_cast<std::size_t>(stream::requests)];
+                slot = watch{&w, stream::requests};
+                poller_.watch(w.requests.get(), EPOLLOUT, &slot);
                 return;
             }
             if (written < 0 && errno == EPIPE) {
-                discard_pending_sigpipe();
+                process::discard_pending_sigpipe();
             }
             // The worker stopped reading: it is exiting; reap() reports the task.
             return;
         }
         w.to_send.clear();
-        ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, w.requests.get(), nullptr);
-    }
-
-    static void discard_pending_sigpipe() noexcept {
-        sigset_t pipe_signal;
-        sigemptyset(&pipe_signal);
-        sigaddset(&pipe_signal, SIGPIPE);
-        const timespec no_wait{0, 0};
-        while (::sigtimedwait(&pipe_signal, nullptr, &no_wait) == SIGPIPE) {
-        }
+        poller_.remove(w.requests.get());
     }
 
     void read_responses(worker& w) {
@@ -667,7 +623,7 @@ class worker_pool_executor {
         }
     }
 
-    bool should_recycle(const worker& w) const {
+    [[nodiscard]] bool should_recycle(const worker& w) const {
         if (options_.max_tasks_per_worker > 0 && w.tasks_done >= options_.max_tasks_per_worker) {
             return true;
         }
@@ -716,9 +672,7 @@ class worker_pool_executor {
     void reap(worker& w) {
         ::kill(-w.pid, SIGKILL); // whatever is left of its process group
         siginfo_t info{};
-        if (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(w.pidfd.get()), &info,
-                     WEXITED | WNOHANG) != 0 ||
-            info.si_pid == 0) {
+        if (!process::try_reap(w.pidfd.get(), info)) {
             return;
         }
         flush_log(w);
@@ -828,7 +782,7 @@ class worker_pool_executor {
         }
     }
 
-    void flush_log(worker& w) {
+    void flush_log(worker& w) const {
         for (std::string* partial : {&w.partial_output, &w.partial_error}) {
             if (!partial->empty()) {
                 options_.log(w.pid, *partial);
@@ -902,8 +856,7 @@ class worker_pool_executor {
     }
 
     worker_pool_options options_;
-    process::unique_fd epoll_;
-    process::unique_fd wake_;
+    process::poller poller_;
 
     std::mutex mutex_; // guards incoming_ and stopping_
     std::vector<std::unique_ptr<pending_request>> incoming_;
