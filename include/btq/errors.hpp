@@ -16,6 +16,8 @@ enum class not_run_reason {
     queue_closed,  ///< refused at admission: close() or shutdown() had been called
     queue_cleared, ///< admitted, then failed by clear() / shutdown() / the queue's destructor
     expired,       ///< admitted, still waiting when its queue deadline passed
+    not_started,   ///< handed to the executor, which could not start it (a program or a worker
+                   ///< that cannot be started): btq::spawn_error, btq::worker_start_error
 };
 
 /// @brief Base of every error for work that never started. Catch this to handle every

@@ -1278,3 +1278,17 @@ TEST_CASE("destroying a queue cancels its running children instead of waiting fo
     CHECK(r.ending == btq::process_ending::signaled);
     CHECK(r.signal == SIGKILL);
 }
+
+TEST_CASE("a command that cannot start is caught as task_not_run with reason not_started",
+          "[subprocess]") {
+    process_queue queue({.max_concurrency = 1, .capacity = 4});
+    auto missing = queue.submit(btq::command{.program = "/nonexistent/program"});
+    REQUIRE(missing.wait_for(answer_limit) == std::future_status::ready);
+    try {
+        static_cast<void>(missing.get());
+        FAIL("a program that does not exist cannot have run");
+    } catch (const btq::task_not_run& e) {
+        CHECK(e.reason() == btq::not_run_reason::not_started);
+        CHECK(std::string(e.what()).find("/nonexistent/program") != std::string::npos);
+    }
+}

@@ -80,10 +80,12 @@ class worker_failure : public std::runtime_error {
 };
 
 /// @brief No worker could be started (spawn failed, it exited before its hello, or the hello
-///        did not come in time), or the pool is shutting down. The task never ran.
-class worker_start_error : public std::runtime_error {
+///        did not come in time), or the pool is shutting down. The task never ran: a
+///        btq::task_not_run with reason not_started.
+class worker_start_error : public task_not_run {
   public:
-    explicit worker_start_error(const std::string& message) : std::runtime_error(message) {}
+    explicit worker_start_error(const std::string& message)
+        : task_not_run(not_run_reason::not_started, message) {}
 };
 
 /// @brief Configuration of a worker_pool_executor.

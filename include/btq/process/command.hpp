@@ -14,6 +14,8 @@
 #include <utility>
 #include <vector>
 
+#include "../errors.hpp"
+
 namespace btq {
 
 /// @brief Where a child's environment comes from.
@@ -92,20 +94,25 @@ struct process_result {
 };
 
 /// @brief The program could not be started (not found, not executable, bad working directory,
-///        out of processes...). The task never ran; code() holds the errno.
-class spawn_error : public std::system_error {
+///        out of processes...). The task never ran, so this is a btq::task_not_run (reason
+///        not_started); code() holds the errno.
+class spawn_error : public task_not_run {
   public:
     /// @param step what failed, when it is not the start itself (e.g. "chdir"); may be empty
     spawn_error(int error_number, std::string program, const std::string& step = {})
-        : std::system_error(error_number, std::generic_category(),
-                            "btq: cannot start '" + program + "'" +
-                                (step.empty() ? std::string() : " (" + step + ")")),
-          program_(std::move(program)) {}
+        : task_not_run(not_run_reason::not_started,
+                       "btq: cannot start '" + program + "'" +
+                           (step.empty() ? std::string() : " (" + step + ")") + ": " +
+                           std::generic_category().message(error_number)),
+          code_(error_number, std::generic_category()), program_(std::move(program)) {}
 
+    /// @brief The errno of the failure.
+    [[nodiscard]] const std::error_code& code() const noexcept { return code_; }
     /// @brief The program that could not be started.
     [[nodiscard]] const std::string& program() const noexcept { return program_; }
 
   private:
+    std::error_code code_;
     std::string program_;
 };
 
