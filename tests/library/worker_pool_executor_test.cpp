@@ -1319,3 +1319,21 @@ TEST_CASE("destroying the executor with a task running past shutdown_grace fails
 }
 
 #endif // BTQ_ECHO_WORKER
+
+TEST_CASE("a request submitted while another is in flight starts at once on an idle worker",
+          "[worker_pool]") {
+    const watchdog guard;
+    pool_queue queue({.max_concurrency = 2, .capacity = 16}, pool_options(echo_worker(), 2));
+    REQUIRE(eventually([&] { return queue.executor().stats().ready == 2; }));
+    // Back to back, so the second arrives while the event thread has just sent the first and is
+    // polling for its answer: it must still be picked up at once, not after the slow answer.
+    for (int round = 0; round < 10; ++round) {
+        REQUIRE(queue.drain(answer_limit));
+        auto slow = queue.submit(request("sleep", "250"));
+        const auto before = steady::now();
+        auto quick = queue.submit(request("echo", "now"));
+        CHECK(answer(quick).body == "now");
+        CHECK(steady::now() - before < 200ms);
+        CHECK(answer(slow).body == "slept");
+    }
+}

@@ -348,8 +348,9 @@ class worker_pool_executor {
         if (in_flight) {
             const auto until = clock_type::now() + busy_poll;
             do {
-                const int ready = poller_.wait(events, 0);
-                if (ready != 0) {
+                bool woken = false; // new requests: the caller must look at them now
+                const int ready = poller_.wait(events, 0, &woken);
+                if (ready != 0 || woken) {
                     return ready;
                 }
             } while (clock_type::now() < until);

@@ -60,8 +60,9 @@ class poller {
     void remove(int fd) noexcept { ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr); }
 
     /// Waits up to `timeout_ms` (-1: no limit; 0: poll). Returns how many of `events` hold
-    /// ready descriptors (their tags in `data.ptr`); wake-ups are consumed, not reported.
-    int wait(std::span<epoll_event> events, int timeout_ms) noexcept {
+    /// ready descriptors (their tags in `data.ptr`); a wake-up is consumed and reported through
+    /// `woken` instead (so 0 events may still mean "look at your queue").
+    int wait(std::span<epoll_event> events, int timeout_ms, bool* woken = nullptr) noexcept {
         const int ready =
             ::epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()), timeout_ms);
         int kept = 0;
@@ -70,6 +71,9 @@ class poller {
             if (event.data.ptr == nullptr) {
                 std::uint64_t count = 0;
                 [[maybe_unused]] const auto n = ::read(wake_.get(), &count, sizeof count);
+                if (woken != nullptr) {
+                    *woken = true;
+                }
                 continue;
             }
             events[static_cast<std::size_t>(kept++)] = event;
