@@ -51,9 +51,7 @@
 #include "test_support.hpp"
 
 using namespace std::chrono_literals;
-using btq_test::children_of;
 using btq_test::eventually;
-using btq_test::parse_stat;
 using btq_test::pids_of;
 using btq_test::process_info;
 using btq_test::processes;

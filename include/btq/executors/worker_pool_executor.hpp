@@ -453,7 +453,6 @@ class worker_pool_executor {
     void start_failed(worker& w, const std::string& why) {
         start_failures_.fetch_add(1, std::memory_order_relaxed);
         ++consecutive_start_failures_;
-        last_start_error_ = why;
         close_all(w);
         w.current = state::empty;
         const auto backoff = std::min<std::chrono::milliseconds>(
@@ -870,7 +869,6 @@ class worker_pool_executor {
     std::deque<std::unique_ptr<pending_request>> waiting_;
     std::priority_queue<deadline, std::vector<deadline>, std::greater<>> deadlines_;
     std::size_t consecutive_start_failures_ = 0;
-    std::string last_start_error_;
 
     std::atomic<std::uint64_t> starts_{0};
     std::atomic<std::uint64_t> start_failures_{0};
