@@ -1,19 +1,33 @@
 #!/usr/bin/env bash
 # Installs the Debian (bookworm) packages needed to build, test and benchmark btq.
 # Does nothing (no apt-get update) when every package is already installed.
+#   --bench   also the tools of the HTTP load comparison (bench/http): wrk, Node.js and npm
 set -euo pipefail
 
 PACKAGES=(
     # Toolchain and build system: every build.
     build-essential cmake ninja-build
-    # The second compiler the library is tested with.
-    clang
+    # The second compiler the library is tested with, and its libFuzzer runtime (tests/fuzz).
+    clang libclang-rt-14-dev
     # Unit tests (tests/): Catch2 v2.
     catch2
     # Benchmarks (bench/): Google Benchmark and the other libraries bench/ uses
     # (Boost incl. Boost.JSON, oneTBB, thread-pool).
     libbenchmark-dev libboost1.81-dev libboost-json1.81-dev libtbb-dev libthread-pool-dev
+    # The example worker (examples/schedule_worker): SQLite for storage, pugixml for XMLTV.
+    libsqlite3-dev libpugixml-dev
+    # The example server's command line (examples/schedule_server): CLI11.
+    libcli11-dev
 )
+
+if [ "${1:-}" = "--bench" ]; then
+    PACKAGES+=(wrk)
+    # Node.js and npm run the re-creation of the seed's server (bench/peers/node-seed). A node
+    # installed some other way (e.g. NodeSource, which bundles npm) is used as it is.
+    if ! command -v npm >/dev/null 2>&1; then
+        PACKAGES+=(nodejs npm)
+    fi
+fi
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

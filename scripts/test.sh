@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Full verification: dev build + all tests, the library tests built with Clang, then the
-# library tests under AddressSanitizer/UBSan and under ThreadSanitizer.
+# Full verification: dev build + all tests (library, Asio binding, schedule_worker, server,
+# packaging), the library tests and the parser fuzzers built with Clang, then the library tests
+# under AddressSanitizer/UBSan and under ThreadSanitizer.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -32,12 +33,15 @@ stage "dev: test"       ctest --preset dev --parallel "${JOBS}"
 
 # Clang: the library must build with both compilers the README names.
 stage "clang: configure" cmake --preset clang
-stage "clang: build"     cmake --build --preset clang --target btq_library_tests
+stage "clang: build"     cmake --build --preset clang --target btq_library_tests btq_asio_tests
 stage "clang: test"      ctest --preset clang --parallel "${JOBS}"
+# libFuzzer targets for the worker's parsers (tests/fuzz), each run for a bounded time.
+stage "clang: build fuzzers" cmake --build --preset clang --target btq_fuzz_m3u btq_fuzz_schedule_request
+stage "clang: fuzz"      ctest --test-dir build/clang -L fuzz --output-on-failure --parallel "${JOBS}"
 
 for preset in asan tsan; do
     stage "${preset}: configure" cmake --preset "${preset}"
-    stage "${preset}: build"     cmake --build --preset "${preset}" --target btq_library_tests
+    stage "${preset}: build"     cmake --build --preset "${preset}" --target btq_library_tests btq_asio_tests
     stage "${preset}: test"      ctest --preset "${preset}" --parallel "${JOBS}"
 done
 

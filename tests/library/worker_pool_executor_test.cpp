@@ -233,7 +233,9 @@ btq::command python_worker(const std::string& mode = {}) {
 btq::worker_pool_options pool_options(btq::command worker, std::size_t workers = 1) {
     btq::worker_pool_options options{.worker = std::move(worker), .workers = workers};
     options.task_timeout = 10s;
-    options.handshake_timeout = 2s;
+    // Generous: a Python worker can take seconds to start on a loaded 2-core CI machine, and
+    // the tests that need a short handshake set their own.
+    options.handshake_timeout = 10s;
     options.restart_backoff = 20ms;
     options.max_restart_backoff = 400ms;
     options.shutdown_grace = 2s;

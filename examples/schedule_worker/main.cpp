@@ -1,0 +1,160 @@
+// schedule_worker: the work behind the example server's eight queued endpoints
+// (docs/schedule-worker.md). Once per request: the request JSON on stdin, the answer on
+// stdout. Persistent: the btq worker protocol on descriptors 3 and 4 (--serve).
+#include <btq/worker.hpp>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+
+#include "files.hpp"
+#include "schedule.hpp"
+#include "service.hpp"
+
+namespace {
+
+constexpr int usage_error = 64; // EX_USAGE
+
+constexpr const char* usage_text =
+    "usage: schedule_worker --data-dir DIR [--feed FILE] OPERATION   (request JSON on stdin)\n"
+    "       schedule_worker --data-dir DIR [--feed FILE] --serve     (btq worker protocol on "
+    "fd 3/4)\n"
+    "\n"
+    "  --data-dir DIR  the data folder: schedules.db, playlists/, feed.m3u\n"
+    "  --feed FILE     the video feed, a path inside DIR (default feed.m3u)\n"
+    "  --serve         serve the btq worker protocol (also the default with no OPERATION when\n"
+    "                  BTQ_WORKER_PROTOCOL=1)\n"
+    "\n"
+    "operations: import-schedule, schedules, playlists, export-schedule-xml,\n"
+    "            export-schedule-json, export-all-schedules-xml, schedule-playlist,\n"
+    "            infowars-videos\n"
+    "exit status: 0 success, 2 invalid input, 3 not found, 1 internal error, 64 bad command line\n";
+
+int bad_command_line(const std::string& message) {
+    std::fprintf(stderr, "schedule_worker: %s\n%s", message.c_str(), usage_text);
+    return usage_error;
+}
+
+/// Standard input, up to one byte more than a request may be (so an oversized request is
+/// detected without reading all of it); the service answers that with invalid_input.
+std::string read_request() {
+    std::string request;
+    const std::size_t cap = schedule::max_request_bytes + 1;
+    std::size_t used = 0;
+    request.resize(std::size_t{64} << 10U);
+    for (;;) {
+        if (used == request.size()) {
+            if (request.size() >= cap) {
+                break;
+            }
+            request.resize(std::min(request.size() * 2, cap));
+        }
+        const ssize_t got = ::read(STDIN_FILENO, request.data() + used, request.size() - used);
+        if (got < 0 && errno == EINTR) {
+            continue;
+        }
+        if (got <= 0) {
+            break;
+        }
+        used += static_cast<std::size_t>(got);
+    }
+    request.resize(used);
+    return request;
+}
+
+int run(int argc, char** argv) {
+    std::string data_dir;
+    std::string feed = "feed.m3u";
+    std::string operation;
+    bool serve = false;
+    for (int index = 1; index < argc; ++index) {
+        const std::string_view argument = argv[index];
+        // The value of an option given as two arguments; nullptr if it is the last one.
+        const auto next_value = [&]() -> const char* {
+            return index + 1 < argc ? argv[++index] : nullptr;
+        };
+        if (argument == "--help" || argument == "-h") {
+            std::fputs(usage_text, stdout);
+            return 0;
+        }
+        if (argument == "--data-dir" || argument == "--feed") {
+            const char* given = next_value();
+            if (given == nullptr) {
+                return bad_command_line(std::string(argument) + " needs a value");
+            }
+            (argument == "--data-dir" ? data_dir : feed) = given;
+        } else if (argument.starts_with("--data-dir=")) {
+            data_dir = argument.substr(11);
+        } else if (argument.starts_with("--feed=")) {
+            feed = argument.substr(7);
+        } else if (argument == "--serve") {
+            serve = true;
+        } else if (argument.starts_with("-")) {
+            return bad_command_line("unknown option " + std::string(argument));
+        } else if (operation.empty()) {
+            operation = argument;
+        } else {
+            return bad_command_line("one operation only (got '" + operation + "' and '" +
+                                    std::string(argument) + "')");
+        }
+    }
+    if (data_dir.empty()) {
+        return bad_command_line("--data-dir DIR is required");
+    }
+    struct stat status {};
+    if (::stat(data_dir.c_str(), &status) != 0 || !S_ISDIR(status.st_mode)) {
+        return bad_command_line("--data-dir " + data_dir + " is not a directory");
+    }
+    if (!schedule::is_confined_path(feed)) {
+        return bad_command_line("--feed " + feed +
+                                " must be a relative path inside the data folder (no '..')");
+    }
+    const char* protocol = std::getenv("BTQ_WORKER_PROTOCOL"); // NOLINT(concurrency-mt-unsafe)
+    if (operation.empty() && protocol != nullptr && std::string_view(protocol) == "1") {
+        serve = true;
+    }
+    if (serve && !operation.empty()) {
+        return bad_command_line("--serve takes no OPERATION");
+    }
+    if (!serve && operation.empty()) {
+        return bad_command_line("an OPERATION (or --serve) is required");
+    }
+
+    schedule::service service(data_dir, feed);
+    if (serve) {
+        btq::worker worker;
+        for (const std::string_view name : schedule::service::operations) {
+            // Every answer, errors included, is a result frame with the once mode's JSON.
+            worker.on(std::string(name), [&service, name](std::string_view body) {
+                return service.handle(name, body).json;
+            });
+        }
+        return worker.run();
+    }
+
+    const std::string request = read_request();
+    schedule::service::answer answer = service.handle(operation, request);
+    answer.json.push_back('\n');
+    std::fwrite(answer.json.data(), 1, answer.json.size(), stdout);
+    if (std::fflush(stdout) != 0) {
+        return 1;
+    }
+    return answer.exit_code;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    try {
+        return run(argc, argv);
+    } catch (const std::exception& error) {
+        // Only resource exhaustion gets here: service::handle never throws.
+        std::fprintf(stderr, "schedule_worker: %s\n", error.what());
+        return 1;
+    }
+}
