@@ -1,0 +1,224 @@
+#include "backend.hpp"
+
+#include "abandonable_executor.hpp"
+
+#include <btq/asio.hpp>
+#include <btq/executors/subprocess_executor.hpp>
+#include <btq/executors/worker_pool_executor.hpp>
+
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <cstdio>
+#include <exception>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+namespace schedule_server {
+namespace {
+
+/// Exit codes of schedule_worker that carry a JSON answer (docs/schedule-worker.md).
+bool answers_with_json(int exit_code) {
+    return exit_code == 0 || exit_code == 1 || exit_code == 2 || exit_code == 3;
+}
+
+btq::queue_options queue_options_for(const backend_options& options) {
+    return btq::queue_options{
+        .max_concurrency = options.pool_size,
+        .capacity = options.queue_capacity,
+        .overflow = btq::overflow_policy::reject,
+        .queue_timeout = options.queue_timeout,
+    };
+}
+
+/// The outcome of a task that did not produce an answer, from the exception it failed with.
+run_outcome outcome_of(const std::exception_ptr& error) {
+    run_outcome outcome;
+    try {
+        std::rethrow_exception(error);
+    } catch (const caller_gone& gone) {
+        outcome.result = run_outcome::kind::client_gone;
+        outcome.message = gone.what();
+    } catch (const btq::worker_start_error& failed) { // a task_not_run, but the server's fault
+        outcome.result = run_outcome::kind::worker_failed;
+        outcome.message = failed.what();
+    } catch (const btq::spawn_error& failed) {
+        outcome.result = run_outcome::kind::worker_failed;
+        outcome.message = failed.what();
+    } catch (const btq::task_not_run& refused) {
+        outcome.result = run_outcome::kind::not_run;
+        outcome.message = refused.what();
+    } catch (const btq::task_timeout& late) {
+        outcome.result = run_outcome::kind::timed_out;
+        outcome.message = late.what();
+    } catch (const std::exception& failed) {
+        outcome.result = run_outcome::kind::worker_failed;
+        outcome.message = failed.what();
+    }
+    return outcome;
+}
+
+/// Common part of both modes: the queue and the shutdown steps.
+template <class Task, class Inner>
+class queued_backend : public backend {
+  public:
+    using queue_type = btq::bounded_task_queue<abandonable<Task>, abandonable_executor<Inner>>;
+
+    template <class... InnerArgs>
+    explicit queued_backend(const backend_options& options, InnerArgs&&... inner_args)
+        : options_(options),
+          queue_(queue_options_for(options), std::forward<InnerArgs>(inner_args)...) {}
+
+    [[nodiscard]] btq::queue_stats stats() const override { return queue_.stats(); }
+    [[nodiscard]] const backend_options& options() const noexcept override { return options_; }
+
+    std::size_t close_and_clear(const std::string& reason) override {
+        queue_.close();
+        return queue_.clear(reason);
+    }
+    [[nodiscard]] bool drain(std::chrono::milliseconds grace) override {
+        return queue_.drain(grace);
+    }
+
+  protected:
+    /// Submits and waits without blocking a thread; failures come back as the exception.
+    /// (The task is passed by reference: see backend::run.)
+    boost::asio::awaitable<typename queue_type::result_type> submit(abandonable<Task>& task) {
+        auto operation = btq::async_submit(queue_, std::move(task), boost::asio::use_awaitable);
+        co_return co_await std::move(operation);
+    }
+
+    queue_type& queue() noexcept { return queue_; }
+
+    backend_options options_;
+    queue_type queue_;
+};
+
+/// --mode spawn: one schedule_worker process per request.
+class spawn_backend final : public queued_backend<btq::command, btq::subprocess_executor> {
+  public:
+    explicit spawn_backend(const backend_options& options) : queued_backend(options) {}
+
+    boost::asio::awaitable<run_outcome> run(const std::string& operation, std::string& body,
+                                            const abandon_flag& abandoned) override {
+        abandonable<btq::command> task;
+        task.task.program = options_.worker_program.string();
+        task.task.arguments = {"--data-dir", options_.data_dir.string(), operation};
+        task.task.standard_input = std::move(body);
+        task.task.timeout = options_.task_timeout;
+        task.task.kill_grace = std::chrono::milliseconds(500);
+        task.abandoned = abandoned;
+        std::exception_ptr failure;
+        try {
+            btq::process_result result = co_await submit(task);
+            co_return outcome_of_process(std::move(result));
+        } catch (...) {
+            failure = std::current_exception();
+        }
+        co_return outcome_of(failure);
+    }
+
+    void stop() override { queue().executor().inner().cancel_running(); }
+
+  private:
+    static run_outcome outcome_of_process(btq::process_result result) {
+        run_outcome outcome;
+        outcome.wait_time = result.wait_time;
+        outcome.run_time = result.run_time;
+        if (result.ending == btq::process_ending::timed_out) {
+            outcome.result = run_outcome::kind::timed_out;
+            outcome.message = "schedule_worker ran past the task timeout and was stopped";
+        } else if (result.ending == btq::process_ending::exited &&
+                   answers_with_json(result.exit_code) && !result.stdout_truncated &&
+                   !result.standard_output.empty()) {
+            outcome.result = run_outcome::kind::answered;
+            outcome.body = std::move(result.standard_output);
+        } else {
+            outcome.result = run_outcome::kind::worker_failed;
+            outcome.message = describe_failure(result);
+        }
+        return outcome;
+    }
+
+    static std::string describe_failure(const btq::process_result& result) {
+        std::string message;
+        switch (result.ending) {
+        case btq::process_ending::signaled:
+            message = "schedule_worker was killed by signal " + std::to_string(result.signal);
+            break;
+        case btq::process_ending::output_limit:
+            message = "schedule_worker wrote more output than allowed";
+            break;
+        default:
+            message = "schedule_worker exited with status " + std::to_string(result.exit_code) +
+                      (result.standard_output.empty() ? " and no answer" : "");
+            break;
+        }
+        if (!result.standard_error.empty()) {
+            const std::size_t shown = std::min<std::size_t>(result.standard_error.size(), 200);
+            message += ": " + result.standard_error.substr(0, shown);
+            while (!message.empty() && (message.back() == '\n' || message.back() == '\r')) {
+                message.pop_back();
+            }
+        }
+        return message;
+    }
+};
+
+btq::worker_pool_options pool_options_for(const backend_options& options) {
+    btq::worker_pool_options pool;
+    pool.worker.program = options.worker_program.string();
+    pool.worker.arguments = {"--data-dir", options.data_dir.string(), "--serve"};
+    pool.worker.kill_grace = std::chrono::milliseconds(500);
+    pool.workers = options.pool_size;
+    pool.task_timeout = options.task_timeout;
+    pool.shutdown_grace = std::chrono::milliseconds(1000);
+    return pool;
+}
+
+/// --mode pool: persistent schedule_worker processes.
+class pool_backend final : public queued_backend<btq::worker_request, btq::worker_pool_executor> {
+  public:
+    explicit pool_backend(const backend_options& options)
+        : queued_backend(options, pool_options_for(options)) {}
+
+    boost::asio::awaitable<run_outcome> run(const std::string& operation, std::string& body,
+                                            const abandon_flag& abandoned) override {
+        std::exception_ptr failure;
+        try {
+            abandonable<btq::worker_request> task;
+            task.task.operation = operation;
+            task.task.body = std::move(body);
+            task.abandoned = abandoned;
+            btq::worker_response response = co_await submit(task);
+            run_outcome outcome;
+            outcome.body = std::move(response.body);
+            outcome.wait_time = response.wait_time;
+            outcome.run_time = response.run_time;
+            co_return outcome;
+        } catch (...) {
+            failure = std::current_exception();
+        }
+        co_return outcome_of(failure);
+    }
+
+    void stop() override {
+        // The queue's destructor waits for what still runs; the pool then closes its workers'
+        // input and stops them after their grace.
+    }
+};
+
+} // namespace
+
+std::unique_ptr<backend> make_backend(const backend_options& options) {
+    if (options.pool_size == 0) {
+        throw std::invalid_argument("--pool-size must be at least 1");
+    }
+    if (options.mode == run_mode::spawn) {
+        return std::make_unique<spawn_backend>(options);
+    }
+    return std::make_unique<pool_backend>(options);
+}
+
+} // namespace schedule_server

@@ -1,0 +1,90 @@
+/// @file backend.hpp
+/// @brief The server's queue of schedule_worker runs, in either mode: a process per request
+///        (btq::subprocess_executor) or persistent workers (btq::worker_pool_executor).
+#pragma once
+
+#include <btq/btq.hpp>
+
+#include <boost/asio/awaitable.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+namespace schedule_server {
+
+/// How the eight queued endpoints run schedule_worker.
+enum class run_mode {
+    spawn, ///< one process per request (the seed's design, bounded)
+    pool,  ///< persistent workers speaking the btq worker protocol
+};
+
+/// What the server needs to start schedule_worker and bound it.
+struct backend_options {
+    run_mode mode = run_mode::pool;
+    std::filesystem::path worker_program;
+    std::filesystem::path data_dir;
+    std::size_t pool_size = 4;
+    std::size_t queue_capacity = 256;
+    std::chrono::milliseconds queue_timeout{30'000};
+    std::chrono::milliseconds task_timeout{30'000};
+};
+
+/// How one queued request ended, in the terms the HTTP layer answers with.
+struct run_outcome {
+    enum class kind {
+        answered,      ///< the worker answered; `body` is its JSON (success or error)
+        not_run,       ///< refused, expired, cleared or shut down before it started (503)
+        timed_out,     ///< ran past the task timeout and was stopped (504)
+        worker_failed, ///< the worker crashed, could not start or answered garbage (502)
+        client_gone,   ///< the client disconnected before the request started; never ran
+    };
+    kind result = kind::answered;
+    std::string body;    ///< answered: the worker's JSON
+    std::string message; ///< otherwise: why
+    std::chrono::nanoseconds wait_time{0};
+    std::chrono::nanoseconds run_time{0};
+};
+
+/// Set by the HTTP layer when the client of a request goes away; a request whose flag is set
+/// when its turn comes is not started.
+using abandon_flag = std::shared_ptr<std::atomic<bool>>;
+
+/// @brief The queue in front of schedule_worker. Thread-safe.
+class backend {
+  public:
+    virtual ~backend() = default;
+    backend() = default;
+    backend(const backend&) = delete;
+    backend& operator=(const backend&) = delete;
+    backend(backend&&) = delete;
+    backend& operator=(backend&&) = delete;
+
+    /// Runs `operation` with the request JSON `body` (moved from) when a slot is free; never
+    /// throws. Coroutine parameters are references throughout the server: GCC 12 copies
+    /// by-value coroutine arguments into the frame byte by byte in some cases, which breaks
+    /// std::string's short-string pointer; the caller's variables outlive the co_await.
+    [[nodiscard]] virtual boost::asio::awaitable<run_outcome>
+    run(const std::string& operation, std::string& body, const abandon_flag& abandoned) = 0;
+
+    [[nodiscard]] virtual btq::queue_stats stats() const = 0;
+    [[nodiscard]] virtual const backend_options& options() const noexcept = 0;
+
+    /// Shutdown, step 1: refuse new requests and answer every waiting one with
+    /// btq::queue_cleared(reason). Returns how many were waiting.
+    virtual std::size_t close_and_clear(const std::string& reason) = 0;
+    /// Shutdown, step 2: waits up to `grace` for running requests; true if they all finished.
+    /// Blocks: call it off the I/O threads.
+    [[nodiscard]] virtual bool drain(std::chrono::milliseconds grace) = 0;
+    /// Shutdown, step 3: stops whatever still runs and the workers.
+    virtual void stop() = 0;
+};
+
+/// Builds the backend for `options.mode`.
+/// @throws std::invalid_argument for bad options
+[[nodiscard]] std::unique_ptr<backend> make_backend(const backend_options& options);
+
+} // namespace schedule_server

@@ -1,0 +1,236 @@
+// schedule_server: the seed's API server rebuilt on btq. The eight queued endpoints run
+// schedule_worker through a bounded queue (a process per request, or persistent workers); the
+// rest answer at once. See README.md ("The example server") for the endpoints and flags.
+#include "api.hpp"
+#include "backend.hpp"
+#include "http_server.hpp"
+
+#include <CLI/CLI.hpp>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace asio = boost::asio;
+using namespace schedule_server;
+
+/// The schedule_worker beside this program (installed together) or in the build tree's
+/// sibling directory.
+fs::path default_worker() {
+    std::error_code error;
+    const fs::path self = fs::read_symlink("/proc/self/exe", error);
+    if (error) {
+        return "schedule_worker";
+    }
+    for (const fs::path& candidate :
+         {self.parent_path() / "schedule_worker",
+          self.parent_path().parent_path() / "schedule_worker" / "schedule_worker"}) {
+        if (fs::exists(candidate, error)) {
+            return candidate;
+        }
+    }
+    return "schedule_worker";
+}
+
+/// A new data folder gets the sample playlists and feed, so the first run shows real content.
+void seed_data_folder(const fs::path& data_dir, const fs::path& sample_data) {
+    fs::create_directories(data_dir);
+    if (sample_data.empty() || !fs::is_directory(sample_data) ||
+        fs::exists(data_dir / "playlists") || fs::exists(data_dir / "feed.m3u")) {
+        return;
+    }
+    fs::copy(sample_data, data_dir, fs::copy_options::recursive | fs::copy_options::skip_existing);
+    std::fprintf(stderr, "schedule_server: new data folder %s filled from %s\n", data_dir.c_str(),
+                 sample_data.c_str());
+}
+
+/// Shutdown, last step: lets the connections still writing their last response finish, for at
+/// most until `until`, then stops the I/O threads.
+void wait_for_connections(asio::steady_timer& timer, http_server& server, asio::io_context& context,
+                          std::chrono::steady_clock::time_point until) {
+    if (server.connections() == 0 || std::chrono::steady_clock::now() >= until) {
+        context.stop();
+        return;
+    }
+    timer.expires_after(std::chrono::milliseconds(20));
+    timer.async_wait([&timer, &server, &context, until](const boost::system::error_code&) {
+        wait_for_connections(timer, server, context, until);
+    });
+}
+
+int run(int argc, char** argv) {
+    CLI::App app{"schedule_server: the seed's schedule API on a btq bounded queue"};
+    http_options http;
+    backend_options queue;
+    api_options endpoints;
+    std::string mode = "pool";
+    std::string data_dir = "data";
+    std::string worker;
+    std::string sample_data = SCHEDULE_SERVER_SAMPLE_DATA;
+    long queue_timeout_ms = 30'000;
+    long task_timeout_ms = 30'000;
+    long grace_ms = 10'000;
+    unsigned threads = std::max(1U, std::thread::hardware_concurrency());
+    bool no_access_log = false;
+
+    app.add_option("--address", http.address, "Address to listen on")->capture_default_str();
+    app.add_option("--port", http.port, "Port to listen on (0: any free port)")
+        ->capture_default_str();
+    app.add_option("--mode", mode, "pool: persistent workers; spawn: a process per request")
+        ->check(CLI::IsMember({"pool", "spawn"}))
+        ->capture_default_str();
+    app.add_option("--pool-size", queue.pool_size, "Most schedule_worker runs at once")
+        ->check(CLI::Range(1, 1024))
+        ->capture_default_str();
+    app.add_option("--queue-capacity", queue.queue_capacity,
+                   "Most requests waiting; beyond it: 503 + Retry-After")
+        ->check(CLI::Range(0, 1'000'000))
+        ->capture_default_str();
+    app.add_option("--queue-timeout-ms", queue_timeout_ms,
+                   "A request not started within this time gets 503")
+        ->check(CLI::Range(1L, 3'600'000L))
+        ->capture_default_str();
+    app.add_option("--task-timeout-ms", task_timeout_ms,
+                   "A worker run longer than this is stopped; the request gets 504")
+        ->check(CLI::Range(1L, 3'600'000L))
+        ->capture_default_str();
+    app.add_option("--data-dir", data_dir, "Data folder (SQLite database, playlists, feed)")
+        ->capture_default_str();
+    app.add_option("--sample-data", sample_data,
+                   "Copied into a data folder that has no playlists yet ('' to skip)");
+    app.add_option("--worker", worker, "The schedule_worker program (default: found beside)");
+    app.add_option("--body-limit", http.body_limit, "Largest request body in bytes (413 above)")
+        ->check(CLI::Range(std::size_t{1}, std::size_t{64} << 20))
+        ->capture_default_str();
+    app.add_option("--shutdown-grace-ms", grace_ms,
+                   "On SIGTERM/SIGINT: how long running requests may take to finish")
+        ->check(CLI::Range(0L, 600'000L))
+        ->capture_default_str();
+    app.add_option("--auth-token", endpoints.auth_token,
+                   "Bearer token required by POST endpoints (empty: none)")
+        ->envname("SCHEDULE_SERVER_TOKEN");
+    app.add_option("--threads", threads, "I/O threads")
+        ->check(CLI::Range(1U, 256U))
+        ->capture_default_str();
+    app.add_flag("--no-access-log", no_access_log, "Do not log a line per request");
+    CLI11_PARSE(app, argc, argv);
+
+    queue.mode = mode == "spawn" ? run_mode::spawn : run_mode::pool;
+    queue.queue_timeout = std::chrono::milliseconds(queue_timeout_ms);
+    queue.task_timeout = std::chrono::milliseconds(task_timeout_ms);
+    queue.worker_program = worker.empty() ? default_worker() : fs::path(worker);
+    http.access_log = !no_access_log;
+
+    std::error_code error;
+    if (!fs::exists(queue.worker_program, error) ||
+        ::access(queue.worker_program.c_str(), X_OK) != 0) {
+        std::fprintf(stderr,
+                     "schedule_server: the worker program %s is not an executable file "
+                     "(set --worker)\n",
+                     queue.worker_program.c_str());
+        return 2;
+    }
+    seed_data_folder(data_dir, sample_data);
+    queue.data_dir = fs::absolute(data_dir);
+
+    asio::io_context context(static_cast<int>(threads));
+    asio::signal_set signals(context, SIGINT, SIGTERM);
+
+    std::unique_ptr<backend> work = make_backend(queue);
+    api routes(*work, endpoints);
+    http_server server(context, routes, http);
+    try {
+        server.start();
+    } catch (const std::exception& failure) {
+        std::fprintf(stderr, "schedule_server: cannot listen on %s:%u: %s\n", http.address.c_str(),
+                     static_cast<unsigned>(http.port), failure.what());
+        return 2;
+    }
+    std::fprintf(stderr,
+                 "schedule_server: listening on http://%s:%u (mode %s, pool %zu, queue %zu, data "
+                 "%s)\n",
+                 http.address.c_str(), static_cast<unsigned>(server.port()), mode.c_str(),
+                 queue.pool_size, queue.queue_capacity, queue.data_dir.c_str());
+    std::fflush(stderr);
+
+    std::thread drainer;
+    asio::steady_timer deadline(context);
+    const auto grace = std::chrono::milliseconds(grace_ms);
+    signals.async_wait([&](const boost::system::error_code& failed, int signal_number) {
+        if (failed) {
+            return;
+        }
+        std::fprintf(stderr, "schedule_server: %s received: shutting down\n",
+                     signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
+        routes.begin_shutdown();
+        server.stop_accepting();
+        const std::size_t cleared = work->close_and_clear("Server shutting down");
+        std::fprintf(stderr, "schedule_server: cleared %zu waiting requests\n", cleared);
+        std::fflush(stderr);
+        // A second signal stops at once.
+        signals.async_wait([&](const boost::system::error_code& again, int) {
+            if (!again) {
+                std::fprintf(stderr, "schedule_server: second signal: stopping now\n");
+                work->stop();
+                context.stop();
+            }
+        });
+        drainer = std::thread([&] {
+            if (!work->drain(grace)) {
+                std::fprintf(stderr, "schedule_server: running requests did not finish within "
+                                     "the grace; stopping them\n");
+                work->stop();
+            }
+            asio::post(context, [&] {
+                server.close_idle_connections();
+                signals.cancel();
+                wait_for_connections(deadline, server, context,
+                                     std::chrono::steady_clock::now() + std::chrono::seconds(2));
+            });
+        });
+    });
+
+    std::vector<std::thread> pool;
+    for (unsigned i = 1; i < threads; ++i) {
+        pool.emplace_back([&context] { context.run(); });
+    }
+    context.run();
+    for (auto& thread : pool) {
+        thread.join();
+    }
+    if (drainer.joinable()) {
+        drainer.join();
+    }
+    work.reset(); // stops the workers
+    std::fprintf(stderr, "schedule_server: stopped\n");
+    return 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    try {
+        return run(argc, argv);
+    } catch (const std::exception& failure) {
+        std::fprintf(stderr, "schedule_server: %s\n", failure.what());
+        return 1;
+    }
+}
