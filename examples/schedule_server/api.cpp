@@ -376,7 +376,8 @@ boost::asio::awaitable<api_response> api::handle(api_request& request,
         co_return error(
             415, "unsupported Content-Type '" + request.content_type + "': send application/json" +
                      (route->operation == "import-schedule" ? std::string(" or application/xml")
-                                                            : std::string()));
+                                                            : std::string()) +
+                     " (with curl: -H 'Content-Type: application/json')");
     }
     const std::string operation(route->operation);
     co_return co_await queued(operation, body, abandoned);

@@ -7,6 +7,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <stdexcept>
+#include <thread>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -34,6 +38,24 @@ constexpr const char* usage_text =
     "            export-schedule-json, export-all-schedules-xml, schedule-playlist,\n"
     "            infowars-videos\n"
     "exit status: 0 success, 2 invalid input, 3 not found, 1 internal error, 64 bad command line\n";
+
+/// SCHEDULE_WORKER_DELAY_MS: milliseconds to wait before each operation (0 to 60,000), so that
+/// the queue in front of the worker can be watched at work — and tested. Unset: no delay.
+std::chrono::milliseconds configured_delay() {
+    const char* text = std::getenv("SCHEDULE_WORKER_DELAY_MS"); // NOLINT(concurrency-mt-unsafe)
+    if (text == nullptr) {
+        return std::chrono::milliseconds(0);
+    }
+    long value = 0;
+    const std::string_view digits(text);
+    const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+    if (error != std::errc{} || end != digits.data() + digits.size() || value < 0 ||
+        value > 60'000) {
+        throw std::invalid_argument("SCHEDULE_WORKER_DELAY_MS must be 0 to 60000, not '" +
+                                    std::string(digits) + "'");
+    }
+    return std::chrono::milliseconds(value);
+}
 
 int bad_command_line(const std::string& message) {
     std::fprintf(stderr, "schedule_worker: %s\n%s", message.c_str(), usage_text);
@@ -125,12 +147,19 @@ int run(int argc, char** argv) {
         return bad_command_line("an OPERATION (or --serve) is required");
     }
 
+    std::chrono::milliseconds delay{0};
+    try {
+        delay = configured_delay();
+    } catch (const std::invalid_argument& error) {
+        return bad_command_line(error.what());
+    }
     schedule::service service(data_dir, feed);
     if (serve) {
         btq::worker worker;
         for (const std::string_view name : schedule::service::operations) {
             // Every answer, errors included, is a result frame with the once mode's JSON.
-            worker.on(std::string(name), [&service, name](std::string_view body) {
+            worker.on(std::string(name), [&service, name, delay](std::string_view body) {
+                std::this_thread::sleep_for(delay);
                 return service.handle(name, body).json;
             });
         }
@@ -138,6 +167,7 @@ int run(int argc, char** argv) {
     }
 
     const std::string request = read_request();
+    std::this_thread::sleep_for(delay);
     schedule::service::answer answer = service.handle(operation, request);
     answer.json.push_back('\n');
     std::fwrite(answer.json.data(), 1, answer.json.size(), stdout);

@@ -55,6 +55,11 @@
 ///   use_awaitable and deferred, initiation happens when the operation is awaited or launched),
 ///   and the handler's execution context must outlive the operation: drain or shut the queue
 ///   down before destroying the `io_context`.
+/// - **GCC 12 and braced temporaries**: in a coroutine, GCC 12 corrupts a *braced aggregate
+///   temporary* holding a std::string when it is an argument inside a `co_await` expression
+///   (its short-string pointer is left pointing at the temporary's old place; reproduced with
+///   plain Asio operations, no btq involved). Build such a task in a named variable first:
+///   `job task{...}; co_await btq::async_submit(queue, std::move(task), use_awaitable);`.
 #pragma once
 
 #include <concepts>
