@@ -21,7 +21,7 @@ PACKAGES=(
 )
 
 if [ "${1:-}" = "--bench" ]; then
-    PACKAGES+=(wrk)
+    PACKAGES+=(wrk curl)
     # Node.js and npm run the re-creation of the seed's server (bench/peers/node-seed). A node
     # installed some other way (e.g. NodeSource, which bundles npm) is used as it is.
     if ! command -v npm >/dev/null 2>&1; then
