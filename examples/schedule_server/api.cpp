@@ -282,11 +282,10 @@ bool api::authorized(const api_request& request) const {
     return same_secret(given.substr(scheme.size()), options_.auth_token);
 }
 
-boost::asio::awaitable<api_response> api::handle(api_request& request,
-                                                 const abandon_flag& abandoned) {
+api::routed api::route(api_request& request) {
     auto target = parse_target(request.target);
     if (auto* message = std::get_if<std::string>(&target)) {
-        co_return error(400, *message);
+        return error(400, *message);
     }
     parsed_target& parsed = std::get<parsed_target>(target);
 
@@ -298,51 +297,51 @@ boost::asio::awaitable<api_response> api::handle(api_request& request,
             api_response refused = error(405, "method " + request.method + " not allowed on " +
                                                   parsed.path + "; use GET");
             refused.headers.emplace_back("Allow", "GET");
-            co_return refused;
+            return refused;
         }
         if (path == "/api/queue-stats") {
-            co_return queue_stats();
+            return queue_stats();
         }
         if (path == "/api/system-info") {
-            co_return system_info();
+            return system_info();
         }
         if (path == "/metrics") {
-            co_return metrics_text();
+            return metrics_text();
         }
         if (path == "/healthz") {
             api_response ok;
             ok.body = R"({"status":"success","healthy":true})";
-            co_return ok;
+            return ok;
         }
         if (shutting_down()) {
-            co_return error(503, "shutting down");
+            return error(503, "shutting down");
         }
         api_response ready;
         ready.body = R"({"status":"success","ready":true})";
-        co_return ready;
+        return ready;
     }
 
     const auto route = std::find_if(queued_routes.begin(), queued_routes.end(),
                                     [&](const queued_route& r) { return r.path == parsed.path; });
     if (route == queued_routes.end()) {
-        co_return error(404, "no endpoint " + parsed.path);
+        return error(404, "no endpoint " + parsed.path);
     }
     if (request.method != route->method) {
         api_response refused = error(405, "method " + request.method + " not allowed on " +
                                               parsed.path + "; use " + std::string(route->method));
         refused.headers.emplace_back("Allow", std::string(route->method));
-        co_return refused;
+        return refused;
     }
     if (route->method == "POST" && !authorized(request)) {
         api_response refused = error(401, "missing or wrong bearer token");
         refused.headers.emplace_back("WWW-Authenticate", "Bearer");
-        co_return refused;
+        return refused;
     }
     for (const auto& [key, value] : parsed.query) {
         if (std::find(route->parameters.begin(), route->parameters.end(), key) ==
                 route->parameters.end() ||
             key.empty()) {
-            co_return error(400, "unknown query parameter '" + key + "' for " + parsed.path);
+            return error(400, "unknown query parameter '" + key + "' for " + parsed.path);
         }
     }
 
@@ -358,7 +357,7 @@ boost::asio::awaitable<api_response> api::handle(api_request& request,
     } else if (media_type_is(request.content_type, "application/xml") ||
                media_type_is(request.content_type, "text/xml")) {
         if (route->operation != "import-schedule") {
-            co_return error(415, "this endpoint takes JSON");
+            return error(415, "this endpoint takes JSON");
         }
         json::object object;
         object["xmltv"] = json::string(request.body);
@@ -369,22 +368,25 @@ boost::asio::awaitable<api_response> api::handle(api_request& request,
     } else if (request.content_type.empty() ||
                media_type_is(request.content_type, "application/json")) {
         if (!parsed.query.empty()) {
-            co_return error(400, "query parameters are only used with an XMLTV body");
+            return error(400, "query parameters are only used with an XMLTV body");
         }
         body = std::move(request.body);
     } else {
-        co_return error(
+        return error(
             415, "unsupported Content-Type '" + request.content_type + "': send application/json" +
                      (route->operation == "import-schedule" ? std::string(" or application/xml")
                                                             : std::string()) +
                      " (with curl: -H 'Content-Type: application/json')");
     }
-    const std::string operation(route->operation);
-    co_return co_await queued(operation, body, abandoned);
+    routed job;
+    job.operation = std::string(route->operation);
+    job.body = std::move(body);
+    return job;
 }
 
-boost::asio::awaitable<api_response> api::queued(const std::string& operation, std::string& body,
-                                                 const abandon_flag& abandoned) {
+boost::asio::awaitable<api_response> api::run(routed& job, const abandon_flag& abandoned) {
+    const std::string& operation = job.operation;
+    std::string& body = job.body;
     if (shutting_down()) {
         api_response refused = error(503, "Server shutting down");
         refused.headers.emplace_back("Retry-After", std::to_string(options_.retry_after_seconds));

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -46,11 +47,25 @@ class api {
   public:
     api(backend& queue, api_options options);
 
-    /// Answers one request; never throws. `abandoned` is set by the caller if the client goes
-    /// away while the request waits.
-    /// (Parameters are references: see backend::run.)
-    [[nodiscard]] boost::asio::awaitable<api_response> handle(api_request& request,
-                                                              const abandon_flag& abandoned);
+    /// A request after routing: answered at once (`immediate`), or to be run through the queue.
+    struct routed {
+        routed() = default;
+        routed(api_response answer) // NOLINT(google-explicit-constructor): "return error(...)"
+            : immediate(std::move(answer)) {}
+        std::optional<api_response> immediate;
+        std::string operation; ///< schedule_worker's operation
+        std::string body;      ///< its request JSON
+    };
+
+    /// Routes one request and answers everything that does not wait in the queue (the direct
+    /// endpoints, and every error found before the queue); never throws.
+    [[nodiscard]] routed route(api_request& request);
+
+    /// Runs a routed request through the queue and answers it; never throws. `abandoned` is set
+    /// by the caller if the client goes away while the request waits. (Parameters are
+    /// references: see backend::run.)
+    [[nodiscard]] boost::asio::awaitable<api_response> run(routed& job,
+                                                           const abandon_flag& abandoned);
 
     /// An answer the HTTP layer produces itself (bad request line, body too large, ...).
     [[nodiscard]] static api_response error(unsigned status, std::string_view message);
@@ -68,8 +83,6 @@ class api {
     std::atomic<std::size_t> open_connections{0};
 
   private:
-    [[nodiscard]] boost::asio::awaitable<api_response>
-    queued(const std::string& operation, std::string& body, const abandon_flag& abandoned);
     [[nodiscard]] api_response queue_stats() const;
     [[nodiscard]] api_response system_info() const;
     [[nodiscard]] api_response metrics_text() const;

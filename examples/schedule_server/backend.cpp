@@ -95,8 +95,87 @@ class queued_backend : public backend {
     queue_type queue_;
 };
 
+/// The worker crashed, was killed, or exited without its JSON answer.
+class worker_crashed : public std::runtime_error {
+  public:
+    using std::runtime_error::runtime_error;
+};
+
+/// A schedule_worker run that ended without a JSON answer, in words.
+std::string describe_failure(const btq::process_result& result) {
+    std::string message;
+    switch (result.ending) {
+    case btq::process_ending::signaled:
+        message = "schedule_worker was killed by signal " + std::to_string(result.signal);
+        break;
+    case btq::process_ending::output_limit:
+        message = "schedule_worker wrote more output than allowed";
+        break;
+    default:
+        message = "schedule_worker exited with status " + std::to_string(result.exit_code) +
+                  (result.standard_output.empty() ? " and no answer" : "");
+        break;
+    }
+    if (!result.standard_error.empty()) {
+        const std::size_t shown = std::min<std::size_t>(result.standard_error.size(), 200);
+        message += ": " + result.standard_error.substr(0, shown);
+        while (!message.empty() && (message.back() == '\n' || message.back() == '\r')) {
+            message.pop_back();
+        }
+    }
+    return message;
+}
+
+/// @brief subprocess_executor, with the worker's exit judged before the queue sees it.
+///
+/// A process executor answers every run that started with a process_result, however it ended;
+/// the queue would count a timed-out or crashed worker as a task that succeeded. This adapter
+/// fails those runs instead — btq::task_timeout for a timeout, worker_crashed for a crash or a
+/// run without its JSON answer — so /api/queue-stats and /metrics count them as errors, exactly
+/// as the worker pool does. A run that answered (exit 0–3 with its JSON) is a success, whatever
+/// the JSON says.
+class checked_subprocess_executor {
+  public:
+    template <class Task>
+    using result_type = btq::process_result;
+
+    void execute(btq::command&& command, btq::completion<btq::process_result> done) {
+        const std::chrono::nanoseconds waited = done.waited();
+        inner_.execute(std::move(command),
+                       btq::completion<btq::process_result>::from(
+                           [done = std::move(done),
+                            waited](btq::task_result<btq::process_result>&& result) mutable {
+                               judge(std::move(result), std::move(done), waited);
+                           }));
+    }
+
+    void cancel_running() { inner_.cancel_running(); }
+
+  private:
+    static void judge(btq::task_result<btq::process_result>&& result,
+                      btq::completion<btq::process_result> done, std::chrono::nanoseconds waited) {
+        if (!result.has_value()) { // it did not start (spawn_error)
+            done.set_exception(result.error());
+            return;
+        }
+        btq::process_result& run = result.value();
+        run.wait_time = waited;
+        if (run.ending == btq::process_ending::timed_out) {
+            done.set_exception(std::make_exception_ptr(
+                btq::task_timeout("schedule_worker ran past the task timeout and was stopped")));
+        } else if (run.ending == btq::process_ending::exited && answers_with_json(run.exit_code) &&
+                   !run.stdout_truncated && !run.standard_output.empty()) {
+            done.set_value(std::move(run));
+        } else {
+            done.set_exception(std::make_exception_ptr(worker_crashed(describe_failure(run))));
+        }
+    }
+
+    btq::subprocess_executor inner_;
+};
+
 /// --mode spawn: one schedule_worker process per request.
-class spawn_backend final : public queued_backend<btq::command, btq::subprocess_executor> {
+class spawn_backend final : public queued_backend<btq::command, checked_subprocess_executor> {
   public:
     explicit spawn_backend(const backend_options& options) : queued_backend(options) {}
 
@@ -112,7 +191,11 @@ class spawn_backend final : public queued_backend<btq::command, btq::subprocess_
         std::exception_ptr failure;
         try {
             btq::process_result result = co_await submit(task);
-            co_return outcome_of_process(std::move(result));
+            run_outcome outcome;
+            outcome.body = std::move(result.standard_output);
+            outcome.wait_time = result.wait_time;
+            outcome.run_time = result.run_time;
+            co_return outcome;
         } catch (...) {
             failure = std::current_exception();
         }
@@ -120,50 +203,6 @@ class spawn_backend final : public queued_backend<btq::command, btq::subprocess_
     }
 
     void stop() override { queue().executor().inner().cancel_running(); }
-
-  private:
-    static run_outcome outcome_of_process(btq::process_result result) {
-        run_outcome outcome;
-        outcome.wait_time = result.wait_time;
-        outcome.run_time = result.run_time;
-        if (result.ending == btq::process_ending::timed_out) {
-            outcome.result = run_outcome::kind::timed_out;
-            outcome.message = "schedule_worker ran past the task timeout and was stopped";
-        } else if (result.ending == btq::process_ending::exited &&
-                   answers_with_json(result.exit_code) && !result.stdout_truncated &&
-                   !result.standard_output.empty()) {
-            outcome.result = run_outcome::kind::answered;
-            outcome.body = std::move(result.standard_output);
-        } else {
-            outcome.result = run_outcome::kind::worker_failed;
-            outcome.message = describe_failure(result);
-        }
-        return outcome;
-    }
-
-    static std::string describe_failure(const btq::process_result& result) {
-        std::string message;
-        switch (result.ending) {
-        case btq::process_ending::signaled:
-            message = "schedule_worker was killed by signal " + std::to_string(result.signal);
-            break;
-        case btq::process_ending::output_limit:
-            message = "schedule_worker wrote more output than allowed";
-            break;
-        default:
-            message = "schedule_worker exited with status " + std::to_string(result.exit_code) +
-                      (result.standard_output.empty() ? " and no answer" : "");
-            break;
-        }
-        if (!result.standard_error.empty()) {
-            const std::size_t shown = std::min<std::size_t>(result.standard_error.size(), 200);
-            message += ": " + result.standard_error.substr(0, shown);
-            while (!message.empty() && (message.back() == '\n' || message.back() == '\r')) {
-                message.pop_back();
-            }
-        }
-        return message;
-    }
 };
 
 btq::worker_pool_options pool_options_for(const backend_options& options) {

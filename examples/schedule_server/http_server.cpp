@@ -135,28 +135,36 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
             call.authorization = std::string(request[http::field::authorization]);
             call.body = std::move(request.body());
 
-            // While the request waits, watch for the client closing the connection: a request
-            // whose client is gone is not started (the abandonable executor checks the flag).
-            auto abandoned = std::make_shared<std::atomic<bool>>(false);
-            client.stream.expires_never();
-            const int fd = client.stream.socket().native_handle();
-            client.stream.socket().async_wait(
-                tcp::socket::wait_read, [abandoned, fd](const beast::error_code& error) {
-                    if (error) {
-                        return;
-                    }
-                    char byte = 0;
-                    if (::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0) {
-                        abandoned->store(true, std::memory_order_release);
-                    }
-                });
-            api_response response = co_await endpoints.handle(call, abandoned);
-            beast::error_code ignored;
-            client.stream.socket().cancel(ignored);
+            api::routed job = endpoints.route(call);
+            abandon_flag abandoned; // only queued requests get one
+            api_response response;
+            if (job.immediate) {
+                response = std::move(*job.immediate);
+            } else {
+                // While the request waits, watch for the client closing the connection: a
+                // request whose client is gone is not started (the abandonable executor checks
+                // the flag). Only queued requests pay for the watch.
+                abandoned = std::make_shared<std::atomic<bool>>(false);
+                client.stream.expires_never();
+                const int fd = client.stream.socket().native_handle();
+                client.stream.socket().async_wait(
+                    tcp::socket::wait_read, [abandoned, fd](const beast::error_code& error) {
+                        if (error) {
+                            return;
+                        }
+                        char byte = 0;
+                        if (::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0) {
+                            abandoned->store(true, std::memory_order_release);
+                        }
+                    });
+                response = co_await endpoints.run(job, abandoned);
+                beast::error_code ignored;
+                client.stream.socket().cancel(ignored);
+            }
 
             const bool keep_alive = request.keep_alive() &&
                                     !stopping.load(std::memory_order_acquire) &&
-                                    !abandoned->load(std::memory_order_acquire);
+                                    !(abandoned && abandoned->load(std::memory_order_acquire));
             const std::string method(request.method_string());
             const std::string target(request.target());
             const bool written =

@@ -3,8 +3,10 @@
 #include <sqlite3.h>
 
 #include <array>
+#include <chrono>
 #include <ctime>
 #include <string_view>
+#include <thread>
 
 #include "errors.hpp"
 
@@ -40,7 +42,9 @@ constexpr std::array<const char*, 1> migrations{
 
 [[noreturn]] void fail(sqlite3* database, const std::string& what) {
     throw database_error("database: " + what + ": " +
-                         (database != nullptr ? sqlite3_errmsg(database) : "out of memory"));
+                             (database != nullptr ? sqlite3_errmsg(database) : "out of memory"),
+                         database != nullptr ? sqlite3_extended_errcode(database) & 0xFF
+                                             : SQLITE_NOMEM);
 }
 
 /// A prepared statement, finalized on destruction.
@@ -142,6 +146,30 @@ std::int64_t user_version(sqlite3* database) {
     return query.step() ? query.integer(0) : 0;
 }
 
+/// How long a statement waits for another process's lock.
+constexpr int busy_timeout_ms = 5000;
+
+/// Runs `step` again while SQLite reports the database busy or locked, for up to the busy
+/// timeout: for the statements that fail at once instead of waiting (changing the journal mode,
+/// reading the schema of a database another process is creating).
+template <class Step>
+auto retrying_while_busy(Step step) -> decltype(step()) {
+    const auto give_up =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(busy_timeout_ms);
+    for (;;) {
+        try {
+            return step();
+        } catch (const database_error& error) {
+            const bool busy =
+                error.sqlite_code == SQLITE_BUSY || error.sqlite_code == SQLITE_LOCKED;
+            if (!busy || std::chrono::steady_clock::now() >= give_up) {
+                throw;
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+    }
+}
+
 } // namespace
 
 store::store(const std::filesystem::path& database_file) {
@@ -158,7 +186,7 @@ store::store(const std::filesystem::path& database_file) {
     }
     try {
         sqlite3_extended_result_codes(database_, 1);
-        sqlite3_busy_timeout(database_, 5000);
+        sqlite3_busy_timeout(database_, busy_timeout_ms);
         execute("PRAGMA foreign_keys = ON");
         migrate();
     } catch (...) {
@@ -181,11 +209,16 @@ void store::execute(const char* sql) {
 void store::migrate() {
     const auto latest = static_cast<std::int64_t>(migrations.size());
     // The common case, an up-to-date database, costs one read of the header page.
-    if (user_version(database_) >= latest) {
+    if (retrying_while_busy([this] { return user_version(database_); }) >= latest) {
         return;
     }
-    // WAL mode is persistent in the file and cannot be switched inside a transaction.
-    execute("PRAGMA journal_mode = WAL");
+    // WAL mode is persistent in the file and cannot be switched inside a transaction. Switching
+    // answers SQLITE_BUSY at once, without the busy timeout, while another process starting on
+    // the same new folder holds the file: retried like the timeout would.
+    retrying_while_busy([this] {
+        execute("PRAGMA journal_mode = WAL");
+        return 0;
+    });
     transaction migration(database_, "BEGIN IMMEDIATE");
     // Another process may have migrated while this one waited for the lock.
     std::int64_t version = user_version(database_);

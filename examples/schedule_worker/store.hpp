@@ -16,7 +16,9 @@ namespace schedule {
 
 /// @brief A SQLite failure (cannot open, busy past the timeout, disk full): an internal error.
 struct database_error : std::runtime_error {
-    using std::runtime_error::runtime_error;
+    explicit database_error(const std::string& message, int code = 0)
+        : std::runtime_error(message), sqlite_code(code) {}
+    int sqlite_code; ///< SQLite's primary result code (SQLITE_BUSY, ...); 0 if not from SQLite
 };
 
 /// @brief One row of the `schedules` listing (kept in the schedules table itself, so listing

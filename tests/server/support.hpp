@@ -1,0 +1,572 @@
+// Helpers of the server tests: temporary folders, the schedule_server child process (started
+// with posix_spawn on a free port, its stderr in a file, killed in the destructor), /proc
+// scanning for its schedule_worker children, JSON parsing, bounded waits.
+#pragma once
+
+#include "http_client.hpp"
+
+#include <boost/json.hpp>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iterator>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#ifndef SCHEDULE_SERVER_BINARY
+#error "SCHEDULE_SERVER_BINARY (path of the schedule_server executable) must be defined"
+#endif
+#ifndef SCHEDULE_WORKER_BINARY
+#error "SCHEDULE_WORKER_BINARY (path of the schedule_worker executable) must be defined"
+#endif
+#ifndef SCHEDULE_SAMPLE_DATA
+#error "SCHEDULE_SAMPLE_DATA (path of examples/schedule_server/sample-data) must be defined"
+#endif
+
+extern "C" char** environ; // NOLINT
+
+namespace srv_test {
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using namespace std::chrono_literals;
+
+inline const fs::path server_binary{SCHEDULE_SERVER_BINARY};
+inline const fs::path worker_binary{SCHEDULE_WORKER_BINARY};
+inline const fs::path sample_data{SCHEDULE_SAMPLE_DATA};
+
+/// A fresh directory under $TMPDIR (or /tmp), removed with everything in it at the end.
+class temp_dir {
+  public:
+    temp_dir() {
+        const char* base = std::getenv("TMPDIR");
+        std::string pattern = std::string(base != nullptr && *base != '\0' ? base : "/tmp") +
+                              "/btq-server-test-XXXXXX";
+        if (::mkdtemp(pattern.data()) == nullptr) {
+            throw std::system_error(errno, std::generic_category(), "mkdtemp");
+        }
+        path_ = pattern;
+    }
+    temp_dir(const temp_dir&) = delete;
+    temp_dir& operator=(const temp_dir&) = delete;
+    ~temp_dir() {
+        std::error_code ignored;
+        fs::remove_all(path_, ignored);
+    }
+    [[nodiscard]] const fs::path& path() const noexcept { return path_; }
+
+  private:
+    fs::path path_;
+};
+
+inline std::string read_file(const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+inline void write_file(const fs::path& path, std::string_view text) {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out.write(text.data(), static_cast<std::streamsize>(text.size()));
+    if (!out) {
+        throw std::runtime_error("cannot write " + path.string());
+    }
+}
+
+inline json::value parse_json(std::string_view text) {
+    boost::system::error_code error;
+    json::value value = json::parse(text, error);
+    if (error) {
+        throw std::runtime_error("not JSON (" + error.message() + "): " + std::string(text));
+    }
+    return value;
+}
+
+/// The body of `response` as a JSON object (throws if it is not one).
+inline json::object json_body(const http_response& response) {
+    json::value value = parse_json(response.body);
+    if (!value.is_object()) {
+        throw std::runtime_error("not a JSON object: " + response.body);
+    }
+    return std::move(value.as_object());
+}
+
+inline std::string text_of(const json::object& object, std::string_view key) {
+    const json::value* value = object.if_contains(key);
+    return value != nullptr && value->is_string() ? std::string(value->get_string())
+                                                  : std::string("<missing>");
+}
+
+inline std::int64_t int_of(const json::object& object, std::string_view key) {
+    const json::value* value = object.if_contains(key);
+    if (value == nullptr || !(value->is_int64() || value->is_uint64())) {
+        throw std::runtime_error("no integer '" + std::string(key) + "' in " +
+                                 json::serialize(object));
+    }
+    return value->to_number<std::int64_t>();
+}
+
+/// Polls `condition` every `step` until it holds or `limit` passes; returns the last result.
+inline bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds limit,
+                       std::chrono::milliseconds step = 10ms) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    for (;;) {
+        if (condition()) {
+            return true;
+        }
+        if (std::chrono::steady_clock::now() >= deadline) {
+            return false;
+        }
+        std::this_thread::sleep_for(step);
+    }
+}
+
+// --- /proc --------------------------------------------------------------------------------
+
+struct process_info {
+    pid_t pid = 0;
+    pid_t parent = 0;
+    char state = '?';
+    std::string comm;
+};
+
+/// /proc/PID/stat of one process, if it still exists.
+inline std::optional<process_info> read_process(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    if (!std::getline(in, line)) {
+        return std::nullopt;
+    }
+    const std::size_t open = line.find('(');
+    const std::size_t close = line.rfind(')');
+    if (open == std::string::npos || close == std::string::npos || close + 2 >= line.size()) {
+        return std::nullopt;
+    }
+    process_info info;
+    info.pid = pid;
+    info.comm = line.substr(open + 1, close - open - 1);
+    std::istringstream rest(line.substr(close + 2));
+    long parent = 0;
+    rest >> info.state >> parent;
+    info.parent = static_cast<pid_t>(parent);
+    return info;
+}
+
+/// Every process now (threads are not listed in /proc's top level).
+inline std::vector<process_info> list_processes() {
+    std::vector<process_info> out;
+    std::error_code error;
+    for (fs::directory_iterator it("/proc", error), end; !error && it != end; it.increment(error)) {
+        const std::string name = it->path().filename().string();
+        if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) {
+            continue;
+        }
+        if (auto info = read_process(static_cast<pid_t>(std::stol(name)))) {
+            out.push_back(std::move(*info));
+        }
+    }
+    return out;
+}
+
+/// Whether the process runs schedule_worker (its comm, or the file name of /proc/PID/exe).
+inline bool runs_worker(const process_info& info) {
+    if (info.comm == "schedule_worker") {
+        return true;
+    }
+    std::error_code error;
+    const fs::path exe = fs::read_symlink("/proc/" + std::to_string(info.pid) + "/exe", error);
+    return !error && exe.filename() == "schedule_worker";
+}
+
+inline bool alive(const process_info& info) {
+    return info.state != 'Z' && info.state != 'X';
+}
+
+/// The children of `parent` now.
+inline std::vector<process_info> children_of(pid_t parent) {
+    std::vector<process_info> out;
+    for (auto& info : list_processes()) {
+        if (info.parent == parent) {
+            out.push_back(std::move(info));
+        }
+    }
+    return out;
+}
+
+/// Alive schedule_worker children of `parent` now.
+inline std::size_t worker_children(pid_t parent) {
+    std::size_t count = 0;
+    for (const auto& info : children_of(parent)) {
+        if (alive(info) && runs_worker(info)) {
+            ++count;
+        }
+    }
+    return count;
+}
+
+// --- The server process --------------------------------------------------------------------
+
+/// How to start schedule_server; empty/zero fields keep the server's defaults.
+struct server_config {
+    std::string mode = "pool";
+    unsigned pool_size = 0;
+    long queue_capacity = -1;
+    long queue_timeout_ms = 0;
+    long task_timeout_ms = 0;
+    long body_limit = 0;
+    long shutdown_grace_ms = 0;
+    std::string auth_token;
+    std::string worker;       ///< default: the built schedule_worker
+    long worker_delay_ms = 0; ///< SCHEDULE_WORKER_DELAY_MS in the server's environment
+    std::vector<std::string> extra_arguments;
+};
+
+/// The raw wait status of a process, or nothing if it did not end within `limit`.
+inline std::optional<int> wait_for_exit(pid_t pid, std::chrono::milliseconds limit) {
+    std::optional<int> result;
+    wait_until(
+        [&] {
+            int status = 0;
+            const pid_t done = ::waitpid(pid, &status, WNOHANG);
+            if (done == pid) {
+                result = status;
+                return true;
+            }
+            return done < 0 && errno != EINTR; // not our child any more: give up
+        },
+        limit, 5ms);
+    return result;
+}
+
+/// schedule_server as a child process, with its own data folder (filled from the sample data)
+/// and its stderr in a file. The destructor kills it (and its workers) if it still runs.
+class server_process {
+  public:
+    /// Starts the server; with `wait_listening`, waits (at most 15 s) for its "listening on"
+    /// line and throws with its log if it exits or does not get there.
+    explicit server_process(const server_config& config, bool wait_listening = true) {
+        log_path_ = dir_.path() / "server.log";
+        data_dir_ = dir_.path() / "data";
+        std::vector<std::string> args{server_binary.string(),
+                                      "--port",
+                                      "0",
+                                      "--mode",
+                                      config.mode,
+                                      "--data-dir",
+                                      data_dir_.string(),
+                                      "--sample-data",
+                                      sample_data.string(),
+                                      "--worker",
+                                      config.worker.empty() ? worker_binary.string()
+                                                            : config.worker};
+        auto option = [&args](const char* name, long value, long unset) {
+            if (value != unset) {
+                args.emplace_back(name);
+                args.push_back(std::to_string(value));
+            }
+        };
+        option("--pool-size", static_cast<long>(config.pool_size), 0);
+        option("--queue-capacity", config.queue_capacity, -1);
+        option("--queue-timeout-ms", config.queue_timeout_ms, 0);
+        option("--task-timeout-ms", config.task_timeout_ms, 0);
+        option("--body-limit", config.body_limit, 0);
+        option("--shutdown-grace-ms", config.shutdown_grace_ms, 0);
+        if (!config.auth_token.empty()) {
+            args.emplace_back("--auth-token");
+            args.push_back(config.auth_token);
+        }
+        args.insert(args.end(), config.extra_arguments.begin(), config.extra_arguments.end());
+
+        std::vector<std::string> env;
+        for (char** e = environ; *e != nullptr; ++e) {
+            const std::string_view entry(*e);
+            if (!entry.starts_with("BTQ_WORKER_PROTOCOL=") &&
+                !entry.starts_with("SCHEDULE_WORKER_DELAY_MS=") &&
+                !entry.starts_with("SCHEDULE_SERVER_TOKEN=")) {
+                env.emplace_back(entry);
+            }
+        }
+        if (config.worker_delay_ms > 0) {
+            env.push_back("SCHEDULE_WORKER_DELAY_MS=" + std::to_string(config.worker_delay_ms));
+        }
+        start(args, env);
+        if (wait_listening) {
+            wait_listening_line();
+        }
+    }
+
+    server_process(const server_process&) = delete;
+    server_process& operator=(const server_process&) = delete;
+    server_process(server_process&&) = delete;
+    server_process& operator=(server_process&&) = delete;
+
+    /// Stops the server as an operator would (SIGTERM, so it stops and reaps its workers); if
+    /// it has not ended after 3 s, kills it and its children.
+    ~server_process() {
+        if (pid_ > 0 && !reaped_) {
+            const auto workers = children_of(pid_);
+            ::kill(pid_, SIGTERM);
+            if (!wait_for_exit(pid_, 3s)) {
+                ::kill(pid_, SIGKILL);
+                for (const auto& info : workers) {
+                    ::kill(info.pid, SIGKILL);
+                }
+                wait_for_exit(pid_, 5s);
+            }
+        }
+    }
+
+    [[nodiscard]] unsigned short port() const noexcept { return port_; }
+    [[nodiscard]] pid_t pid() const noexcept { return pid_; }
+    [[nodiscard]] const fs::path& data_dir() const noexcept { return data_dir_; }
+    [[nodiscard]] const fs::path& scratch() const noexcept { return dir_.path(); }
+    [[nodiscard]] std::string log() const { return read_file(log_path_); }
+
+    /// Waits (at most `limit`) for `text` to appear in the log.
+    bool wait_for_log(const std::string& text, std::chrono::milliseconds limit) const {
+        return wait_until([&] { return log().find(text) != std::string::npos; }, limit);
+    }
+
+    /// Waits (at most `limit`) for the server to end; its raw wait status.
+    std::optional<int> wait_exit(std::chrono::milliseconds limit) {
+        auto status = wait_for_exit(pid_, limit);
+        if (status) {
+            reaped_ = true;
+        }
+        return status;
+    }
+
+    void signal(int number) const { ::kill(pid_, number); }
+
+    http_response get(const std::string& target) const { return request(port_, "GET", target); }
+    http_response post_json(const std::string& target, const std::string& body,
+                            header_list headers = {}) const {
+        headers.emplace_back("Content-Type", "application/json");
+        return request(port_, "POST", target, body, headers);
+    }
+
+    /// /api/queue-stats' processPool object.
+    [[nodiscard]] json::object pool_stats() const {
+        const json::object stats = json_body(get("/api/queue-stats"));
+        return stats.at("processPool").as_object();
+    }
+
+  private:
+    void start(std::vector<std::string>& args, std::vector<std::string>& env) {
+        posix_spawn_file_actions_t actions;
+        ::posix_spawn_file_actions_init(&actions);
+        ::posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+        ::posix_spawn_file_actions_addopen(&actions, 1, log_path_.c_str(),
+                                           O_WRONLY | O_CREAT | O_APPEND, 0644);
+        ::posix_spawn_file_actions_addopen(&actions, 2, log_path_.c_str(),
+                                           O_WRONLY | O_CREAT | O_APPEND, 0644);
+        std::vector<char*> argv;
+        for (auto& a : args) {
+            argv.push_back(a.data());
+        }
+        argv.push_back(nullptr);
+        std::vector<char*> envp;
+        for (auto& e : env) {
+            envp.push_back(e.data());
+        }
+        envp.push_back(nullptr);
+        const int rc = ::posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), envp.data());
+        ::posix_spawn_file_actions_destroy(&actions);
+        if (rc != 0) {
+            pid_ = -1;
+            throw std::system_error(rc, std::generic_category(), "posix_spawn schedule_server");
+        }
+    }
+
+    void wait_listening_line() {
+        constexpr std::string_view marker = "listening on http://127.0.0.1:";
+        std::optional<int> ended;
+        const bool listening = wait_until(
+            [&] {
+                const std::string text = log();
+                const std::size_t at = text.find(marker);
+                if (at != std::string::npos) {
+                    const std::size_t digits = at + marker.size();
+                    const std::size_t stop = text.find_first_not_of("0123456789", digits);
+                    if (stop != std::string::npos && stop > digits) {
+                        port_ = static_cast<unsigned short>(
+                            std::stoul(text.substr(digits, stop - digits)));
+                        return true;
+                    }
+                }
+                ended = wait_for_exit(pid_, 0ms);
+                return ended.has_value();
+            },
+            15s);
+        if (ended) {
+            reaped_ = true;
+        }
+        if (!listening || ended) {
+            throw std::runtime_error("schedule_server did not start listening; log:\n" + log());
+        }
+    }
+
+    temp_dir dir_;
+    fs::path log_path_;
+    fs::path data_dir_;
+    pid_t pid_ = -1;
+    bool reaped_ = false;
+    unsigned short port_ = 0;
+};
+
+/// Runs schedule_worker once (`--data-dir DIR OPERATION`, `input` on stdin) with a 10 s limit;
+/// its standard output.
+inline std::string run_worker_once(const fs::path& data_dir, const std::string& operation,
+                                   std::string_view input) {
+    temp_dir scratch;
+    const fs::path in = scratch.path() / "in";
+    const fs::path out = scratch.path() / "out";
+    write_file(in, input);
+    posix_spawn_file_actions_t actions;
+    ::posix_spawn_file_actions_init(&actions);
+    ::posix_spawn_file_actions_addopen(&actions, 0, in.c_str(), O_RDONLY, 0);
+    ::posix_spawn_file_actions_addopen(&actions, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                       0644);
+    std::vector<std::string> args{worker_binary.string(), "--data-dir", data_dir.string(),
+                                  operation};
+    std::vector<char*> argv;
+    for (auto& a : args) {
+        argv.push_back(a.data());
+    }
+    argv.push_back(nullptr);
+    std::vector<std::string> env;
+    for (char** e = environ; *e != nullptr; ++e) {
+        const std::string_view entry(*e);
+        if (!entry.starts_with("BTQ_WORKER_PROTOCOL=") &&
+            !entry.starts_with("SCHEDULE_WORKER_DELAY_MS=")) {
+            env.emplace_back(entry);
+        }
+    }
+    std::vector<char*> envp;
+    for (auto& e : env) {
+        envp.push_back(e.data());
+    }
+    envp.push_back(nullptr);
+    pid_t pid = -1;
+    const int rc = ::posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), envp.data());
+    ::posix_spawn_file_actions_destroy(&actions);
+    if (rc != 0) {
+        throw std::system_error(rc, std::generic_category(), "posix_spawn schedule_worker");
+    }
+    if (!wait_for_exit(pid, 10s)) {
+        ::kill(pid, SIGKILL);
+        wait_for_exit(pid, 5s);
+        throw std::runtime_error("schedule_worker " + operation + " did not finish in 10 s");
+    }
+    return read_file(out);
+}
+
+/// Lines of `log` that contain `text`.
+inline std::vector<std::string> log_lines_with(const std::string& log, std::string_view text) {
+    std::vector<std::string> out;
+    std::istringstream in(log);
+    for (std::string line; std::getline(in, line);) {
+        if (line.find(text) != std::string::npos) {
+            out.push_back(line);
+        }
+    }
+    return out;
+}
+
+/// The number of log lines containing `text`, once it reaches `expected` or `limit` passed. (A
+/// request's access-log line is written after its response, so a client may see the answer
+/// before the line is there.)
+inline std::size_t log_count(const server_process& server, std::string_view text,
+                             std::size_t expected, std::chrono::milliseconds limit = 3s) {
+    std::size_t count = 0;
+    wait_until(
+        [&] {
+            count = log_lines_with(server.log(), text).size();
+            return count >= expected;
+        },
+        limit);
+    return count;
+}
+
+/// A request that gives an error instead of throwing: status 0 and the message in the body.
+inline http_response try_request(unsigned short port, const std::string& method,
+                                 const std::string& target, const std::string& body = "",
+                                 const header_list& headers = {},
+                                 std::chrono::milliseconds timeout = default_timeout) {
+    try {
+        return request(port, method, target, body, headers, timeout);
+    } catch (const std::exception& failure) {
+        http_response broken;
+        broken.body = failure.what();
+        return broken;
+    }
+}
+
+/// `count` requests at once, each on its own connection from its own thread; answers in order.
+inline std::vector<http_response>
+concurrent_requests(std::size_t count, const std::function<http_response(std::size_t)>& send) {
+    std::vector<http_response> answers(count);
+    std::vector<std::thread> threads;
+    threads.reserve(count);
+    for (std::size_t i = 0; i < count; ++i) {
+        threads.emplace_back([&answers, &send, i] { answers[i] = send(i); });
+    }
+    for (auto& thread : threads) {
+        thread.join();
+    }
+    return answers;
+}
+
+/// The request of the sample schedule: campus-news on campus-tv.
+inline const std::string schedule_playlist_body =
+    R"({"playlist":"campus-news","channel":"campus-tv","start":"2026-11-30T08:00:00+01:00"})";
+
+/// A valid JSON import request with two items.
+inline std::string import_body(const std::string& name) {
+    return R"({"name":")" + name +
+           R"(","channel":"campus-tv","items":[)"
+           R"({"title":"News","url":"http://example.org/news.mp4","start":"2026-12-01T08:00:00+01:00","duration":1800},)"
+           R"({"title":"Weather","start":"2026-12-01T08:30:00+01:00","duration":600}]})";
+}
+
+/// A small XMLTV document with one channel and two programmes.
+inline const std::string xmltv_body =
+    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+    "<tv>\n"
+    "  <channel id=\"radio-x\"><display-name>Radio X</display-name></channel>\n"
+    "  <programme start=\"20261202090000 +0100\" stop=\"20261202093000 +0100\" "
+    "channel=\"radio-x\"><title>Morning Show</title></programme>\n"
+    "  <programme start=\"20261202093000 +0100\" stop=\"20261202100000 +0100\" "
+    "channel=\"radio-x\"><title>Talk</title><url>http://example.org/talk.mp3</url></programme>\n"
+    "</tv>\n";
+
+/// The number of schedules /api/schedules lists.
+inline std::int64_t schedule_count(const server_process& server) {
+    const http_response response = server.get("/api/schedules");
+    if (response.status != 200) {
+        throw std::runtime_error("/api/schedules: " + std::to_string(response.status) + " " +
+                                 response.body);
+    }
+    return int_of(json_body(response), "count");
+}
+
+} // namespace srv_test
