@@ -435,6 +435,12 @@ boost::asio::awaitable<api_response> api::run(routed& job, const abandon_flag& a
         response.body = error_body(outcome.message);
         break;
     case run_outcome::kind::worker_failed:
+        if (shutting_down()) { // stopped because the shutdown grace ran out
+            response.status = 503;
+            response.body = error_body("Server shutting down: the request was stopped after "
+                                       "the shutdown grace");
+            break;
+        }
         response.status = 502;
         response.body = error_body(outcome.message);
         break;

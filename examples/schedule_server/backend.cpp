@@ -242,10 +242,7 @@ class pool_backend final : public queued_backend<btq::worker_request, btq::worke
         co_return outcome_of(failure);
     }
 
-    void stop() override {
-        // The queue's destructor waits for what still runs; the pool then closes its workers'
-        // input and stops them after their grace.
-    }
+    void stop() override { queue().executor().inner().cancel_running(); }
 };
 
 } // namespace

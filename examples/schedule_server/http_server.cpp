@@ -5,7 +5,6 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -37,15 +36,15 @@ double milliseconds(std::chrono::nanoseconds value) {
 struct connection {
     explicit connection(tcp::socket socket) : stream(std::move(socket)) {}
     beast::tcp_stream stream;
-    bool busy = false; ///< between reading a request and writing its response (strand only)
+    bool busy = false; ///< between reading a request and writing its response (its thread only)
 };
 
 struct http_server::state : std::enable_shared_from_this<http_server::state> {
-    state(asio::io_context& io, api& endpoints_in, http_options options_in)
-        : context(io), endpoints(endpoints_in), options(std::move(options_in)),
-          acceptor(asio::make_strand(io)) {}
+    state(io_pool& io, api& endpoints_in, http_options options_in)
+        : contexts(io), endpoints(endpoints_in), options(std::move(options_in)),
+          acceptor(io.main()) {}
 
-    asio::io_context& context;
+    io_pool& contexts;
     api& endpoints;
     http_options options;
     tcp::acceptor acceptor;
@@ -57,8 +56,8 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
     asio::awaitable<void> accept_loop() {
         auto self = shared_from_this();
         for (;;) {
-            auto [error, socket] =
-                co_await acceptor.async_accept(asio::make_strand(context), as_tuple_awaitable);
+            auto [error, socket] = co_await acceptor.async_accept(
+                asio::any_io_executor(contexts.next().get_executor()), as_tuple_awaitable);
             if (error) {
                 if (error == asio::error::operation_aborted || !acceptor.is_open()) {
                     co_return;
@@ -76,7 +75,7 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
         }
     }
 
-    /// Serves one connection, request after request (keep-alive), on the connection's strand.
+    /// Serves one connection, request after request (keep-alive), on the connection's context.
     static asio::awaitable<void> serve(std::shared_ptr<state> self,
                                        std::shared_ptr<connection> client) {
         {
@@ -206,8 +205,8 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
     }
 };
 
-http_server::http_server(asio::io_context& context, api& endpoints, http_options options)
-    : state_(std::make_shared<state>(context, endpoints, std::move(options))) {}
+http_server::http_server(io_pool& contexts, api& endpoints, http_options options)
+    : state_(std::make_shared<state>(contexts, endpoints, std::move(options))) {}
 
 http_server::~http_server() {
     beast::error_code ignored;

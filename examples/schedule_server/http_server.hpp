@@ -3,6 +3,7 @@
 #pragma once
 
 #include "api.hpp"
+#include "io_pool.hpp"
 
 #include <boost/asio/io_context.hpp>
 
@@ -22,11 +23,11 @@ struct http_options {
     bool access_log = true;                ///< one line per request on stderr
 };
 
-/// @brief Accepts connections and serves each with a coroutine; every connection and its
-///        coroutine live on their own strand. Waiting requests cost no thread.
+/// @brief Accepts connections and serves each with a coroutine, on one of the pool's
+///        io_contexts (round robin). Waiting requests cost no thread.
 class http_server {
   public:
-    http_server(boost::asio::io_context& context, api& endpoints, http_options options);
+    http_server(io_pool& contexts, api& endpoints, http_options options);
     ~http_server();
     http_server(const http_server&) = delete;
     http_server& operator=(const http_server&) = delete;

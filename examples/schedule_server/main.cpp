@@ -64,15 +64,15 @@ void seed_data_folder(const fs::path& data_dir, const fs::path& sample_data) {
 
 /// Shutdown, last step: lets the connections still writing their last response finish, for at
 /// most until `until`, then stops the I/O threads.
-void wait_for_connections(asio::steady_timer& timer, http_server& server, asio::io_context& context,
+void wait_for_connections(asio::steady_timer& timer, http_server& server, io_pool& contexts,
                           std::chrono::steady_clock::time_point until) {
     if (server.connections() == 0 || std::chrono::steady_clock::now() >= until) {
-        context.stop();
+        contexts.stop();
         return;
     }
     timer.expires_after(std::chrono::milliseconds(20));
-    timer.async_wait([&timer, &server, &context, until](const boost::system::error_code&) {
-        wait_for_connections(timer, server, context, until);
+    timer.async_wait([&timer, &server, &contexts, until](const boost::system::error_code&) {
+        wait_for_connections(timer, server, contexts, until);
     });
 }
 
@@ -151,12 +151,12 @@ int run(int argc, char** argv) {
     seed_data_folder(data_dir, sample_data);
     queue.data_dir = fs::absolute(data_dir);
 
-    asio::io_context context(static_cast<int>(threads));
-    asio::signal_set signals(context, SIGINT, SIGTERM);
+    io_pool contexts(threads);
+    asio::signal_set signals(contexts.main(), SIGINT, SIGTERM);
 
     std::unique_ptr<backend> work = make_backend(queue);
     api routes(*work, endpoints);
-    http_server server(context, routes, http);
+    http_server server(contexts, routes, http);
     try {
         server.start();
     } catch (const std::exception& failure) {
@@ -172,7 +172,7 @@ int run(int argc, char** argv) {
     std::fflush(stderr);
 
     std::thread drainer;
-    asio::steady_timer deadline(context);
+    asio::steady_timer deadline(contexts.main());
     const auto grace = std::chrono::milliseconds(grace_ms);
     signals.async_wait([&](const boost::system::error_code& failed, int signal_number) {
         if (failed) {
@@ -190,7 +190,7 @@ int run(int argc, char** argv) {
             if (!again) {
                 std::fprintf(stderr, "schedule_server: second signal: stopping now\n");
                 work->stop();
-                context.stop();
+                contexts.stop();
             }
         });
         drainer = std::thread([&] {
@@ -199,23 +199,16 @@ int run(int argc, char** argv) {
                                      "the grace; stopping them\n");
                 work->stop();
             }
-            asio::post(context, [&] {
+            asio::post(contexts.main(), [&] {
                 server.close_idle_connections();
                 signals.cancel();
-                wait_for_connections(deadline, server, context,
+                wait_for_connections(deadline, server, contexts,
                                      std::chrono::steady_clock::now() + std::chrono::seconds(2));
             });
         });
     });
 
-    std::vector<std::thread> pool;
-    for (unsigned i = 1; i < threads; ++i) {
-        pool.emplace_back([&context] { context.run(); });
-    }
-    context.run();
-    for (auto& thread : pool) {
-        thread.join();
-    }
+    contexts.run();
     if (drainer.joinable()) {
         drainer.join();
     }

@@ -33,8 +33,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <fstream>
 #include <functional>
 #include <future>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -1204,8 +1206,8 @@ TEST_CASE("destroying a pool closes every descriptor it opened", "[worker_pool]"
 
 // ---- shutdown ------------------------------------------------------------------------------
 
-TEST_CASE("destroying a queue lets the running tasks finish, answers the waiting ones with "
-          "queue_cleared and ends every worker at end of input",
+TEST_CASE("destroying a queue cancels the running tasks with worker_failure at once, answers the "
+          "waiting ones with queue_cleared and leaves no worker",
           "[worker_pool]") {
     const watchdog guard;
     const std::set<pid_t> before = pids_of(new_children());
@@ -1221,7 +1223,7 @@ TEST_CASE("destroying a queue lets the running tasks finish, answers the waiting
     std::vector<std::future<btq::worker_response>> running;
     std::vector<std::future<btq::worker_response>> waiting;
     for (int i = 0; i < 2; ++i) {
-        running.push_back(queue->submit(request("sleep", "300")));
+        running.push_back(queue->submit(request("sleep", "5000")));
     }
     for (int i = 0; i < 5; ++i) {
         waiting.push_back(queue->submit(request("echo", "never")));
@@ -1234,10 +1236,12 @@ TEST_CASE("destroying a queue lets the running tasks finish, answers the waiting
     const auto elapsed = steady::now() - start;
     INFO("destroyed in " << std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count()
                          << " ms");
-    CHECK(elapsed < 1200ms); // shutdown_grace + 2 x kill_grace would be 5 s
+    CHECK(elapsed < 1500ms); // the running tasks would take 5 s, kill_grace alone 1 s
 
     for (auto& future : running) {
-        CHECK(answer(future).body == "slept");
+        const auto failure = failure_of<btq::worker_failure>(future);
+        REQUIRE(failure.has_value());
+        CHECK(contains(failure->what(), "cancelled"));
     }
     for (auto& future : waiting) {
         CHECK(failure_of<btq::queue_cleared>(future).has_value());
@@ -1248,6 +1252,39 @@ TEST_CASE("destroying a queue lets the running tasks finish, answers the waiting
     for (const auto& worker : workers) {
         CHECK(reaped(worker.pid));
     }
+}
+
+TEST_CASE("cancel_running kills only the busy workers, fails their tasks with worker_failure and "
+          "the pool goes on serving on new workers",
+          "[worker_pool]") {
+    const watchdog guard;
+    pool_queue queue({.max_concurrency = 2, .capacity = 4}, pool_options(echo_worker(), 2));
+    REQUIRE(eventually([&] { return queue.executor().stats().ready == 2; }));
+    auto long_task = queue.submit(request("sleep", "5000"));
+    REQUIRE(eventually([&] { return queue.stats().active == 1; }));
+    const pid_t idle = answer(queue.submit(request("pid"))).worker_pid;
+
+    const auto start = steady::now();
+    queue.executor().cancel_running();
+    const auto failure = failure_of<btq::worker_failure>(long_task);
+    CHECK(steady::now() - start < 1s);
+    REQUIRE(failure.has_value());
+    CHECK(contains(failure->what(), "cancelled"));
+    CHECK(queue.executor().stats().crashes == 0);
+
+    // The idle worker was left alone; the cancelled one is replaced, and the pool serves on.
+    std::ifstream stat("/proc/" + std::to_string(idle) + "/stat");
+    const std::string status((std::istreambuf_iterator<char>(stat)), {});
+    const std::size_t name_end = status.rfind(')');
+    REQUIRE(name_end != std::string::npos);
+    INFO("idle worker's /proc stat: " << status);
+    CHECK(status.substr(name_end + 2, 1) != "Z"); // alive, not killed and awaiting its reap
+    REQUIRE(eventually([&] { return queue.executor().stats().starts == 3; }));
+    for (int i = 0; i < 4; ++i) {
+        const btq::worker_response next = answer(queue.submit(request("echo", "after")));
+        CHECK(next.body == "after");
+    }
+    REQUIRE(eventually([&] { return queue.executor().stats().ready == 2; }));
 }
 
 TEST_CASE("destroying the executor with a task running past shutdown_grace fails it with "

@@ -236,6 +236,45 @@ TEST_CASE("SIGTERM with 50 requests waiting answers them 503 and finishes the 2 
     }
 }
 
+TEST_CASE("SIGTERM stops a request still running when the shutdown grace is over, answers it 503 "
+          "and exits 0 in both modes",
+          "[server]") {
+    const std::string mode = GENERATE(as<std::string>{}, "pool", "spawn");
+    CAPTURE(mode);
+    server_config config;
+    config.mode = mode;
+    config.pool_size = 1;
+    config.worker_delay_ms = 20'000;
+    config.shutdown_grace_ms = 300;
+    server_process server(config);
+    run_worker_once(server.data_dir(), "schedules", "{}");
+
+    http_response answer;
+    std::thread client(
+        [&] { answer = try_request(server.port(), "GET", "/api/schedules", "", {}, 20s); });
+    const bool running =
+        wait_until([&] { return int_of(server.pool_stats(), "activeProcesses") == 1; }, 10s);
+    CHECK(running);
+    const auto start = std::chrono::steady_clock::now();
+    server.signal(SIGTERM);
+    client.join();
+    const auto status = server.wait_exit(10s);
+    const auto elapsed = std::chrono::steady_clock::now() - start;
+    INFO(server.log());
+    INFO("exited after " << std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count()
+                         << " ms");
+    REQUIRE(status.has_value());
+    CHECK(WIFEXITED(*status));
+    CHECK(WEXITSTATUS(*status) == 0);
+    CHECK(elapsed < 5s); // the request alone would have run 20 s
+    CHECK(answer.status == 503);
+    CHECK(contains(answer.body, "Server shutting down"));
+    CHECK(contains(server.log(), "did not finish within the grace"));
+    for (const auto& info : list_processes()) {
+        CHECK(info.parent != server.pid());
+    }
+}
+
 TEST_CASE("a request whose client went away while it waited is never started", "[server]") {
     const std::string mode = GENERATE(as<std::string>{}, "pool", "spawn");
     CAPTURE(mode);

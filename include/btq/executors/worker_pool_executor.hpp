@@ -183,6 +183,24 @@ class worker_pool_executor {
         loop_.join();
     }
 
+    /// @brief Kills (SIGKILL to its process group) every worker busy with a request now; those
+    ///        requests fail with btq::worker_failure and the workers are replaced. Idle workers
+    ///        and requests that start later are not affected. A queue's destructor calls this
+    ///        (btq::cancellable_executor), so destroying a queue never waits for a long request;
+    ///        to let running requests finish, drain() or shutdown() the queue first.
+    /// @code
+    /// if (!queue.drain(std::chrono::seconds(10))) {
+    ///     queue.executor().cancel_running(); // the grace is over
+    /// }
+    /// @endcode
+    void cancel_running() {
+        {
+            std::lock_guard lock(mutex_);
+            cancel_requested_ = true;
+        }
+        poller_.wake();
+    }
+
     /// @brief Queues `request` for the next idle worker.
     template <class Task>
     requires std::same_as<std::remove_cvref_t<Task>, worker_request>
@@ -241,7 +259,7 @@ class worker_pool_executor {
     };
     enum class stream : std::uint8_t { pidfd, requests, responses, output, error };
     /// Why a worker is being stopped: decides what its in-flight task is told.
-    enum class stop_reason : std::uint8_t { none, recycle, timeout, protocol, shutdown };
+    enum class stop_reason : std::uint8_t { none, recycle, timeout, protocol, shutdown, cancel };
 
     struct worker;
     struct watch {
@@ -308,6 +326,15 @@ class worker_pool_executor {
             }
             run_due_deadlines();
             const bool stopping = take_incoming();
+            if (take_cancel_request()) {
+                for (auto& slot : slots_) {
+                    if (slot->current == state::busy) {
+                        begin_stop(*slot, stop_reason::cancel,
+                                   "btq: the request was cancelled (cancel_running)");
+                        ::kill(-slot->pid, SIGKILL); // no grace: cancelling means now
+                    }
+                }
+            }
             if (stopping && !shutdown_begun) {
                 shutdown_begun = true;
                 shutdown_deadline = clock_type::now() + options_.shutdown_grace;
@@ -359,6 +386,12 @@ class worker_pool_executor {
     }
 
     static constexpr std::chrono::microseconds busy_poll{50};
+
+    /// True once per cancel_running() call.
+    bool take_cancel_request() {
+        std::lock_guard lock(mutex_);
+        return std::exchange(cancel_requested_, false);
+    }
 
     /// Moves requests from execute() into waiting_. Returns true once the pool is stopping.
     bool take_incoming() {
@@ -697,6 +730,7 @@ class worker_pool_executor {
                 break;
             case stop_reason::protocol:
             case stop_reason::shutdown:
+            case stop_reason::cancel:
                 error = std::make_exception_ptr(
                     worker_failure(w.stop_message + "; the worker " + how,
                                    exited ? info.si_status : -1, exited ? 0 : info.si_status));
@@ -863,6 +897,7 @@ class worker_pool_executor {
     std::mutex mutex_; // guards incoming_ and stopping_
     std::vector<std::unique_ptr<pending_request>> incoming_;
     bool stopping_ = false;
+    bool cancel_requested_ = false; ///< cancel_running() was called; guarded by mutex_
 
     // Owned by the event thread.
     std::vector<std::unique_ptr<worker>> slots_;
