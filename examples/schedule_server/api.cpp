@@ -173,11 +173,11 @@ std::string iso_timestamp_now() {
     const std::time_t t = std::chrono::system_clock::to_time_t(seconds);
     std::tm utc{};
     gmtime_r(&t, &utc);
-    char buffer[64];
-    std::snprintf(buffer, sizeof buffer, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", utc.tm_year + 1900,
-                  utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
-                  static_cast<int>(millis));
-    return buffer;
+    std::array<char, 64> buffer{};
+    std::snprintf(buffer.data(), buffer.size(), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+                  utc.tm_year + 1900, utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min,
+                  utc.tm_sec, static_cast<int>(millis));
+    return buffer.data();
 }
 
 void append_field(std::string& out, std::string_view key, std::uint64_t value) {
@@ -287,7 +287,7 @@ api::routed api::route(api_request& request) {
     if (auto* message = std::get_if<std::string>(&target)) {
         return error(400, *message);
     }
-    parsed_target& parsed = std::get<parsed_target>(target);
+    auto& parsed = std::get<parsed_target>(target);
 
     for (const std::string_view path : direct_paths) {
         if (parsed.path != path) {
@@ -321,8 +321,9 @@ api::routed api::route(api_request& request) {
         return ready;
     }
 
-    const auto route = std::find_if(queued_routes.begin(), queued_routes.end(),
-                                    [&](const queued_route& r) { return r.path == parsed.path; });
+    const auto* const route =
+        std::find_if(queued_routes.begin(), queued_routes.end(),
+                     [&](const queued_route& r) { return r.path == parsed.path; });
     if (route == queued_routes.end()) {
         return error(404, "no endpoint " + parsed.path);
     }
@@ -498,9 +499,10 @@ api_response api::system_info() const {
     out += R"({"status":"success","system":{)";
     utsname names{};
     if (::uname(&names) == 0) {
-        out += R"("hostname":)" + escape_json(names.nodename) + R"(,"platform":)" +
-               escape_json(names.sysname) + R"(,"release":)" + escape_json(names.release) +
-               R"(,"arch":)" + escape_json(names.machine) + ',';
+        out += R"("hostname":)" + escape_json(std::string_view(std::data(names.nodename))) +
+               R"(,"platform":)" + escape_json(std::string_view(std::data(names.sysname))) +
+               R"(,"release":)" + escape_json(std::string_view(std::data(names.release))) +
+               R"(,"arch":)" + escape_json(std::string_view(std::data(names.machine))) + ',';
     }
     append_field(out, "cpus", std::thread::hardware_concurrency());
     struct sysinfo info {};

@@ -98,7 +98,7 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
         // The argument is the buffer's largest size (headers up to the parser's 16 KiB limit
         // must fit; a body streams through it). It starts at 512 bytes and grows only as a
         // request needs, so an idle connection costs little.
-        beast::flat_buffer buffer(64 * 1024);
+        beast::flat_buffer buffer(std::size_t{64} * 1024);
         for (;;) {
             http::request_parser<http::string_body> parser;
             parser.body_limit(options.body_limit);

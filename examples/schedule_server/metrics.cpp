@@ -1,5 +1,6 @@
 #include "metrics.hpp"
 
+#include <array>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -11,15 +12,15 @@ void append_number(std::string& out, double value) {
         out += '0';
         return;
     }
-    char buffer[32];
-    const auto [end, error] = std::to_chars(buffer, buffer + sizeof buffer, value);
-    out.append(buffer, error == std::errc{} ? end : buffer);
+    std::array<char, 32> buffer{};
+    const auto [end, error] = std::to_chars(buffer.data(), buffer.data() + buffer.size(), value);
+    out.append(buffer.data(), error == std::errc{} ? end : buffer.data());
 }
 
 void append_number(std::string& out, std::uint64_t value) {
-    char buffer[24];
-    const auto [end, error] = std::to_chars(buffer, buffer + sizeof buffer, value);
-    out.append(buffer, error == std::errc{} ? end : buffer);
+    std::array<char, 24> buffer{};
+    const auto [end, error] = std::to_chars(buffer.data(), buffer.data() + buffer.size(), value);
+    out.append(buffer.data(), error == std::errc{} ? end : buffer.data());
 }
 
 void latency_histogram::record(std::chrono::nanoseconds elapsed) noexcept {
