@@ -183,9 +183,10 @@ class worker_pool_executor {
         loop_.join();
     }
 
-    /// @brief Kills (SIGKILL to its process group) every worker busy with a request now; those
-    ///        requests fail with btq::worker_failure and the workers are replaced. Idle workers
-    ///        and requests that start later are not affected. A queue's destructor calls this
+    /// @brief Cancels every request handed to the pool so far: workers busy with one are killed
+    ///        (SIGKILL to the process group) and replaced, and requests not yet sent to a worker
+    ///        are dropped; all of them fail with btq::worker_failure ("cancelled"). Idle workers
+    ///        and requests handed over later are not affected. A queue's destructor calls this
     ///        (btq::cancellable_executor), so destroying a queue never waits for a long request;
     ///        to let running requests finish, drain() or shutdown() the queue first.
     /// @code
@@ -197,6 +198,11 @@ class worker_pool_executor {
         {
             std::lock_guard lock(mutex_);
             cancel_requested_ = true;
+            // Handed over but not yet seen by the event loop: cancelled too, and nothing later.
+            for (auto& job : incoming_) {
+                cancelled_.push_back(std::move(job));
+            }
+            incoming_.clear();
         }
         poller_.wake();
     }
@@ -326,7 +332,17 @@ class worker_pool_executor {
             }
             run_due_deadlines();
             const bool stopping = take_incoming();
-            if (take_cancel_request()) {
+            if (auto cancelled = take_cancel_request()) {
+                // Requests the loop had taken in but not sent, then those still in transit.
+                while (!waiting_.empty()) {
+                    cancelled->push_back(std::move(waiting_.front()));
+                    waiting_.pop_front();
+                }
+                for (auto& job : *cancelled) {
+                    job->done.set_exception(std::make_exception_ptr(worker_failure(
+                        "btq: the request was cancelled (cancel_running) before it started", -1,
+                        0)));
+                }
                 for (auto& slot : slots_) {
                     if (slot->current == state::busy) {
                         begin_stop(*slot, stop_reason::cancel,
@@ -387,10 +403,14 @@ class worker_pool_executor {
 
     static constexpr std::chrono::microseconds busy_poll{50};
 
-    /// True once per cancel_running() call.
-    bool take_cancel_request() {
+    /// After a cancel_running() call: the requests it took from the hand-over list (the
+    ///        caller adds the loop's own waiting ones); otherwise nothing.
+    std::optional<std::vector<std::unique_ptr<pending_request>>> take_cancel_request() {
         std::lock_guard lock(mutex_);
-        return std::exchange(cancel_requested_, false);
+        if (!std::exchange(cancel_requested_, false)) {
+            return std::nullopt;
+        }
+        return std::exchange(cancelled_, {});
     }
 
     /// Moves requests from execute() into waiting_. Returns true once the pool is stopping.
@@ -898,6 +918,7 @@ class worker_pool_executor {
     std::vector<std::unique_ptr<pending_request>> incoming_;
     bool stopping_ = false;
     bool cancel_requested_ = false; ///< cancel_running() was called; guarded by mutex_
+    std::vector<std::unique_ptr<pending_request>> cancelled_; ///< taken from incoming_ by it
 
     // Owned by the event thread.
     std::vector<std::unique_ptr<worker>> slots_;
