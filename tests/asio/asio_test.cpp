@@ -13,6 +13,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "../library/test_support.hpp"
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -53,52 +55,9 @@ namespace {
 using int_queue = btq::bounded_task_queue<std::function<int()>>;
 using void_queue = btq::bounded_task_queue<std::function<void()>>;
 
-/// A gate tasks wait on until the test opens it.
-class gate {
-  public:
-    void open() {
-        {
-            std::lock_guard lock(mutex_);
-            open_ = true;
-        }
-        changed_.notify_all();
-    }
-    void wait() {
-        std::unique_lock lock(mutex_);
-        changed_.wait(lock, [this] { return open_; });
-    }
-
-  private:
-    std::mutex mutex_;
-    std::condition_variable changed_;
-    bool open_ = false;
-};
-
-/// Polls `condition` until it holds or 10 s pass; returns whether it held.
-bool eventually(const std::function<bool()>& condition) {
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (!condition()) {
-        if (std::chrono::steady_clock::now() > until) {
-            return false;
-        }
-        std::this_thread::sleep_for(std::chrono::microseconds(200));
-    }
-    return true;
-}
-
-/// Tracks how many task bodies run at once and the most ever seen.
-struct concurrency_probe {
-    std::atomic<int> running{0};
-    std::atomic<int> peak{0};
-
-    void enter() {
-        const int now = running.fetch_add(1) + 1;
-        int seen = peak.load();
-        while (now > seen && !peak.compare_exchange_weak(seen, now)) {
-        }
-    }
-    void leave() { running.fetch_sub(1); }
-};
+using btq_test::concurrency_probe;
+using btq_test::eventually;
+using btq_test::gate;
 
 /// Spawns `coroutine` on `io`; when it ends, `ended` is set and `ended_with` holds the
 /// exception it ended with (null if none).

@@ -2,6 +2,7 @@
 // binary (once mode) with pipes, JSON parsing, SQLite checks and request builders.
 #pragma once
 
+#include "../common/files.hpp"
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -47,34 +48,17 @@ extern "C" char** environ; // NOLINT
 namespace sw_test {
 
 namespace fs = std::filesystem;
+using test_files::read_file;
+using test_files::write_file;
 namespace json = boost::json;
 
 inline const fs::path worker_binary{SCHEDULE_WORKER_BINARY};
 inline const fs::path sample_data{SCHEDULE_SAMPLE_DATA};
 
-/// A fresh directory under $TMPDIR (or /tmp), removed with everything in it at the end.
-class temp_dir {
+/// A fresh directory for one test, removed at its end.
+class temp_dir : public test_files::temp_dir {
   public:
-    temp_dir() {
-        const char* base = std::getenv("TMPDIR");
-        std::string pattern = std::string(base != nullptr && *base != '\0' ? base : "/tmp") +
-                              "/btq-schedule-test-XXXXXX";
-        if (::mkdtemp(pattern.data()) == nullptr) {
-            throw std::system_error(errno, std::generic_category(), "mkdtemp");
-        }
-        path_ = pattern;
-    }
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
-    ~temp_dir() {
-        std::error_code ignored;
-        fs::remove_all(path_, ignored);
-    }
-    [[nodiscard]] const fs::path& path() const noexcept { return path_; }
-    [[nodiscard]] std::string str() const { return path_.string(); }
-
-  private:
-    fs::path path_;
+    temp_dir() : test_files::temp_dir("btq-schedule-test") {}
 };
 
 /// Copies the sample data folder's contents into `to` (without any database it may hold).
@@ -85,22 +69,6 @@ inline void copy_sample_data(const fs::path& to) {
             continue;
         }
         fs::copy(entry.path(), to / name, fs::copy_options::recursive);
-    }
-}
-
-inline std::string read_file(const fs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
-        throw std::runtime_error("cannot read " + path.string());
-    }
-    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-inline void write_file(const fs::path& path, std::string_view text) {
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    if (!out) {
-        throw std::runtime_error("cannot write " + path.string());
     }
 }
 

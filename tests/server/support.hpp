@@ -3,6 +3,7 @@
 // scanning for its schedule_worker children, JSON parsing, bounded waits.
 #pragma once
 
+#include "../common/files.hpp"
 #include "http_client.hpp"
 
 #include <boost/json.hpp>
@@ -48,6 +49,8 @@ extern "C" char** environ; // NOLINT
 namespace srv_test {
 
 namespace fs = std::filesystem;
+using test_files::read_file;
+using test_files::write_file;
 namespace json = boost::json;
 using namespace std::chrono_literals;
 
@@ -55,42 +58,11 @@ inline const fs::path server_binary{SCHEDULE_SERVER_BINARY};
 inline const fs::path worker_binary{SCHEDULE_WORKER_BINARY};
 inline const fs::path sample_data{SCHEDULE_SAMPLE_DATA};
 
-/// A fresh directory under $TMPDIR (or /tmp), removed with everything in it at the end.
-class temp_dir {
+/// A fresh directory for one test, removed at its end.
+class temp_dir : public test_files::temp_dir {
   public:
-    temp_dir() {
-        const char* base = std::getenv("TMPDIR");
-        std::string pattern = std::string(base != nullptr && *base != '\0' ? base : "/tmp") +
-                              "/btq-server-test-XXXXXX";
-        if (::mkdtemp(pattern.data()) == nullptr) {
-            throw std::system_error(errno, std::generic_category(), "mkdtemp");
-        }
-        path_ = pattern;
-    }
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
-    ~temp_dir() {
-        std::error_code ignored;
-        fs::remove_all(path_, ignored);
-    }
-    [[nodiscard]] const fs::path& path() const noexcept { return path_; }
-
-  private:
-    fs::path path_;
+    temp_dir() : test_files::temp_dir("btq-server-test") {}
 };
-
-inline std::string read_file(const fs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-inline void write_file(const fs::path& path, std::string_view text) {
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    if (!out) {
-        throw std::runtime_error("cannot write " + path.string());
-    }
-}
 
 inline json::value parse_json(std::string_view text) {
     boost::system::error_code error;
