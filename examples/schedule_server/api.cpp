@@ -180,26 +180,28 @@ std::string iso_timestamp_now() {
     return buffer.data();
 }
 
-void append_field(std::string& out, std::string_view key, std::uint64_t value) {
+/// `"key":` (keys are plain ASCII names: no escaping needed).
+void append_key(std::string& out, std::string_view key) {
     out += '"';
     out += key;
     out += "\":";
+}
+
+void append_field(std::string& out, std::string_view key, std::uint64_t value) {
+    append_key(out, key);
     append_number(out, value);
     out += ',';
 }
 
 void append_milliseconds(std::string& out, std::string_view key, std::chrono::nanoseconds value) {
-    out += '"';
-    out += key;
-    out += "\":";
+    append_key(out, key);
     append_number(out, std::round(static_cast<double>(value.count()) / 1e3) / 1e3);
     out += ',';
 }
 
 void append_latency(std::string& out, std::string_view key, const btq::latency_summary& summary) {
-    out += '"';
-    out += key;
-    out += "\":{";
+    append_key(out, key);
+    out += '{';
     append_field(out, "count", summary.count);
     append_milliseconds(out, "meanMs", summary.mean);
     append_milliseconds(out, "p50Ms", summary.p50);
