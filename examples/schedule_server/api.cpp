@@ -98,7 +98,7 @@ std::optional<std::string> decode_component(std::string_view text) {
 }
 
 struct parsed_target {
-    std::string path;
+    std::string_view path; ///< not decoded: the endpoints' paths are plain ASCII
     std::map<std::string, std::string> query;
 };
 
@@ -106,7 +106,7 @@ struct parsed_target {
 std::variant<parsed_target, std::string> parse_target(std::string_view target) {
     parsed_target parsed;
     const std::size_t mark = target.find('?');
-    parsed.path = std::string(target.substr(0, mark));
+    parsed.path = target.substr(0, mark);
     if (mark == std::string_view::npos) {
         return parsed;
     }
@@ -296,8 +296,9 @@ api::routed api::route(api_request& request) {
             continue;
         }
         if (request.method != "GET") {
-            api_response refused = error(405, "method " + request.method + " not allowed on " +
-                                                  parsed.path + "; use GET");
+            api_response refused =
+                error(405, "method " + std::string(request.method) + " not allowed on " +
+                               std::string(parsed.path) + "; use GET");
             refused.headers.emplace_back("Allow", "GET");
             return refused;
         }
@@ -327,11 +328,12 @@ api::routed api::route(api_request& request) {
         std::find_if(queued_routes.begin(), queued_routes.end(),
                      [&](const queued_route& r) { return r.path == parsed.path; });
     if (route == queued_routes.end()) {
-        return error(404, "no endpoint " + parsed.path);
+        return error(404, "no endpoint " + std::string(parsed.path));
     }
     if (request.method != route->method) {
-        api_response refused = error(405, "method " + request.method + " not allowed on " +
-                                              parsed.path + "; use " + std::string(route->method));
+        api_response refused =
+            error(405, "method " + std::string(request.method) + " not allowed on " +
+                           std::string(parsed.path) + "; use " + std::string(route->method));
         refused.headers.emplace_back("Allow", std::string(route->method));
         return refused;
     }
@@ -344,7 +346,8 @@ api::routed api::route(api_request& request) {
         if (std::find(route->parameters.begin(), route->parameters.end(), key) ==
                 route->parameters.end() ||
             key.empty()) {
-            return error(400, "unknown query parameter '" + key + "' for " + parsed.path);
+            return error(400,
+                         "unknown query parameter '" + key + "' for " + std::string(parsed.path));
         }
     }
 
@@ -375,11 +378,12 @@ api::routed api::route(api_request& request) {
         }
         body = std::move(request.body);
     } else {
-        return error(
-            415, "unsupported Content-Type '" + request.content_type + "': send application/json" +
-                     (route->operation == "import-schedule" ? std::string(" or application/xml")
-                                                            : std::string()) +
-                     " (with curl: -H 'Content-Type: application/json')");
+        return error(415,
+                     "unsupported Content-Type '" + std::string(request.content_type) +
+                         "': send application/json" +
+                         (route->operation == "import-schedule" ? std::string(" or application/xml")
+                                                                : std::string()) +
+                         " (with curl: -H 'Content-Type: application/json')");
     }
     routed job;
     job.operation = std::string(route->operation);

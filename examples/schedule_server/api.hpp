@@ -19,12 +19,14 @@
 
 namespace schedule_server {
 
+/// A request as the HTTP layer parsed it. The views point into the HTTP layer's own message,
+/// which outlives the handling of the request.
 struct api_request {
-    std::string method;
-    std::string target; ///< path and query, as received
+    std::string_view method;
+    std::string_view target; ///< path and query, as received
     std::string body;
-    std::string content_type;
-    std::string authorization;
+    std::string_view content_type;
+    std::string_view authorization;
 };
 
 struct api_response {

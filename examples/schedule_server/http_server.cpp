@@ -128,10 +128,10 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
             client.busy = true;
             http::request<http::string_body> request = parser.release();
             api_request call;
-            call.method = std::string(request.method_string());
-            call.target = std::string(request.target());
-            call.content_type = std::string(request[http::field::content_type]);
-            call.authorization = std::string(request[http::field::authorization]);
+            call.method = request.method_string();
+            call.target = request.target();
+            call.content_type = request[http::field::content_type];
+            call.authorization = request[http::field::authorization];
             call.body = std::move(request.body());
 
             api::routed job = endpoints.route(call);
