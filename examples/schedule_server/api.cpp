@@ -229,6 +229,10 @@ void append_metric(std::string& out, std::string_view name, std::string_view typ
     out += '\n';
 }
 
+std::string_view mode_name(run_mode mode) {
+    return mode == run_mode::pool ? "pool" : "spawn";
+}
+
 /// Seconds a refused client should wait before retrying: the time for the queue ahead of it to
 /// drain at the current median run time, at least 1 and at most 60.
 unsigned retry_after(const btq::queue_stats& stats, unsigned minimum) {
@@ -270,6 +274,19 @@ api_response api::error(unsigned status, std::string_view message) {
     return response;
 }
 
+namespace {
+
+/// 405 naming the method that came and the one the endpoint takes (also in `Allow`).
+api_response method_not_allowed(std::string_view method, std::string_view path,
+                                std::string_view allowed) {
+    api_response refused = api::error(405, "method " + std::string(method) + " not allowed on " +
+                                               std::string(path) + "; use " + std::string(allowed));
+    refused.headers.emplace_back("Allow", std::string(allowed));
+    return refused;
+}
+
+} // namespace
+
 bool api::authorized(const api_request& request) const {
     if (options_.auth_token.empty()) {
         return true;
@@ -296,11 +313,7 @@ api::routed api::route(api_request& request) {
             continue;
         }
         if (request.method != "GET") {
-            api_response refused =
-                error(405, "method " + std::string(request.method) + " not allowed on " +
-                               std::string(parsed.path) + "; use GET");
-            refused.headers.emplace_back("Allow", "GET");
-            return refused;
+            return method_not_allowed(request.method, parsed.path, "GET");
         }
         if (path == "/api/queue-stats") {
             return queue_stats();
@@ -331,11 +344,7 @@ api::routed api::route(api_request& request) {
         return error(404, "no endpoint " + std::string(parsed.path));
     }
     if (request.method != route->method) {
-        api_response refused =
-            error(405, "method " + std::string(request.method) + " not allowed on " +
-                           std::string(parsed.path) + "; use " + std::string(route->method));
-        refused.headers.emplace_back("Allow", std::string(route->method));
-        return refused;
+        return method_not_allowed(request.method, parsed.path, route->method);
     }
     if (route->method == "POST" && !authorized(request)) {
         api_response refused = error(401, "missing or wrong bearer token");
@@ -482,7 +491,7 @@ api_response api::queue_stats() const {
     out += R"(},"timestamp":")";
     out += iso_timestamp_now();
     out += R"(","queue":{"mode":")";
-    out += backend_.options().mode == run_mode::pool ? "pool" : "spawn";
+    out += mode_name(backend_.options().mode);
     out += "\",";
     append_field(out, "capacity", stats.capacity);
     append_field(out, "submitted", stats.submitted);
@@ -534,7 +543,7 @@ api_response api::system_info() const {
                                                 std::chrono::steady_clock::now() - started_)
                                                 .count()));
     out += R"("mode":")";
-    out += backend_.options().mode == run_mode::pool ? "pool" : "spawn";
+    out += mode_name(backend_.options().mode);
     out += "\",";
     append_field(out, "poolSize", backend_.options().pool_size);
     append_field(out, "queueCapacity", backend_.options().queue_capacity);

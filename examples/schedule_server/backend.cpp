@@ -81,15 +81,24 @@ class queued_backend : public backend {
         return queue_.drain(grace);
     }
 
-  protected:
-    /// Submits and waits without blocking a thread; failures come back as the exception.
-    /// (The task is passed by reference: see backend::run.)
-    boost::asio::awaitable<typename queue_type::result_type> submit(abandonable<Task>& task) {
-        auto operation = btq::async_submit(queue_, std::move(task), boost::asio::use_awaitable);
-        co_return co_await std::move(operation);
-    }
+    /// Cancels what still runs (the queue's executor kills the worker processes).
+    void stop() override { queue_.executor().inner().cancel_running(); }
 
-    queue_type& queue() noexcept { return queue_; }
+  protected:
+    /// Submits `task` (moved from) and waits without blocking a thread; `answered` turns the
+    /// worker's answer into the outcome, outcome_of() every failure. (The task is passed by
+    /// reference: see backend::run.)
+    template <class Answered>
+    boost::asio::awaitable<run_outcome> submit(abandonable<Task>& task, Answered answered) {
+        std::exception_ptr failure;
+        try {
+            auto operation = btq::async_submit(queue_, std::move(task), boost::asio::use_awaitable);
+            co_return answered(co_await std::move(operation));
+        } catch (...) {
+            failure = std::current_exception();
+        }
+        co_return outcome_of(failure);
+    }
 
     backend_options options_;
     queue_type queue_;
@@ -188,21 +197,14 @@ class spawn_backend final : public queued_backend<btq::command, checked_subproce
         task.task.timeout = options_.task_timeout;
         task.task.kill_grace = std::chrono::milliseconds(500);
         task.abandoned = abandoned;
-        std::exception_ptr failure;
-        try {
-            btq::process_result result = co_await submit(task);
-            run_outcome outcome;
-            outcome.body = std::move(result.standard_output);
-            outcome.wait_time = result.wait_time;
-            outcome.run_time = result.run_time;
-            co_return outcome;
-        } catch (...) {
-            failure = std::current_exception();
-        }
-        co_return outcome_of(failure);
+        co_return co_await submit(task, [](btq::process_result result) {
+            return run_outcome{.result = run_outcome::kind::answered,
+                               .body = std::move(result.standard_output),
+                               .message = {},
+                               .wait_time = result.wait_time,
+                               .run_time = result.run_time};
+        });
     }
-
-    void stop() override { queue().executor().inner().cancel_running(); }
 };
 
 btq::worker_pool_options pool_options_for(const backend_options& options) {
@@ -224,25 +226,18 @@ class pool_backend final : public queued_backend<btq::worker_request, btq::worke
 
     boost::asio::awaitable<run_outcome> run(const std::string& operation, std::string& body,
                                             const abandon_flag& abandoned) override {
-        std::exception_ptr failure;
-        try {
-            abandonable<btq::worker_request> task;
-            task.task.operation = operation;
-            task.task.body = std::move(body);
-            task.abandoned = abandoned;
-            btq::worker_response response = co_await submit(task);
-            run_outcome outcome;
-            outcome.body = std::move(response.body);
-            outcome.wait_time = response.wait_time;
-            outcome.run_time = response.run_time;
-            co_return outcome;
-        } catch (...) {
-            failure = std::current_exception();
-        }
-        co_return outcome_of(failure);
+        abandonable<btq::worker_request> task;
+        task.task.operation = operation;
+        task.task.body = std::move(body);
+        task.abandoned = abandoned;
+        co_return co_await submit(task, [](btq::worker_response response) {
+            return run_outcome{.result = run_outcome::kind::answered,
+                               .body = std::move(response.body),
+                               .message = {},
+                               .wait_time = response.wait_time,
+                               .run_time = response.run_time};
+        });
     }
-
-    void stop() override { queue().executor().inner().cancel_running(); }
 };
 
 } // namespace

@@ -47,20 +47,6 @@ std::vector<fs::path> executables_in(const fs::path& directory) {
     return found;
 }
 
-const char* ending_name(btq::process_ending ending) {
-    switch (ending) {
-    case btq::process_ending::exited:
-        return "exited";
-    case btq::process_ending::signaled:
-        return "signaled";
-    case btq::process_ending::timed_out:
-        return "timed_out";
-    case btq::process_ending::output_limit:
-        return "output_limit";
-    }
-    return "?";
-}
-
 double milliseconds(std::chrono::nanoseconds duration) {
     return std::chrono::duration<double, std::milli>(duration).count();
 }
@@ -74,7 +60,7 @@ void print_result(const std::string& name, const btq::process_result& result) {
             "signal " + std::to_string(result.signal) + " (" + ::strsignal(result.signal) + ")";
     }
     std::printf("%-12s %-12s %-31s stdout %6zu B%s  stderr %4zu B%s  %8.1f ms\n", name.c_str(),
-                ending_name(result.ending), status.c_str(), result.standard_output.size(),
+                btq::to_string(result.ending).data(), status.c_str(), result.standard_output.size(),
                 result.stdout_truncated ? " (capped)" : "         ", result.standard_error.size(),
                 result.stderr_truncated ? " (capped)" : "", milliseconds(result.run_time));
 }

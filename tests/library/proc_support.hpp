@@ -3,11 +3,13 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/types.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <cstdlib>
 #include <functional>
 #include <optional>
@@ -104,6 +106,20 @@ inline std::set<pid_t> pids_of(const std::vector<process_info>& list) {
         pids.insert(p.pid);
     }
     return pids;
+}
+
+/// True when no process of group `group` runs any more: kill(-group, 0) fails with ESRCH, or
+/// the only members left are zombies that are not ours. (They are orphans already dead and
+/// waiting for init to reap them; some container init processes never do.)
+inline bool group_gone(pid_t group) {
+    if (::kill(-group, 0) == -1 && errno == ESRCH) {
+        return true;
+    }
+    const pid_t self = ::getpid();
+    const auto members = processes([group](const process_info& p) { return p.group == group; });
+    return std::all_of(members.begin(), members.end(), [self](const process_info& p) {
+        return p.state == 'Z' && p.parent != self;
+    });
 }
 
 } // namespace btq_test

@@ -42,12 +42,14 @@
 #include <utility>
 #include <vector>
 
+#include "../common/files.hpp"
 #include "proc_support.hpp"
 #include "test_support.hpp"
 
 using namespace std::chrono_literals;
 using btq_test::children_of;
 using btq_test::eventually;
+using btq_test::group_gone;
 using btq_test::parse_stat;
 using btq_test::pids_of;
 using btq_test::process_info;
@@ -110,41 +112,13 @@ std::optional<btq::spawn_error> spawn_failure(std::future<btq::process_result> f
     return std::nullopt;
 }
 
-const char* ending_name(btq::process_ending ending) {
-    switch (ending) {
-    case btq::process_ending::exited:
-        return "exited";
-    case btq::process_ending::signaled:
-        return "signaled";
-    case btq::process_ending::timed_out:
-        return "timed_out";
-    case btq::process_ending::output_limit:
-        return "output_limit";
-    }
-    return "?";
-}
-
 std::string describe(const btq::process_result& r) {
     std::ostringstream out;
-    out << "ending=" << ending_name(r.ending) << " exit_code=" << r.exit_code
+    out << "ending=" << btq::to_string(r.ending) << " exit_code=" << r.exit_code
         << " signal=" << r.signal << " pid=" << r.pid << " stdout(" << r.standard_output.size()
         << ")=" << r.standard_output.substr(0, 200) << " stderr(" << r.standard_error.size()
         << ")=" << r.standard_error.substr(0, 200);
     return out.str();
-}
-
-/// True when no process of group `group` runs any more: kill(-group, 0) fails with ESRCH, or
-/// the only members left are zombies that are not ours. (They are orphans already dead and
-/// waiting for init to reap them; some container init processes never do.)
-bool group_gone(pid_t group) {
-    if (::kill(-group, 0) == -1 && errno == ESRCH) {
-        return true;
-    }
-    const pid_t self = ::getpid();
-    const auto members = processes([group](const process_info& p) { return p.group == group; });
-    return std::all_of(members.begin(), members.end(), [self](const process_info& p) {
-        return p.state == 'Z' && p.parent != self;
-    });
 }
 
 std::string group_listing(pid_t group) {
@@ -215,27 +189,10 @@ std::string yes_output(std::size_t count) {
     return text;
 }
 
-/// A fresh directory under the system's temporary directory, removed with its contents.
-class temp_directory {
+/// A fresh directory for one test, removed at its end.
+class temp_directory : public test_files::temp_dir {
   public:
-    temp_directory() {
-        std::string pattern =
-            (std::filesystem::temp_directory_path() / "btq-subprocess-XXXXXX").string();
-        if (::mkdtemp(pattern.data()) == nullptr) {
-            throw std::system_error(errno, std::generic_category(), "mkdtemp");
-        }
-        path_ = pattern;
-    }
-    temp_directory(const temp_directory&) = delete;
-    temp_directory& operator=(const temp_directory&) = delete;
-    ~temp_directory() {
-        std::error_code ignored;
-        std::filesystem::remove_all(path_, ignored);
-    }
-    [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
-
-  private:
-    std::filesystem::path path_;
+    temp_directory() : test_files::temp_dir("btq-subprocess") {}
 };
 
 /// Sets an environment variable for the scope, then restores it. Declare it before the
@@ -474,7 +431,7 @@ TEST_CASE("4 MiB written to cat's stdin comes back identical on its stdout", "[s
 
     btq::command cmd{.program = "/bin/cat", .standard_input = data, .timeout = safety_timeout};
     const btq::process_result r = answer(queue.submit(std::move(cmd)));
-    INFO("ending=" << ending_name(r.ending) << " exit_code=" << r.exit_code << " stdout size "
+    INFO("ending=" << btq::to_string(r.ending) << " exit_code=" << r.exit_code << " stdout size "
                    << r.standard_output.size());
     CHECK(r.succeeded());
     CHECK(r.standard_output.size() == data.size());
@@ -529,7 +486,7 @@ TEST_CASE("3 MB on stdout with stderr silent completes without deadlock and keep
                        .arguments = {"-c", std::to_string(size), "/dev/zero"},
                        .timeout = safety_timeout};
     const btq::process_result r = answer(queue.submit(std::move(zeros)));
-    INFO("ending=" << ending_name(r.ending) << " stdout size " << r.standard_output.size());
+    INFO("ending=" << btq::to_string(r.ending) << " stdout size " << r.standard_output.size());
     CHECK(r.succeeded());
     CHECK(r.standard_output == std::string(size, '\0'));
     CHECK(r.standard_error.empty());
@@ -538,7 +495,7 @@ TEST_CASE("3 MB on stdout with stderr silent completes without deadlock and keep
     btq::command text = shell("/usr/bin/yes | /usr/bin/head -c " + std::to_string(size));
     text.timeout = safety_timeout;
     const btq::process_result t = answer(queue.submit(std::move(text)));
-    INFO("ending=" << ending_name(t.ending) << " stdout size " << t.standard_output.size());
+    INFO("ending=" << btq::to_string(t.ending) << " stdout size " << t.standard_output.size());
     CHECK(t.succeeded());
     CHECK(t.standard_output == yes_output(size));
 }
@@ -553,7 +510,7 @@ TEST_CASE("3 MB on stderr with stdout silent completes without deadlock and keep
     cmd.stderr_limit = std::size_t{4} << 20;
     cmd.timeout = safety_timeout;
     const btq::process_result r = answer(queue.submit(std::move(cmd)));
-    INFO("ending=" << ending_name(r.ending) << " stderr size " << r.standard_error.size());
+    INFO("ending=" << btq::to_string(r.ending) << " stderr size " << r.standard_error.size());
     CHECK(r.succeeded());
     CHECK(r.standard_output.empty());
     CHECK(r.standard_error == yes_output(size));
@@ -566,7 +523,7 @@ TEST_CASE("3 MB on stderr with stdout silent completes without deadlock and keep
     both.stderr_limit = std::size_t{4} << 20;
     both.timeout = safety_timeout;
     const btq::process_result b = answer(queue.submit(std::move(both)));
-    INFO("ending=" << ending_name(b.ending) << " stdout size " << b.standard_output.size()
+    INFO("ending=" << btq::to_string(b.ending) << " stdout size " << b.standard_output.size()
                    << " stderr size " << b.standard_error.size());
     CHECK(b.succeeded());
     CHECK(b.standard_output.size() == size);
@@ -609,6 +566,13 @@ TEST_CASE("output past its limit with truncate keeps exactly the limit, flags it
     CHECK(x.succeeded());
     CHECK(x.standard_output.size() == 1000);
     CHECK_FALSE(x.stdout_truncated);
+}
+
+TEST_CASE("to_string names every process_ending as it is written in the enum", "[subprocess]") {
+    STATIC_REQUIRE(btq::to_string(btq::process_ending::exited) == "exited");
+    CHECK(btq::to_string(btq::process_ending::signaled) == "signaled");
+    CHECK(btq::to_string(btq::process_ending::timed_out) == "timed_out");
+    CHECK(btq::to_string(btq::process_ending::output_limit) == "output_limit");
 }
 
 TEST_CASE("output past its limit with on_output_limit kill stops the child and reports "

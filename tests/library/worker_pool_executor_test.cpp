@@ -54,6 +54,7 @@
 
 using namespace std::chrono_literals;
 using btq_test::eventually;
+using btq_test::group_gone;
 using btq_test::pids_of;
 using btq_test::process_info;
 using btq_test::processes;
@@ -344,19 +345,6 @@ std::string listing_of(const std::vector<process_info>& list) {
         out << p.pid << "(" << p.name << ") state " << p.state << " parent " << p.parent << "; ";
     }
     return out.str();
-}
-
-/// True when no process of group `group` runs any more: kill(-group, 0) fails with ESRCH, or the
-/// only members left are zombies that are not ours (orphans waiting for init).
-bool group_gone(pid_t group) {
-    if (::kill(-group, 0) == -1 && errno == ESRCH) {
-        return true;
-    }
-    const pid_t self = ::getpid();
-    const auto members = processes([group](const process_info& p) { return p.group == group; });
-    return std::all_of(members.begin(), members.end(), [self](const process_info& p) {
-        return p.state == 'Z' && p.parent != self;
-    });
 }
 
 /// True once `pid` is no process at all (reaped: not even a zombie).

@@ -10,6 +10,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <utility>
 #include <vector>
@@ -72,6 +73,24 @@ enum class process_ending {
     timed_out,    ///< it ran past command::timeout and was stopped
     output_limit, ///< it wrote past a limit with output_limit_action::kill and was killed
 };
+
+/// @brief The ending's name as written in the enum ("exited", "signaled", ...), for logs.
+/// @code
+/// std::printf("%s\n", btq::to_string(result.ending).data()); // "timed_out"
+/// @endcode
+[[nodiscard]] constexpr std::string_view to_string(process_ending ending) noexcept {
+    switch (ending) {
+    case process_ending::exited:
+        return "exited";
+    case process_ending::signaled:
+        return "signaled";
+    case process_ending::timed_out:
+        return "timed_out";
+    case process_ending::output_limit:
+        return "output_limit";
+    }
+    return "unknown";
+}
 
 /// @brief The outcome of a command that started.
 struct process_result {
