@@ -18,6 +18,7 @@ enum class not_run_reason {
     expired,       ///< admitted, still waiting when its queue deadline passed
     not_started,   ///< handed to the executor, which could not start it (a program or a worker
                    ///< that cannot be started): btq::spawn_error, btq::worker_start_error
+    cancelled,     ///< admitted, then its submit_options::stop was requested while it waited
 };
 
 /// @brief Base of every error for work that never started. Catch this to handle every
@@ -86,6 +87,14 @@ class task_expired : public task_not_run {
         : task_not_run(not_run_reason::expired, "btq: task expired while waiting in the queue") {}
 };
 
+/// @brief The task's stop token (submit_options::stop) was requested while it waited; it never
+///        started and its place in the queue was freed at once.
+class task_cancelled : public task_not_run {
+  public:
+    task_cancelled()
+        : task_not_run(not_run_reason::cancelled, "btq: task cancelled while waiting in the queue") {}
+};
+
 /// @brief A task that started but exceeded its run timeout (reported by executors that enforce
 ///        one, such as the process executors). It ran, so it is not a task_not_run.
 class task_timeout : public std::runtime_error {
@@ -99,6 +108,15 @@ class task_timeout : public std::runtime_error {
 class broken_completion : public std::logic_error {
   public:
     broken_completion() : std::logic_error("btq: executor released a task without completing it") {}
+};
+
+/// @brief A call that could never return: drain() or shutdown() called from one of the queue's
+///        own tasks (or its callbacks), which would wait for itself.
+class wait_deadlock : public std::logic_error {
+  public:
+    wait_deadlock()
+        : std::logic_error("btq: drain() or shutdown() called from one of the queue's own tasks "
+                           "would wait for itself") {}
 };
 
 } // namespace btq

@@ -14,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <stdexcept>
+#include <stop_token>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -120,34 +121,37 @@ class completion {
 
     completion() noexcept = default;
     /// @brief A completion that calls `target(context, result)` once. `waited` is how long the
-    ///        task waited in its queue before it was handed over (executors may report it).
+    ///        task waited in its queue before it was handed over (executors may report it);
+    ///        `stop` is the task's stop token (see stop_token()).
     completion(target_function target, void* context,
-               std::chrono::nanoseconds waited = std::chrono::nanoseconds::zero()) noexcept
-        : target_(target), context_(context), waited_(waited) {}
+               std::chrono::nanoseconds waited = std::chrono::nanoseconds::zero(),
+               std::stop_token stop = {}) noexcept
+        : target_(target), context_(context), waited_(waited), stop_(std::move(stop)) {}
 
     /// @brief A completion that calls `callback(task_result<R>)` once (allocates). Handy for
     ///        using an executor without a queue, and in tests.
     template <class Callback>
-    requires std::invocable<Callback&, task_result<R> &&> [[nodiscard]] static completion
-    from(Callback callback) {
+        requires std::invocable<Callback&, task_result<R> &&>
+    [[nodiscard]] static completion from(Callback callback, std::stop_token stop = {}) {
         auto* owned = new Callback(std::move(callback));
         return completion(
             [](void* context, task_result<R>&& result) noexcept {
                 std::unique_ptr<Callback> call(static_cast<Callback*>(context));
                 (*call)(std::move(result));
             },
-            owned);
+            owned, std::chrono::nanoseconds::zero(), std::move(stop));
     }
 
     completion(completion&& other) noexcept
         : target_(std::exchange(other.target_, nullptr)), context_(other.context_),
-          waited_(other.waited_) {}
+          waited_(other.waited_), stop_(std::move(other.stop_)) {}
     completion& operator=(completion&& other) noexcept {
         if (this != &other) {
             abandon();
             target_ = std::exchange(other.target_, nullptr);
             context_ = other.context_;
             waited_ = other.waited_;
+            stop_ = std::move(other.stop_);
         }
         return *this;
     }
@@ -157,6 +161,11 @@ class completion {
 
     /// @brief How long the task waited in its queue before it reached the executor.
     [[nodiscard]] std::chrono::nanoseconds waited() const noexcept { return waited_; }
+
+    /// @brief The running task's stop token: requested when the caller's submit_options::stop is
+    ///        requested, or at the task's run timeout. `stop_possible()` is false when nothing can
+    ///        ever stop it. Executors watch it (std::stop_callback) or hand it to the task.
+    [[nodiscard]] const std::stop_token& stop_token() const noexcept { return stop_; }
 
     /// @brief True until the completion has been used or moved from.
     [[nodiscard]] bool pending() const noexcept { return target_ != nullptr; }
@@ -191,6 +200,7 @@ class completion {
     target_function target_ = nullptr;
     void* context_ = nullptr;
     std::chrono::nanoseconds waited_{0};
+    std::stop_token stop_;
 };
 
 /// @brief What an executor produces for a given task type.
@@ -213,13 +223,47 @@ concept concurrency_aware_executor = requires(Executor& executor, std::size_t n)
     executor.reserve_concurrency(n);
 };
 
-/// @brief An executor that can stop the tasks it is running (the process executors kill their
-///        children). A queue's destructor calls `cancel_running()` before it waits for running
-///        tasks, so it never waits for a task that would run for a long time. Optional.
+/// @brief An executor that can stop work it is already running, by force (the process
+///        executors kill the process or the worker). It says so with
+///        `static constexpr bool stops_running_tasks = true` and honours both ways of asking:
+///        - one task: a stop requested on the task's completion::stop_token() ends that task (the
+///          outcome says it was stopped);
+///        - every task: `cancel_running()`. A queue's destructor calls it before it waits for
+///          running tasks, so it never waits for a task that would run for a long time.
+///
+/// Executors without it (thread_executor, callable_executor) stop running work cooperatively:
+/// they hand the stop token to a task that takes one, and the task decides. Optional.
 template <class Executor>
-concept cancellable_executor = requires(Executor& executor) {
+concept cancellable_executor = Executor::stops_running_tasks && requires(Executor& executor) {
     executor.cancel_running();
 };
+
+/// @brief Whether invoking `Task` with a std::stop_token as its last argument is how it accepts
+///        cooperative cancellation (thread_executor, callable_executor).
+template <class F, class... Args>
+concept stop_token_invocable = std::invocable<F, Args..., std::stop_token>;
+
+namespace detail {
+/// Invokes `f(args..., token)` if it accepts a stop token, else `f(args...)`.
+template <class F, class... Args>
+decltype(auto) invoke_with_stop(const std::stop_token& token, F&& f, Args&&... args) {
+    if constexpr (stop_token_invocable<F, Args...>) {
+        return std::invoke(std::forward<F>(f), std::forward<Args>(args)..., token);
+    } else {
+        return std::invoke(std::forward<F>(f), std::forward<Args>(args)...);
+    }
+}
+/// What `f(args...)` (or `f(args..., std::stop_token)`) returns.
+template <class F, class... Args>
+struct stop_invoke_result {
+    using type = std::invoke_result_t<F, Args...>;
+};
+template <class F, class... Args>
+    requires stop_token_invocable<F, Args...>
+struct stop_invoke_result<F, Args...> {
+    using type = std::invoke_result_t<F, Args..., std::stop_token>;
+};
+} // namespace detail
 
 namespace detail {
 

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstddef>
 #include <optional>
+#include <stop_token>
 
 namespace btq {
 
@@ -46,6 +47,9 @@ struct queue_options {
     std::optional<clock::duration> queue_timeout{};
     /// Start paused: tasks are admitted but none starts until resume().
     bool start_paused = false;
+    /// Run timeout applied to every task submitted without one (see submit_options::run_timeout).
+    /// Empty = none.
+    std::optional<clock::duration> run_timeout{};
 };
 
 /// @brief Per-task options for submit() and try_submit().
@@ -59,6 +63,18 @@ struct submit_options {
     /// Queue deadline: if the task has not started by then it fails with btq::task_expired and
     /// never starts. Overrides queue_options::queue_timeout. Empty = use the queue's default.
     std::optional<clock::time_point> deadline{};
+    /// Cancellation. Stop requested while the task waits: it is answered at once with
+    /// btq::task_cancelled, never starts, and frees its place. Requested while it runs: the
+    /// executor is told through the task's completion (completion::stop_token()); a task that
+    /// takes a std::stop_token as its last argument sees it stopped (thread_executor,
+    /// callable_executor: cooperative), the process executors stop the process or worker
+    /// (btq::cancellable_executor). An empty token (the default) costs nothing.
+    std::stop_token stop{};
+    /// Run timeout: this long after the task started, its stop token is requested and the caller
+    /// is answered at once with btq::task_timeout. The slot stays taken until the task really
+    /// returns (its late outcome is dropped), so never more than max_concurrency run. Overrides
+    /// queue_options::run_timeout. Empty = the queue's default.
+    std::optional<clock::duration> run_timeout{};
 
     /// @brief Options whose deadline is `timeout` from now.
     [[nodiscard]] static submit_options within(clock::duration timeout, int priority = 0) {

@@ -25,7 +25,8 @@ struct latency_summary {
 
 /// @brief A snapshot of a bounded_task_queue, taken under the queue's lock: every field is as of
 ///        the same instant, so the accounting identity
-///        `submitted == total_processed + active + queued + rejected + cleared + expired`
+///        `submitted == total_processed + active + queued + rejected + cleared + expired +
+///        cancelled`
 ///        holds in every snapshot, however busy the queue is.
 ///
 /// A task's answer (future, callback) is delivered just before its slot is released and it is
@@ -51,7 +52,11 @@ struct queue_stats {
     std::uint64_t displaced = 0; ///< of `rejected`: admitted, then displaced by drop_oldest
     std::uint64_t cleared = 0;   ///< failed by clear(), shutdown() or the destructor
     std::uint64_t expired = 0;   ///< still waiting at their queue deadline; never started
+    std::uint64_t cancelled = 0; ///< stop requested while waiting (submit_options::stop)
     std::uint64_t timed_out = 0; ///< of `total_errors`: failed with btq::task_timeout
+    /// Running tasks already answered with btq::task_timeout (run timeout) that have not
+    /// returned yet: they still hold their slot, and are counted in `active`.
+    std::size_t overrunning = 0;
     bool closed = false;         ///< close() or shutdown() has been called
     bool paused = false;         ///< pause() is in effect
 

@@ -12,9 +12,10 @@ namespace btq {
 
 namespace detail {
 template <class F, class Task, class AsyncResult,
-          bool Synchronous = std::is_invocable_v<F&, Task&&>>
+          bool Synchronous = std::is_invocable_v<F&, Task&&> ||
+                             stop_token_invocable<F&, Task&&>>
 struct callable_result {
-    using type = std::invoke_result_t<F&, Task&&>;
+    using type = typename stop_invoke_result<F&, Task&&>::type;
 };
 template <class F, class Task, class AsyncResult>
 struct callable_result<F, Task, AsyncResult, false> {
@@ -24,12 +25,14 @@ struct callable_result<F, Task, AsyncResult, false> {
 
 /// @brief Runs each task by calling a user function. Two forms, chosen by what `F` accepts:
 ///
-/// - synchronous, `F(task) -> R`: called on the dispatching thread (the thread that submitted
+/// - synchronous, `F(task) -> R` or `F(task, std::stop_token) -> R` (then it gets the task's stop
+///   token: cooperative cancellation): called on the dispatching thread (the thread that submitted
 ///   the task, or the one whose task just finished and freed the slot); its return value or
 ///   exception is the task's outcome. The queue bounds how many calls run at once.
 /// - asynchronous, `F(task, btq::completion<AsyncResult>&& done)`: starts the work and returns;
 ///   the work calls `done` later, from any thread. The slot stays taken until `done` is called.
 ///   An exception thrown by `F` before it took `done` fails the task with that exception.
+///   `done.stop_token()` is the task's stop token.
 ///
 /// @code
 /// // synchronous: at most 4 calls to the rate-limited API at once
@@ -52,9 +55,10 @@ class callable_executor {
 
     template <class Task, class R>
     void execute(Task&& task, completion<R> done) {
-        if constexpr (std::is_invocable_v<F&, Task&&>) {
+        if constexpr (std::is_invocable_v<F&, Task&&> || stop_token_invocable<F&, Task&&>) {
             done.complete(detail::invoke_to_result<R>([&]() -> decltype(auto) {
-                return std::invoke(function_, std::forward<Task>(task));
+                return detail::invoke_with_stop(done.stop_token(), function_,
+                                                std::forward<Task>(task));
             }));
         } else {
             static_assert(std::is_invocable_v<F&, Task&&, completion<R>&&>,

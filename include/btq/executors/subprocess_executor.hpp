@@ -72,6 +72,8 @@ class subprocess_executor {
   public:
     template <class Task>
     using result_type = process_result;
+    /// Stops running work by force: see btq::cancellable_executor.
+    static constexpr bool stops_running_tasks = true;
 
     explicit subprocess_executor(subprocess_options options = {}) : options_(options) {
         loop_ = std::thread([this] { run_loop(); });

@@ -35,9 +35,10 @@ namespace btq {
 /// @endcode
 class thread_executor {
   public:
-    /// @brief The value a task of type `Task` produces.
+    /// @brief The value a task of type `Task` produces. A task may take a std::stop_token as its
+    ///        only argument: it then gets its completion's stop token (cooperative cancellation).
     template <class Task>
-    using result_type = std::invoke_result_t<Task&>;
+    using result_type = typename detail::stop_invoke_result<Task&>::type;
 
     /// @brief Starts `threads` worker threads (at least one).
     explicit thread_executor(std::size_t threads = std::thread::hardware_concurrency()) {
@@ -61,13 +62,15 @@ class thread_executor {
         }
     }
 
-    /// @brief Runs `task()` on a worker thread and reports its value or exception to `done`.
+    /// @brief Runs `task()` (or `task(done.stop_token())`) on a worker thread and reports its
+    ///        value or exception to `done`.
     template <class Task, class R>
-    requires std::is_invocable_v<Task&>
+        requires std::is_invocable_v<Task&> || stop_token_invocable<Task&>
     void execute(Task&& task, completion<R> done) {
         auto job = [task = std::forward<Task>(task), done = std::move(done)]() mutable {
-            task_result<R> result = detail::invoke_to_result<R>(
-                [&task]() -> decltype(auto) { return std::invoke(task); });
+            task_result<R> result = detail::invoke_to_result<R>([&]() -> decltype(auto) {
+                return detail::invoke_with_stop(done.stop_token(), task);
+            });
             // Completing may hand this worker its next task (see execute()).
             worker_context* self = current_worker;
             self->in_completion = true;

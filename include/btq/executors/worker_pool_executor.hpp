@@ -146,6 +146,8 @@ class worker_pool_executor {
   public:
     template <class Task>
     using result_type = worker_response;
+    /// Stops running work by force: see btq::cancellable_executor.
+    static constexpr bool stops_running_tasks = true;
 
     explicit worker_pool_executor(worker_pool_options options) : options_(std::move(options)) {
         if (options_.workers == 0) {

@@ -72,6 +72,7 @@ enum class process_ending {
     signaled,     ///< a signal killed it (not one of ours); see signal
     timed_out,    ///< it ran past command::timeout and was stopped
     output_limit, ///< it wrote past a limit with output_limit_action::kill and was killed
+    cancelled,    ///< its task's stop token was requested while it ran, and it was stopped
 };
 
 /// @brief The ending's name as written in the enum ("exited", "signaled", ...), for logs.
@@ -88,6 +89,8 @@ enum class process_ending {
         return "timed_out";
     case process_ending::output_limit:
         return "output_limit";
+    case process_ending::cancelled:
+        return "cancelled";
     }
     return "unknown";
 }
