@@ -52,6 +52,11 @@ struct subprocess_options {
 ///   deadlines. No thread per child, no SIGCHLD handler, never `waitpid(-1)`: children that the
 ///   host program starts elsewhere are left alone.
 /// - A run timeout sends SIGTERM to the child's process group, then SIGKILL after the grace.
+/// - A stop requested on the task's completion::stop_token() (submit_options::stop, or the
+///   queue's run timeout) stops the child the same way, SIGTERM then SIGKILL after
+///   `command::kill_grace`; the result's ending is `cancelled`, its output is kept. A task whose
+///   token is already stopped when it reaches the executor is not spawned: it fails with
+///   btq::task_cancelled.
 /// - When the child exits, whatever is left of its process group is killed, and its pipes are
 ///   read for at most `drain_grace` more; the task completes only once the child is reaped and
 ///   its pipes are closed. With a bounded_task_queue, the number of live children therefore
@@ -97,13 +102,18 @@ class subprocess_executor {
 
     /// @brief Starts `cmd` on the calling thread and hands the child to the event thread, which
     ///        completes `done` once the child is reaped. A command that cannot be started
-    ///        completes `done` with btq::spawn_error.
+    ///        completes `done` with btq::spawn_error; one whose stop token is already stopped is
+    ///        not started and completes `done` with btq::task_cancelled.
     template <class Task>
     requires std::same_as<std::remove_cvref_t<Task>, command>
     void execute(Task&& cmd, completion<process_result> done) {
         auto watched = std::make_unique<child>();
         watched->result.wait_time = done.waited();
         watched->done = std::move(done);
+        if (watched->done.stop_token().stop_requested()) {
+            watched->done.set_exception(std::make_exception_ptr(task_cancelled()));
+            return;
+        }
         bool refused = false;
         {
             std::lock_guard lock(mutex_);
@@ -131,9 +141,15 @@ class subprocess_executor {
         if (cmd.timeout) {
             watched->timeout_at = watched->started + *cmd.timeout;
         }
+        watched->stop.watch(watched->done.stop_token(), stop_pending_, poller_);
         running_.fetch_add(1, std::memory_order_relaxed);
         {
             std::lock_guard lock(mutex_);
+            // A stop requested before this push may have been looked for before the child was
+            // there to be found: have it looked for again, now that it is.
+            if (watched->stop.requested()) {
+                stop_pending_.store(true);
+            }
             incoming_.push_back(std::move(watched));
         }
         if (std::this_thread::get_id() != loop_id_.load(std::memory_order_relaxed)) {
@@ -183,11 +199,12 @@ class subprocess_executor {
         std::chrono::milliseconds kill_grace{0};
         clock_type::time_point started;
         std::optional<clock_type::time_point> timeout_at;
-        std::optional<process_ending> stopped_for; // timed_out or output_limit, once we stop it
+        std::optional<process_ending> stopped_for; // timed_out, output_limit or cancelled
         bool reaped = false;
         siginfo_t exit_info{};
         std::array<watch, 4> watches{};
         std::uint64_t id = 0;
+        process::stop_watch stop; // on done's stop token
     };
 
     enum class deadline_kind : std::uint8_t { timeout, kill, drain };
@@ -232,16 +249,19 @@ class subprocess_executor {
         }
     }
 
-    /// Registers newly started children. Returns true when every running child must be killed
-    /// (the executor is stopping, or cancel_running() was called).
+    /// Registers newly started children and stops those whose stop token was requested.
+    /// Returns true when every running child must be killed (the executor is stopping, or
+    /// cancel_running() was called).
     bool take_incoming() {
         std::vector<std::unique_ptr<child>> arrived;
         bool cancel = false;
+        bool stop_some = false;
         {
             std::lock_guard lock(mutex_);
             arrived.swap(incoming_);
             stopping_seen_ = stopping_;
             cancel = std::exchange(cancel_requested_, false);
+            stop_some = stop_pending_.exchange(false);
         }
         for (std::unique_ptr<child>& started : arrived) {
             child& c = *started;
@@ -256,6 +276,14 @@ class subprocess_executor {
                 deadlines_.push({*c.timeout_at, c.id, deadline_kind::timeout});
             }
             children_.emplace(c.id, std::move(started));
+        }
+        if (stop_some) {
+            const auto now = clock_type::now();
+            for (auto& [id, c] : children_) {
+                if (c->stop.requested()) {
+                    begin_stop(*c, process_ending::cancelled, now);
+                }
+            }
         }
         return stopping_seen_ || cancel;
     }
@@ -319,25 +347,11 @@ class subprocess_executor {
     }
 
     void write_input(child& c) {
-        while (c.input_written < c.input.size()) {
-            const ssize_t written =
-                ::write(c.process.standard_input.get(), c.input.data() + c.input_written,
-                        c.input.size() - c.input_written);
-            if (written > 0) {
-                c.input_written += static_cast<std::size_t>(written);
-                continue;
-            }
-            if (written < 0 && errno == EINTR) {
-                continue;
-            }
-            if (written < 0 && errno == EAGAIN) {
-                return;
-            }
-            if (written < 0 && errno == EPIPE) {
-                process::discard_pending_sigpipe();
-            }
-            break; // the child stopped reading: the rest of the input is dropped
+        if (process::write_some(c.process.standard_input.get(), c.input, c.input_written) ==
+            process::write_status::would_block) {
+            return;
         }
+        // All written, or the child stopped reading: the rest of the input is dropped.
         close_stream(c, stream::input);
         c.input.clear();
         c.input.shrink_to_fit();
@@ -376,14 +390,7 @@ class subprocess_executor {
         while (!deadlines_.empty() && !children_.contains(deadlines_.top().child_id)) {
             deadlines_.pop();
         }
-        if (deadlines_.empty()) {
-            return -1;
-        }
-        const auto left = deadlines_.top().at - clock_type::now();
-        if (left <= clock_type::duration::zero()) {
-            return 0;
-        }
-        return static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(left).count());
+        return deadlines_.empty() ? -1 : process::milliseconds_until(deadlines_.top().at);
     }
 
     void run_due_deadlines() {
@@ -398,11 +405,7 @@ class subprocess_executor {
             child& c = *found->second;
             switch (due.kind) {
             case deadline_kind::timeout:
-                if (!c.reaped && !c.stopped_for) {
-                    c.stopped_for = process_ending::timed_out;
-                    ::kill(-c.process.pid, SIGTERM);
-                    deadlines_.push({now + c.kill_grace, c.id, deadline_kind::kill});
-                }
+                begin_stop(c, process_ending::timed_out, now);
                 break;
             case deadline_kind::kill:
                 if (!c.reaped) {
@@ -415,6 +418,18 @@ class subprocess_executor {
                 break;
             }
         }
+    }
+
+    /// Stops a running child for `why` (timed_out, cancelled): SIGTERM to its process group now,
+    /// SIGKILL `kill_grace` later. A child already being stopped, or already reaped, is left
+    /// alone: the first reason is the one reported.
+    void begin_stop(child& c, process_ending why, clock_type::time_point now) {
+        if (c.reaped || c.stopped_for) {
+            return;
+        }
+        c.stopped_for = why;
+        ::kill(-c.process.pid, SIGTERM);
+        deadlines_.push({now + c.kill_grace, c.id, deadline_kind::kill});
     }
 
     void kill_everything() {
@@ -451,9 +466,8 @@ class subprocess_executor {
             // Stopped by us: report why, and the signal that ended it (a child that handled
             // SIGTERM and then exited still ended because of the SIGTERM we sent).
             result.ending = *c.stopped_for;
-            result.signal = exited
-                                ? (*c.stopped_for == process_ending::timed_out ? SIGTERM : SIGKILL)
-                                : info.si_status;
+            const int sent = *c.stopped_for == process_ending::output_limit ? SIGKILL : SIGTERM;
+            result.signal = exited ? sent : info.si_status;
         } else if (exited) {
             result.ending = process_ending::exited;
             result.exit_code = info.si_status;
@@ -463,6 +477,7 @@ class subprocess_executor {
         }
         result.run_time = clock_type::now() - c.started;
         running_.fetch_sub(1, std::memory_order_relaxed);
+        c.stop.reset(); // a stop requested from now on has nothing left to stop
         c.done.set_value(std::move(result));
     }
 
@@ -473,6 +488,7 @@ class subprocess_executor {
     std::vector<std::unique_ptr<child>> incoming_;
     bool stopping_ = false;
     bool cancel_requested_ = false;
+    std::atomic<bool> stop_pending_{false}; // a child's stop token was requested: look for it
 
     // Owned by the event thread.
     std::unordered_map<std::uint64_t, std::unique_ptr<child>> children_;

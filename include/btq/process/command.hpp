@@ -99,7 +99,7 @@ enum class process_ending {
 struct process_result {
     process_ending ending = process_ending::exited;
     int exit_code = -1; ///< with ending == exited; otherwise -1
-    int signal = 0;     ///< the signal that ended it (signaled, timed_out, output_limit); else 0
+    int signal = 0;     ///< the signal that ended it (every ending but exited); else 0
     std::string standard_output;
     std::string standard_error;
     bool stdout_truncated = false;

@@ -1,6 +1,7 @@
 /// @file event_loop.hpp
 /// @brief The plumbing the process executors' event threads share: an epoll set with an eventfd
-///        to wake it, SIGPIPE handling for a thread that writes to children, and reaping one
+///        to wake it, a task's watch on its stop token, the timeout to the next deadline, writing
+///        to a child's pipe (and SIGPIPE handling for the thread that does), and reaping one
 ///        child through its pidfd.
 #pragma once
 
@@ -9,10 +10,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cerrno>
+#include <chrono>
 #include <csignal>
+#include <cstddef>
 #include <cstdint>
 #include <ctime>
+#include <optional>
 #include <span>
+#include <stop_token>
+#include <string_view>
 
 #include "unique_fd.hpp"
 
@@ -93,6 +101,51 @@ class poller {
     unique_fd wake_;
 };
 
+/// One task's watch on its stop token, for an executor whose event thread does the stopping. A
+/// stop request (on any thread, inside request_stop()) only sets the task's flag and the
+/// executor's `any` flag and wakes its poller: it never blocks and never calls into the queue,
+/// so the watch's destructor, which waits for a request being handled on another thread, cannot
+/// deadlock. The event thread, once woken with `any` set, looks for tasks whose requested() is
+/// true. Destroy the watch (reset()) before the task's state that the flag lives in.
+class stop_watch {
+  public:
+    /// Starts watching `token`, if it can be stopped. A token stopped already (or meanwhile)
+    /// sets the flags at once, on this thread.
+    void watch(const std::stop_token& token, std::atomic<bool>& any, poller& events) {
+        if (token.stop_possible()) {
+            callback_.emplace(token, relay{&requested_, &any, &events});
+        }
+    }
+    /// Whether a stop was requested.
+    [[nodiscard]] bool requested() const noexcept { return requested_.load(); }
+    /// Stops watching; a stop requested from now on changes nothing.
+    void reset() noexcept { callback_.reset(); }
+
+  private:
+    struct relay {
+        std::atomic<bool>* requested;
+        std::atomic<bool>* any;
+        poller* events;
+        void operator()() const noexcept {
+            requested->store(true);
+            any->store(true);
+            events->wake();
+        }
+    };
+
+    std::atomic<bool> requested_{false};
+    std::optional<std::stop_callback<relay>> callback_; // last: goes first
+};
+
+/// The timeout for poller::wait() until `at`: milliseconds, rounded up; 0 when it is due.
+inline int milliseconds_until(std::chrono::steady_clock::time_point at) noexcept {
+    const auto left = at - std::chrono::steady_clock::now();
+    if (left <= std::chrono::steady_clock::duration::zero()) {
+        return 0;
+    }
+    return static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(left).count());
+}
+
 /// A thread that writes to children's pipes blocks SIGPIPE for itself: a write to a pipe whose
 /// reader has exited then fails with EPIPE instead of killing the process.
 inline void block_sigpipe_on_this_thread() noexcept {
@@ -110,6 +163,36 @@ inline void discard_pending_sigpipe() noexcept {
     const timespec no_wait{0, 0};
     while (::sigtimedwait(&pipe_signal, nullptr, &no_wait) == SIGPIPE) {
     }
+}
+
+/// How far write_some() got.
+enum class write_status : std::uint8_t {
+    done,        ///< everything is written
+    would_block, ///< the pipe is full: wait for EPOLLOUT and call again
+    closed,      ///< the reader is gone (or another error): the rest cannot be written
+};
+
+/// Writes `data` from offset `sent` (advanced as bytes go) to the non-blocking descriptor `fd`,
+/// on a thread that blocks SIGPIPE (the SIGPIPE of a reader gone is consumed).
+inline write_status write_some(int fd, std::string_view data, std::size_t& sent) noexcept {
+    while (sent < data.size()) {
+        const ssize_t written = ::write(fd, data.data() + sent, data.size() - sent);
+        if (written > 0) {
+            sent += static_cast<std::size_t>(written);
+            continue;
+        }
+        if (written < 0 && errno == EINTR) {
+            continue;
+        }
+        if (written < 0 && errno == EAGAIN) {
+            return write_status::would_block;
+        }
+        if (written < 0 && errno == EPIPE) {
+            discard_pending_sigpipe();
+        }
+        return write_status::closed;
+    }
+    return write_status::done;
 }
 
 /// Reaps the child behind `pidfd` if it has exited (only that child: never waitpid(-1)).

@@ -1,0 +1,664 @@
+/// @file impl/worker_pool_executor.hpp
+/// @brief The definitions of btq::worker_pool_executor (declared in ../worker_pool_executor.hpp,
+///        which includes this file at its end), in the order a request travels: execute() hands
+///        it over, the event thread takes it in, assigns it to an idle worker, writes it, reads
+///        the answer and completes the task. Then the event loop, a worker's life (start, stop,
+///        reap) and the plumbing (descriptors, log lines, deadlines).
+#pragma once
+
+#include <sys/epoll.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <exception>
+#include <fstream>
+#include <stdexcept>
+#include <string_view>
+#include <utility>
+
+#include "../../errors.hpp"
+#include "../../process/spawn.hpp"
+#include "../worker_pool_executor.hpp"
+
+namespace btq {
+
+// ---- a request's way ----------------------------------------------------------------------------
+
+template <class Task>
+requires std::same_as<std::remove_cvref_t<Task>, worker_request>
+void worker_pool_executor::execute(Task&& request, completion<worker_response> done) {
+    if (request.operation.size() > 0xFFFFU) {
+        done.set_exception(std::make_exception_ptr(
+            std::invalid_argument("btq: worker operation name longer than 65535 bytes")));
+        return;
+    }
+    if (done.stop_token().stop_requested()) {
+        done.set_exception(std::make_exception_ptr(task_cancelled()));
+        return;
+    }
+    auto job = std::make_unique<pending_request>();
+    job->request = std::forward<Task>(request);
+    job->waited = done.waited();
+    job->done = std::move(done);
+    job->stop.watch(job->done.stop_token(), stop_pending_, poller_);
+    std::unique_lock lock(mutex_);
+    if (stopping_) {
+        lock.unlock(); // answered outside the lock: the answer may submit again
+        job->done.set_exception(
+            std::make_exception_ptr(worker_start_error("btq: worker pool is shutting down")));
+        return;
+    }
+    // A stop requested before this push may have been looked for before the request was there
+    // to be found: have it looked for again, now that it is.
+    if (job->stop.requested()) {
+        stop_pending_.store(true);
+    }
+    incoming_.push_back(std::move(job));
+    lock.unlock();
+    if (std::this_thread::get_id() != loop_id_.load(std::memory_order_relaxed)) {
+        poller_.wake();
+    }
+}
+
+inline bool worker_pool_executor::take_incoming(bool& stop_some) {
+    std::lock_guard lock(mutex_);
+    for (auto& job : incoming_) {
+        waiting_.push_back(std::move(job));
+    }
+    incoming_.clear();
+    stop_some = stop_pending_.exchange(false);
+    return stopping_;
+}
+
+inline void worker_pool_executor::stop_requested_tasks() {
+    std::vector<std::unique_ptr<pending_request>> unsent;
+    for (auto it = waiting_.begin(); it != waiting_.end();) {
+        if ((*it)->stop.requested()) {
+            unsent.push_back(std::move(*it));
+            it = waiting_.erase(it);
+        } else {
+            ++it;
+        }
+    }
+    for (auto& slot : slots_) {
+        worker& w = *slot;
+        if (w.current == state::busy && w.task->stop.requested()) {
+            begin_stop(w, stop_reason::requested,
+                       "btq: worker request '" + w.task->request.operation +
+                           "' was stopped while running (its stop token was requested)");
+            ::kill(-w.pid, SIGKILL); // no grace: the worker is replaced anyway
+        }
+    }
+    for (auto& job : unsent) {
+        job->done.set_exception(std::make_exception_ptr(task_cancelled()));
+    }
+}
+
+inline void worker_pool_executor::assign_waiting() {
+    for (auto& slot : slots_) {
+        if (waiting_.empty()) {
+            return;
+        }
+        worker& w = *slot;
+        if (w.current != state::idle) {
+            continue;
+        }
+        w.task = std::move(waiting_.front());
+        waiting_.pop_front();
+        send_request(w);
+    }
+}
+
+inline void worker_pool_executor::send_request(worker& w) {
+    w.current = state::busy;
+    w.task_started = clock_type::now();
+    try {
+        w.to_send = protocol::encode(
+            protocol::frame_type::request,
+            protocol::encode_request(w.task->request.operation, w.task->request.body));
+    } catch (const std::exception&) {
+        std::unique_ptr<pending_request> job = std::move(w.task);
+        w.current = state::idle;
+        job->done.set_exception(std::current_exception());
+        return;
+    }
+    w.sent = 0;
+    const auto timeout = w.task->request.timeout.value_or(options_.task_timeout);
+    if (timeout.count() > 0) {
+        schedule(w, timeout, deadline_kind::task);
+    }
+    write_requests(w);
+}
+
+inline void worker_pool_executor::write_requests(worker& w) {
+    switch (process::write_some(w.requests.get(), w.to_send, w.sent)) {
+    case process::write_status::would_block: {
+        watch& slot = w.watches[static_cast<std::size_t>(stream::requests)];
+        slot = watch{&w, stream::requests};
+        poller_.watch(w.requests.get(), EPOLLOUT, &slot);
+        return;
+    }
+    case process::write_status::closed:
+        return; // the worker stopped reading: it is exiting; reap() reports the task
+    case process::write_status::done:
+        break;
+    }
+    w.to_send.clear();
+    poller_.remove(w.requests.get());
+}
+
+inline void worker_pool_executor::read_responses(worker& w) {
+    std::array<char, 65536> buffer; // NOLINT(cppcoreguidelines-pro-type-member-init)
+    const ssize_t got = ::read(w.responses.get(), buffer.data(), buffer.size());
+    if (got < 0 && (errno == EINTR || errno == EAGAIN)) {
+        return;
+    }
+    if (got > 0 && w.current == state::stopping) {
+        return; // a late answer from a worker being stopped: its task is already decided
+    }
+    if (got <= 0) {
+        close_stream(w, stream::responses); // the worker closed it: exit follows
+        if (w.reader.pending() > 0 && w.current != state::stopping) {
+            protocol_failure(w, "end of output in the middle of a frame");
+        }
+        return;
+    }
+    w.reader.feed(buffer.data(), static_cast<std::size_t>(got));
+    try {
+        while (auto frame = w.reader.next()) {
+            on_frame(w, std::move(*frame));
+            if (w.current == state::stopping || w.current == state::empty) {
+                return;
+            }
+        }
+    } catch (const protocol::protocol_error& e) {
+        protocol_failure(w, e.what());
+    }
+}
+
+inline void worker_pool_executor::on_frame(worker& w, protocol::frame frame) {
+    using protocol::frame_type;
+    if (w.current == state::starting) {
+        if (frame.type != frame_type::hello || frame.payload != protocol::hello_text) {
+            protocol_failure(w, "expected the hello '" + std::string(protocol::hello_text) +
+                                    "' as the first frame");
+            return;
+        }
+        w.current = state::idle;
+        w.said_hello = true;
+        ++w.generation; // cancels the handshake deadline
+        consecutive_start_failures_ = 0;
+        ready_.fetch_add(1, std::memory_order_relaxed);
+        return;
+    }
+    if (w.current != state::busy ||
+        (frame.type != frame_type::result && frame.type != frame_type::error)) {
+        protocol_failure(w, "unexpected frame '" + std::string(1, static_cast<char>(frame.type)) +
+                                "' with no request in flight");
+        return;
+    }
+    std::unique_ptr<pending_request> job = std::move(w.task);
+    w.current = state::idle;
+    ++w.generation; // cancels the task deadline
+    ++w.tasks_done;
+    if (frame.type == frame_type::result) {
+        worker_response response;
+        response.body = std::move(frame.payload);
+        response.worker_pid = w.pid;
+        response.wait_time = job->waited;
+        response.run_time = clock_type::now() - w.task_started;
+        job->done.set_value(std::move(response));
+    } else {
+        job->done.set_exception(std::make_exception_ptr(worker_error(frame.payload)));
+    }
+    if (should_recycle(w)) {
+        recycles_.fetch_add(1, std::memory_order_relaxed);
+        begin_stop(w, stop_reason::recycle, {});
+    }
+}
+
+inline bool worker_pool_executor::should_recycle(const worker& w) const {
+    if (options_.max_tasks_per_worker > 0 && w.tasks_done >= options_.max_tasks_per_worker) {
+        return true;
+    }
+    if (options_.max_resident_bytes > 0) {
+        std::ifstream statm("/proc/" + std::to_string(w.pid) + "/statm");
+        std::size_t size_pages = 0;
+        std::size_t resident_pages = 0;
+        if (statm >> size_pages >> resident_pages) {
+            const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+            return resident_pages * page > options_.max_resident_bytes;
+        }
+    }
+    return false;
+}
+
+// ---- the pool and its event thread --------------------------------------------------------------
+
+inline void worker_pool_executor::run_loop() {
+    loop_id_.store(std::this_thread::get_id());
+    process::block_sigpipe_on_this_thread();
+
+    for (auto& slot : slots_) {
+        start_worker(*slot);
+    }
+    std::array<epoll_event, 64> events{};
+    bool shutdown_begun = false;
+    clock_type::time_point shutdown_deadline;
+    for (;;) {
+        const int ready = wait_for_events(events);
+        for (int i = 0; i < ready; ++i) {
+            const epoll_event& event = events[static_cast<std::size_t>(i)];
+            auto* target = static_cast<watch*>(event.data.ptr);
+            handle(*target->owner, target->which);
+        }
+        run_due_deadlines();
+        bool stop_some = false;
+        bool stopping = take_incoming(stop_some);
+        while (stop_some) {
+            // Answering a stopped request can hand this thread the queue's next one: take it in.
+            stop_requested_tasks();
+            stopping = take_incoming(stop_some);
+        }
+        if (auto cancelled = take_cancel_request()) {
+            // Requests the loop had taken in but not sent, then those still in transit.
+            while (!waiting_.empty()) {
+                cancelled->push_back(std::move(waiting_.front()));
+                waiting_.pop_front();
+            }
+            for (auto& job : *cancelled) {
+                job->done.set_exception(std::make_exception_ptr(worker_failure(
+                    "btq: the request was cancelled (cancel_running) before it started", -1, 0)));
+            }
+            for (auto& slot : slots_) {
+                if (slot->current == state::busy) {
+                    begin_stop(*slot, stop_reason::cancel,
+                               "btq: the request was cancelled (cancel_running)");
+                    ::kill(-slot->pid, SIGKILL); // no grace: cancelling means now
+                }
+            }
+        }
+        if (stopping && !shutdown_begun) {
+            shutdown_begun = true;
+            shutdown_deadline = clock_type::now() + options_.shutdown_grace;
+            // An entry for no slot: it only wakes the loop when the grace is over.
+            deadlines_.push({shutdown_deadline, slots_.size(), 0, deadline_kind::restart});
+            fail_all_waiting("btq: worker pool is shutting down");
+        }
+        if (shutdown_begun) {
+            const bool grace_over = clock_type::now() >= shutdown_deadline;
+            bool all_gone = true;
+            for (auto& slot : slots_) {
+                worker& w = *slot;
+                if (w.current == state::idle || w.current == state::starting ||
+                    (w.current == state::busy && grace_over)) {
+                    begin_stop(w, stop_reason::shutdown, "btq: worker pool shut down");
+                }
+                if (w.current == state::empty) {
+                    continue;
+                }
+                all_gone = false;
+            }
+            if (all_gone) {
+                return;
+            }
+        } else {
+            assign_waiting();
+        }
+    }
+}
+
+inline int worker_pool_executor::wait_for_events(std::array<epoll_event, 64>& events) {
+    const bool in_flight = std::any_of(slots_.begin(), slots_.end(), [](const auto& slot) {
+        return slot->current == state::busy;
+    });
+    if (in_flight) {
+        const auto until = clock_type::now() + busy_poll;
+        do {
+            bool woken = false; // new requests: the caller must look at them now
+            const int ready = poller_.wait(events, 0, &woken);
+            if (ready != 0 || woken) {
+                return ready;
+            }
+        } while (clock_type::now() < until);
+    }
+    return poller_.wait(events, next_timeout_ms());
+}
+
+inline void worker_pool_executor::handle(worker& w, stream which) {
+    if (!descriptor(w, which)) {
+        return; // closed earlier in this batch of events
+    }
+    switch (which) {
+    case stream::pidfd:
+        reap(w);
+        break;
+    case stream::requests:
+        write_requests(w);
+        break;
+    case stream::responses:
+        read_responses(w);
+        break;
+    case stream::output:
+    case stream::error:
+        read_log(w, which);
+        break;
+    }
+}
+
+inline auto worker_pool_executor::take_cancel_request()
+    -> std::optional<std::vector<std::unique_ptr<pending_request>>> {
+    std::lock_guard lock(mutex_);
+    if (!std::exchange(cancel_requested_, false)) {
+        return std::nullopt;
+    }
+    return std::exchange(cancelled_, {});
+}
+
+inline void worker_pool_executor::fail_all_waiting(const std::string& message) {
+    while (!waiting_.empty()) {
+        std::unique_ptr<pending_request> job = std::move(waiting_.front());
+        waiting_.pop_front();
+        job->done.set_exception(std::make_exception_ptr(worker_start_error(message)));
+    }
+}
+
+inline bool worker_pool_executor::stopping_seen() {
+    std::lock_guard lock(mutex_);
+    return stopping_;
+}
+
+// ---- a worker's life ----------------------------------------------------------------------------
+
+inline void worker_pool_executor::start_worker(worker& w) {
+    ++w.generation;
+    w.reader = protocol::frame_reader(options_.max_frame);
+    w.tasks_done = 0;
+    w.said_hello = false;
+    w.stopping_for = stop_reason::none;
+    w.output_lines.clear();
+    w.error_lines.clear();
+    starts_.fetch_add(1, std::memory_order_relaxed);
+    try {
+        process::pipe_ends requests = process::make_pipe();
+        process::pipe_ends responses = process::make_pipe();
+        const std::array<int, 2> channels{requests.read.get(), responses.write.get()};
+        process::child_process child = process::spawn(options_.worker, channels);
+        w.pid = child.pid;
+        w.pidfd = std::move(child.pidfd);
+        w.output = std::move(child.standard_output);
+        w.error = std::move(child.standard_error);
+        w.requests = std::move(requests.write);
+        w.responses = std::move(responses.read);
+        process::set_nonblocking(w.requests.get());
+        process::set_nonblocking(w.responses.get()); // reap() drains it without blocking
+    } catch (const std::exception& e) {
+        start_failed(w, e.what());
+        return;
+    }
+    w.current = state::starting;
+    add_watch(w, stream::pidfd, w.pidfd.get(), EPOLLIN);
+    add_watch(w, stream::responses, w.responses.get(), EPOLLIN);
+    add_watch(w, stream::output, w.output.get(), EPOLLIN);
+    add_watch(w, stream::error, w.error.get(), EPOLLIN);
+    schedule(w, options_.handshake_timeout, deadline_kind::handshake);
+}
+
+inline void worker_pool_executor::start_failed(worker& w, const std::string& why) {
+    start_failures_.fetch_add(1, std::memory_order_relaxed);
+    ++consecutive_start_failures_;
+    close_all(w);
+    w.current = state::empty;
+    const auto backoff = std::min<std::chrono::milliseconds>(
+        options_.restart_backoff *
+            (std::int64_t{1} << std::min<std::size_t>(consecutive_start_failures_ - 1, 20)),
+        options_.max_restart_backoff);
+    ++w.generation;
+    schedule(w, backoff, deadline_kind::restart);
+    if (!waiting_.empty()) {
+        std::unique_ptr<pending_request> job = std::move(waiting_.front());
+        waiting_.pop_front();
+        job->done.set_exception(
+            std::make_exception_ptr(worker_start_error("btq: cannot start a worker: " + why)));
+    }
+}
+
+inline void worker_pool_executor::protocol_failure(worker& w, const std::string& why) {
+    protocol_errors_.fetch_add(1, std::memory_order_relaxed);
+    if (w.current == state::starting) {
+        ::kill(-w.pid, SIGKILL);
+        w.stopping_for = stop_reason::protocol;
+        w.stop_message = why + " (during the handshake)";
+        w.current = state::stopping;
+        return;
+    }
+    begin_stop(w, stop_reason::protocol, why);
+    ::kill(-w.pid, SIGKILL);
+}
+
+inline void worker_pool_executor::begin_stop(worker& w, stop_reason reason, std::string message) {
+    if (w.current == state::stopping || w.current == state::empty) {
+        return;
+    }
+    if (w.current == state::idle || w.current == state::busy) {
+        ready_.fetch_sub(1, std::memory_order_relaxed);
+    }
+    w.current = state::stopping;
+    w.stopping_for = reason;
+    w.stop_message = std::move(message);
+    ++w.generation; // cancels handshake and task deadlines
+    close_stream(w, stream::requests);
+    schedule(w, options_.worker.kill_grace, deadline_kind::terminate);
+}
+
+inline void worker_pool_executor::reap(worker& w) {
+    ::kill(-w.pid, SIGKILL); // whatever is left of its process group
+    siginfo_t info{};
+    if (!process::try_reap(w.pidfd.get(), info)) {
+        return;
+    }
+    flush_log(w);
+    if (w.current == state::busy) {
+        drain_responses(w); // an answer written just before the exit still counts
+    }
+    const bool exited = info.si_code == CLD_EXITED;
+    const std::string how = exited ? "exited with code " + std::to_string(info.si_status)
+                                   : "was killed by signal " + std::to_string(info.si_status);
+    const state was = w.current;
+    if (was == state::idle || was == state::busy) {
+        ready_.fetch_sub(1, std::memory_order_relaxed);
+    }
+    if (w.task) {
+        std::unique_ptr<pending_request> job = std::move(w.task);
+        std::exception_ptr error;
+        switch (w.stopping_for) {
+        case stop_reason::timeout:
+            error = std::make_exception_ptr(task_timeout(w.stop_message));
+            break;
+        case stop_reason::protocol:
+        case stop_reason::shutdown:
+        case stop_reason::cancel:
+        case stop_reason::requested:
+            error = std::make_exception_ptr(worker_failure(w.stop_message + "; the worker " + how,
+                                                           exited ? info.si_status : -1,
+                                                           exited ? 0 : info.si_status));
+            break;
+        default:
+            crashes_.fetch_add(1, std::memory_order_relaxed);
+            error = std::make_exception_ptr(
+                worker_failure("btq: the worker " + how + " while handling the request",
+                               exited ? info.si_status : -1, exited ? 0 : info.si_status));
+            break;
+        }
+        job->done.set_exception(std::move(error));
+    }
+    close_all(w);
+    w.current = state::empty;
+    if (!w.said_hello) {
+        start_failed(w, w.stopping_for == stop_reason::protocol
+                            ? w.stop_message
+                            : "the worker " + how + " before its hello");
+        return;
+    }
+    if (!stopping_seen()) {
+        // Restarted after this batch of events: later events of the batch may still name
+        // the old process's descriptors, and must find them closed, not reused.
+        ++w.generation;
+        deadlines_.push({clock_type::now(), w.index, w.generation, deadline_kind::restart});
+    }
+}
+
+inline void worker_pool_executor::drain_responses(worker& w) {
+    std::array<char, 65536> buffer; // NOLINT(cppcoreguidelines-pro-type-member-init)
+    while (w.responses && w.current == state::busy) {
+        const ssize_t got = ::read(w.responses.get(), buffer.data(), buffer.size());
+        if (got < 0 && errno == EINTR) {
+            continue;
+        }
+        if (got <= 0) {
+            return;
+        }
+        w.reader.feed(buffer.data(), static_cast<std::size_t>(got));
+        try {
+            while (w.current == state::busy) {
+                auto frame = w.reader.next();
+                if (!frame) {
+                    break;
+                }
+                on_frame(w, std::move(*frame));
+            }
+        } catch (const protocol::protocol_error& e) {
+            protocol_failure(w, e.what());
+            return;
+        }
+    }
+}
+
+// ---- descriptors, output and deadlines ----------------------------------------------------------
+
+inline void worker_pool_executor::add_watch(worker& w, stream which, int fd,
+                                            std::uint32_t interest) {
+    watch& slot = w.watches[static_cast<std::size_t>(which)];
+    slot = watch{&w, which};
+    poller_.add(fd, interest, &slot);
+}
+
+inline process::unique_fd& worker_pool_executor::descriptor(worker& w, stream which) {
+    switch (which) {
+    case stream::pidfd:
+        return w.pidfd;
+    case stream::requests:
+        return w.requests;
+    case stream::responses:
+        return w.responses;
+    case stream::output:
+        return w.output;
+    case stream::error:
+        return w.error;
+    }
+    return w.pidfd;
+}
+
+inline void worker_pool_executor::close_stream(worker& w, stream which) {
+    process::unique_fd& fd = descriptor(w, which);
+    if (fd) {
+        poller_.remove(fd.get());
+        fd.reset();
+    }
+}
+
+inline void worker_pool_executor::close_all(worker& w) {
+    for (stream which :
+         {stream::requests, stream::responses, stream::output, stream::error, stream::pidfd}) {
+        close_stream(w, which);
+    }
+}
+
+inline void worker_pool_executor::read_log(worker& w, stream which) {
+    std::array<char, 16384> buffer; // NOLINT(cppcoreguidelines-pro-type-member-init)
+    const ssize_t got = ::read(descriptor(w, which).get(), buffer.data(), buffer.size());
+    if (got < 0 && errno == EINTR) {
+        return;
+    }
+    process::line_splitter& lines = which == stream::output ? w.output_lines : w.error_lines;
+    const auto log = [this, &w](std::string_view line) { options_.log(w.pid, line); };
+    if (got <= 0) {
+        close_stream(w, which);
+        lines.flush(log);
+        return;
+    }
+    lines.feed(std::string_view(buffer.data(), static_cast<std::size_t>(got)), log);
+}
+
+inline void worker_pool_executor::flush_log(worker& w) const {
+    const auto log = [this, &w](std::string_view line) { options_.log(w.pid, line); };
+    w.output_lines.flush(log);
+    w.error_lines.flush(log);
+}
+
+inline void worker_pool_executor::schedule(const worker& w, clock_type::duration after,
+                                           deadline_kind kind) {
+    deadlines_.push({clock_type::now() + after, w.index, w.generation, kind});
+}
+
+inline int worker_pool_executor::next_timeout_ms() {
+    return deadlines_.empty() ? -1 : process::milliseconds_until(deadlines_.top().at);
+}
+
+inline void worker_pool_executor::run_due_deadlines() {
+    const auto now = clock_type::now();
+    while (!deadlines_.empty() && deadlines_.top().at <= now) {
+        const deadline due = deadlines_.top();
+        deadlines_.pop();
+        if (due.slot >= slots_.size()) {
+            continue; // the shutdown grace: only wakes the loop
+        }
+        worker& w = *slots_[due.slot];
+        const bool current = due.generation == w.generation;
+        switch (due.kind) {
+        case deadline_kind::handshake:
+            if (current && w.current == state::starting) {
+                // reap() reports it as a failed start; until then it is no candidate for
+                // work, even if its hello arrives now.
+                w.current = state::stopping;
+                w.stopping_for = stop_reason::protocol;
+                w.stop_message = "btq: no hello from the worker within " +
+                                 std::to_string(options_.handshake_timeout.count()) + " ms";
+                ::kill(-w.pid, SIGKILL);
+            }
+            break;
+        case deadline_kind::task:
+            if (current && w.current == state::busy) {
+                timeouts_.fetch_add(1, std::memory_order_relaxed);
+                const std::string message = "btq: worker request '" + w.task->request.operation +
+                                            "' exceeded its run timeout";
+                begin_stop(w, stop_reason::timeout, message);
+                ::kill(-w.pid, SIGTERM);
+                schedule(w, options_.worker.kill_grace, deadline_kind::kill);
+            }
+            break;
+        case deadline_kind::terminate:
+            if (current && w.current == state::stopping) {
+                ::kill(-w.pid, SIGTERM);
+                schedule(w, options_.worker.kill_grace, deadline_kind::kill);
+            }
+            break;
+        case deadline_kind::kill:
+            if (current && w.current == state::stopping) {
+                ::kill(-w.pid, SIGKILL);
+            }
+            break;
+        case deadline_kind::restart:
+            if (current && w.current == state::empty && !stopping_seen()) {
+                start_worker(w);
+            }
+            break;
+        }
+    }
+}
+
+} // namespace btq

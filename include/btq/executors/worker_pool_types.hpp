@@ -1,0 +1,112 @@
+/// @file worker_pool_types.hpp
+/// @brief What travels through a worker_pool_executor: worker_request and worker_response, the
+///        three ways a request can fail (worker_error, worker_failure, worker_start_error), the
+///        pool's options and its counters.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+#include "../errors.hpp"
+#include "../process/command.hpp"
+#include "../process/frames.hpp"
+
+namespace btq {
+
+/// @brief One task for a worker: an operation name and an opaque body.
+struct worker_request {
+    std::string operation;
+    std::string body{};
+    /// Run timeout for this request; empty = worker_pool_options::task_timeout.
+    std::optional<std::chrono::milliseconds> timeout{};
+};
+
+/// @brief A worker's answer to one request.
+struct worker_response {
+    std::string body;
+    pid_t worker_pid = 0;
+    std::chrono::nanoseconds wait_time{0}; ///< in the queue, before a slot was free
+    std::chrono::nanoseconds run_time{0};  ///< from the request's first byte to its answer
+};
+
+/// @brief The worker answered the request with an error frame ('E'). The task ran and failed;
+///        the worker goes on.
+class worker_error : public std::runtime_error {
+  public:
+    explicit worker_error(const std::string& message) : std::runtime_error(message) {}
+};
+
+/// @brief The worker died, broke the protocol, or was stopped (the task's stop token was
+///        requested while it ran, cancel_running(), shutdown) while it held the task; the task
+///        started, so this is not a task_not_run. The worker has been replaced. `exit_code` or
+///        `signal` tell how it ended (-1 / 0 when not applicable).
+class worker_failure : public std::runtime_error {
+  public:
+    worker_failure(const std::string& message, int exit_code, int signal)
+        : std::runtime_error(message), exit_code_(exit_code), signal_(signal) {}
+    [[nodiscard]] int exit_code() const noexcept { return exit_code_; }
+    [[nodiscard]] int signal() const noexcept { return signal_; }
+
+  private:
+    int exit_code_;
+    int signal_;
+};
+
+/// @brief No worker could be started (spawn failed, it exited before its hello, or the hello
+///        did not come in time), or the pool is shutting down. The task never ran: a
+///        btq::task_not_run with reason not_started.
+class worker_start_error : public task_not_run {
+  public:
+    explicit worker_start_error(const std::string& message)
+        : task_not_run(not_run_reason::not_started, message) {}
+};
+
+/// @brief Configuration of a worker_pool_executor.
+struct worker_pool_options {
+    /// How to start a worker. Its standard_input, timeout and output limits are not used: the
+    /// protocol runs on descriptors 3 and 4, and stdout/stderr go to `log`.
+    command worker;
+    /// Number of worker processes; give the queue the same max_concurrency.
+    std::size_t workers = 4;
+    /// Replace a worker after this many tasks (0 = never).
+    std::size_t max_tasks_per_worker = 0;
+    /// Replace a worker whose resident memory passes this many bytes after a task (0 = never).
+    std::size_t max_resident_bytes = 0;
+    /// Run timeout of a request without its own; then SIGTERM to the worker's process group,
+    /// SIGKILL after `worker.kill_grace`, the task fails with btq::task_timeout and the worker is
+    /// replaced.
+    std::chrono::milliseconds task_timeout{30'000};
+    /// How long a new worker has to send its hello.
+    std::chrono::milliseconds handshake_timeout{10'000};
+    /// Delay before restarting a worker that failed to start; doubles per consecutive failure.
+    std::chrono::milliseconds restart_backoff{100};
+    std::chrono::milliseconds max_restart_backoff{5'000};
+    /// On shutdown: how long in-flight tasks may take before the workers' input is closed.
+    std::chrono::milliseconds shutdown_grace{5'000};
+    /// Largest frame accepted from a worker.
+    std::size_t max_frame = protocol::default_max_frame;
+    /// Receives each line a worker writes to stdout or stderr (capped at 4 KiB a line). Default:
+    /// written to the parent's stderr, prefixed with the worker's pid.
+    std::function<void(pid_t worker, std::string_view line)> log{};
+};
+
+/// @brief Counters of a worker pool.
+struct worker_pool_stats {
+    std::uint64_t starts = 0;          ///< workers spawned
+    std::uint64_t start_failures = 0;  ///< spawns that failed, or workers gone before their hello
+    std::uint64_t crashes = 0;         ///< workers that died while holding a task
+    std::uint64_t timeouts = 0;        ///< workers stopped because a task ran past its timeout
+    std::uint64_t protocol_errors = 0; ///< workers stopped for breaking the protocol
+    std::uint64_t recycles = 0;        ///< workers replaced after max tasks or max memory
+    std::size_t ready = 0;             ///< workers idle or busy now
+};
+
+} // namespace btq
