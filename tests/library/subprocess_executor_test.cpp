@@ -1,10 +1,11 @@
-// Behaviour of btq::subprocess_executor: how children end, spawn errors, timeouts, pipes, file
-// descriptors, environment and arguments, reaping, signal state, shutdown and timings.
+// Behaviour of btq::subprocess_executor: how children end, spawn errors, timeouts, stop requests,
+// pipes, file descriptors, environment and arguments, reaping, signal state, shutdown and timings.
 //
 // Only programs of a Debian base system are used: /bin/sh, true, false, cat, sleep, env, head,
 // yes. A child is observed through /proc (its parent, process group, state and start time).
-#include <btq/btq.hpp>
 #include <btq/executors/subprocess_executor.hpp>
+
+#include <btq/btq.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -35,6 +36,7 @@
 #include <optional>
 #include <set>
 #include <sstream>
+#include <stop_token>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -84,19 +86,17 @@ btq::process_result answer(std::future<btq::process_result>&& future) {
     return answer(future);
 }
 
+/// Hands `cmd` directly to `executor` (no queue), with `stop` as its stop token; its outcome.
+std::future<btq::process_result> start(btq::subprocess_executor& executor, btq::command cmd,
+                                       std::stop_token stop = {}) {
+    auto [done, future] = btq_test::promised_completion<btq::process_result>(std::move(stop));
+    executor.execute(std::move(cmd), std::move(done));
+    return std::move(future);
+}
+
 /// Runs `cmd` directly on `executor` (no queue) and waits for its outcome.
 btq::process_result run(btq::subprocess_executor& executor, btq::command cmd) {
-    auto outcome = std::make_shared<std::promise<btq::process_result>>();
-    std::future<btq::process_result> future = outcome->get_future();
-    executor.execute(std::move(cmd), btq::completion<btq::process_result>::from(
-                                         [outcome](btq::task_result<btq::process_result> r) {
-                                             if (r) {
-                                                 outcome->set_value(std::move(*r));
-                                             } else {
-                                                 outcome->set_exception(r.error());
-                                             }
-                                         }));
-    return answer(future);
+    return answer(start(executor, std::move(cmd)));
 }
 
 /// The spawn_error a task failed with, or nothing if it ran (any other error propagates).
@@ -401,6 +401,116 @@ TEST_CASE("a child that ignores SIGTERM is killed with SIGKILL kill_grace after 
     CHECK(r.signal == SIGKILL);
     CHECK(r.run_time >= 480ms); // the grace was granted
     CHECK(elapsed < 2s);
+}
+
+// ---- stop requests --------------------------------------------------------------------------
+
+TEST_CASE("a stop requested on a running child's token ends its process group with SIGTERM "
+          "well within the kill grace, reported as cancelled with the output it wrote",
+          "[subprocess]") {
+    btq::subprocess_executor executor;
+    const temp_directory dir;
+    const std::string marker = (dir.path() / "started").string();
+    // A grandchild in the child's process group, and output written before the stop.
+    btq::command cmd = shell("/bin/sleep 30 & echo started; : > \"$1\"; wait", {marker});
+    cmd.kill_grace = 5s;
+    cmd.timeout = safety_timeout;
+    std::stop_source stop;
+    auto outcome = start(executor, std::move(cmd), stop.get_token());
+    REQUIRE(eventually([&] { return std::filesystem::exists(marker); }));
+
+    const auto requested = steady::now();
+    stop.request_stop();
+    const btq::process_result r = answer(outcome);
+    const auto elapsed = steady::now() - requested;
+    INFO(describe(r) << "; group: " << group_listing(r.pid));
+    CHECK(r.ending == btq::process_ending::cancelled);
+    CHECK(r.signal == SIGTERM);
+    CHECK(r.exit_code == -1);
+    CHECK(r.standard_output == "started\n");
+    CHECK(elapsed < 2s); // SIGTERM ended it; SIGKILL would have come only after 5 s
+    CHECK_FALSE(read_process(r.pid).has_value()); // reaped before the answer
+    CHECK(eventually([&] { return group_gone(r.pid); }, 2s));
+    CHECK(executor.running() == 0);
+}
+
+TEST_CASE("a child that ignores SIGTERM is killed with SIGKILL kill_grace after its stop was "
+          "requested",
+          "[subprocess]") {
+    btq::subprocess_executor executor;
+    const temp_directory dir;
+    const std::string marker = (dir.path() / "trapped").string();
+    btq::command cmd = shell("trap '' TERM; : > \"$1\"; exec /bin/sleep 30", {marker});
+    cmd.kill_grace = 300ms;
+    cmd.timeout = safety_timeout;
+    std::stop_source stop;
+    auto outcome = start(executor, std::move(cmd), stop.get_token());
+    REQUIRE(eventually([&] { return std::filesystem::exists(marker); }));
+
+    const auto requested = steady::now();
+    stop.request_stop();
+    const btq::process_result r = answer(outcome);
+    const auto elapsed = steady::now() - requested;
+    INFO(describe(r));
+    CHECK(r.ending == btq::process_ending::cancelled);
+    CHECK(r.signal == SIGKILL);
+    CHECK(elapsed >= 280ms); // the grace was granted
+    CHECK(elapsed < 3s);
+}
+
+TEST_CASE("a command whose stop token is already stopped fails with task_cancelled inside "
+          "execute and is never spawned",
+          "[subprocess]") {
+    btq::subprocess_executor executor;
+    std::stop_source stop;
+    stop.request_stop();
+    // A program that does not exist: had the executor tried to start it, the answer would be
+    // spawn_error (which execute() also delivers before it returns).
+    auto outcome =
+        start(executor, btq::command{.program = "/nonexistent/never-spawned"}, stop.get_token());
+    REQUIRE(outcome.wait_for(0s) == std::future_status::ready);
+    CHECK(executor.running() == 0);
+    try {
+        static_cast<void>(outcome.get());
+        FAIL("a command stopped before it started cannot have run");
+    } catch (const btq::task_cancelled& e) {
+        CHECK(e.reason() == btq::not_run_reason::cancelled);
+    }
+    // The executor goes on as before.
+    CHECK(run(executor, btq::command{.program = "/bin/true"}).succeeded());
+}
+
+TEST_CASE("stop requests racing with children that end by themselves answer every task exactly "
+          "once, as exited or cancelled, and stop every child that would still run",
+          "[subprocess]") {
+    btq::subprocess_executor executor;
+    constexpr std::size_t count = 40;
+    std::vector<std::stop_source> stops(count);
+    std::vector<std::future<btq::process_result>> outcomes;
+    const auto begin = steady::now();
+    for (std::size_t i = 0; i < count; ++i) {
+        // Even: a child that ends at once, racing with its stop; odd: one that would run 30 s.
+        btq::command cmd = i % 2 == 0 ? btq::command{.program = "/bin/true"}
+                                      : btq::command{.program = "/bin/sleep", .arguments = {"30"}};
+        cmd.timeout = safety_timeout;
+        outcomes.push_back(start(executor, std::move(cmd), stops[i].get_token()));
+        if (i > 0) {
+            stops[i - 1].request_stop();
+        }
+    }
+    stops[count - 1].request_stop();
+    for (std::size_t i = 0; i < count; ++i) {
+        CAPTURE(i);
+        const btq::process_result r = answer(outcomes[i]); // at most once: a second answer throws
+        INFO(describe(r));
+        if (i % 2 == 0) {
+            CHECK((r.succeeded() || r.ending == btq::process_ending::cancelled));
+        } else {
+            CHECK(r.ending == btq::process_ending::cancelled);
+        }
+    }
+    CHECK(steady::now() - begin < 10s);
+    CHECK(eventually([&] { return executor.running() == 0; }, 5s));
 }
 
 // ---- pipes ----------------------------------------------------------------------------------

@@ -1,12 +1,18 @@
 // Small helpers shared by the library tests.
 #pragma once
 
+#include <btq/executor.hpp>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <future>
+#include <memory>
 #include <mutex>
+#include <stop_token>
 #include <thread>
+#include <utility>
 
 namespace btq_test {
 
@@ -42,6 +48,24 @@ inline bool eventually(const std::function<bool()>& condition,
         std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
     return true;
+}
+
+/// A completion that fulfils a promise with the outcome, `stop` as its stop token, and the
+/// promise's future: for handing a task to an executor without a queue.
+template <class R>
+std::pair<btq::completion<R>, std::future<R>> promised_completion(std::stop_token stop = {}) {
+    auto promise = std::make_shared<std::promise<R>>();
+    std::future<R> future = promise->get_future();
+    auto done = btq::completion<R>::from(
+        [promise](btq::task_result<R> result) {
+            if (result) {
+                promise->set_value(std::move(*result));
+            } else {
+                promise->set_exception(result.error());
+            }
+        },
+        std::move(stop));
+    return {std::move(done), std::move(future)};
 }
 
 /// Tracks how many task bodies run at once and the most ever seen.

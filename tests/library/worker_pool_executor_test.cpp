@@ -2,14 +2,15 @@
 // worker's process group leaves behind), timeouts, worker output, protocol violations (partial,
 // malformed, oversized and unrequested frames, a wrong or missing hello, a request that cannot be
 // encoded), start failures and their backoff, recycling, the concurrency bound, reaping,
-// descriptors and shutdown.
+// descriptors, stop requests and shutdown.
 //
 // Two kinds of worker are used: the C++ echo worker of examples/worker_pool (built by
 // tests/CMakeLists.txt as btq_test_echo_worker, its path given as BTQ_ECHO_WORKER), and a small
 // Python worker written below, which can send exactly the bytes a test needs. A worker is
 // observed through /proc (its parent, process group and state).
-#include <btq/btq.hpp>
 #include <btq/executors/worker_pool_executor.hpp>
+
+#include <btq/btq.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -43,6 +44,7 @@
 #include <optional>
 #include <set>
 #include <sstream>
+#include <stop_token>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -248,6 +250,14 @@ btq::worker_pool_options pool_options(btq::command worker, std::size_t workers =
 
 btq::worker_request request(std::string operation, std::string body = {}) {
     return btq::worker_request{.operation = std::move(operation), .body = std::move(body)};
+}
+
+/// Hands `r` directly to `executor` (no queue), with `stop` as its stop token; its outcome.
+std::future<btq::worker_response> hand_over(btq::worker_pool_executor& executor,
+                                            btq::worker_request r, std::stop_token stop = {}) {
+    auto [done, future] = btq_test::promised_completion<btq::worker_response>(std::move(stop));
+    executor.execute(std::move(r), std::move(done));
+    return std::move(future);
 }
 
 /// Waits (bounded) for a future and returns its value; rethrows its error.
@@ -1190,6 +1200,80 @@ TEST_CASE("destroying a pool closes every descriptor it opened", "[worker_pool]"
     const std::vector<std::string> after = open_descriptors();
     INFO("before: " << joined(before) << "\nafter: " << joined(after));
     CHECK(after == before);
+}
+
+// ---- stop requests -------------------------------------------------------------------------
+
+TEST_CASE("a stop requested while a worker runs the request kills the worker's process group at "
+          "once, fails the task with worker_failure saying it was stopped, and a new worker "
+          "serves the next request",
+          "[worker_pool]") {
+    const watchdog guard;
+    const std::set<pid_t> before = pids_of(new_children());
+    log_recorder log;
+    auto options = pool_options(python_worker());
+    options.log = log.callback();
+    options.worker.kill_grace = 5s; // a stop that waited for SIGTERM's grace would take 5 s
+    btq::worker_pool_executor executor(options);
+    std::stop_source stop;
+    auto hanging = hand_over(executor, request("hang"), stop.get_token());
+    REQUIRE(eventually([&] { return log.count("hanging") == 1; }));
+    const auto workers = new_children(before);
+    INFO("children: " << listing_of(workers));
+    REQUIRE(workers.size() == 1);
+    const pid_t worker_pid = workers.front().pid;
+
+    const auto requested = steady::now();
+    stop.request_stop();
+    const auto failure = failure_of<btq::worker_failure>(hanging);
+    CHECK(steady::now() - requested < 2s);
+    REQUIRE(failure.has_value());
+    CHECK(contains(failure->what(), "stopped while running"));
+    CHECK(failure->signal() == SIGKILL);
+    CHECK(reaped(worker_pid));
+    CHECK(eventually([worker_pid] { return group_gone(worker_pid); }, 2s)); // its grandchild too
+    CHECK(executor.stats().crashes == 0);
+
+    const btq::worker_response next = answer(hand_over(executor, request("pid")));
+    CHECK(next.worker_pid != worker_pid);
+    CHECK(executor.stats().starts == 2);
+}
+
+TEST_CASE("a request stopped after it was handed over but before a worker took it fails with "
+          "task_cancelled while the only worker is still busy, and that worker is left alone",
+          "[worker_pool]") {
+    const watchdog guard;
+    btq::worker_pool_executor executor(pool_options(echo_worker()));
+    REQUIRE(eventually([&] { return executor.stats().ready == 1; }));
+    auto busy = hand_over(executor, request("sleep", "1500"));
+    std::stop_source stop;
+    auto unsent = hand_over(executor, request("echo", "never"), stop.get_token());
+
+    const auto requested = steady::now();
+    stop.request_stop();
+    const auto cancelled = failure_of<btq::task_cancelled>(unsent);
+    CHECK(steady::now() - requested < 1s); // it did not wait for the busy worker's 1.5 s
+    REQUIRE(cancelled.has_value());
+    CHECK(cancelled->reason() == btq::not_run_reason::cancelled);
+    CHECK(busy.wait_for(0s) == std::future_status::timeout);
+
+    const btq::worker_response slept = answer(busy);
+    CHECK(slept.body == "slept");
+    CHECK(answer(hand_over(executor, request("pid"))).worker_pid == slept.worker_pid);
+    CHECK(executor.stats().starts == 1);
+}
+
+TEST_CASE("a worker request whose stop token is already stopped fails with task_cancelled "
+          "inside execute",
+          "[worker_pool]") {
+    const watchdog guard;
+    btq::worker_pool_executor executor(pool_options(echo_worker()));
+    std::stop_source stop;
+    stop.request_stop();
+    auto outcome = hand_over(executor, request("echo", "never"), stop.get_token());
+    REQUIRE(outcome.wait_for(0s) == std::future_status::ready);
+    CHECK(failure_of<btq::task_cancelled>(outcome).has_value());
+    CHECK(answer(hand_over(executor, request("echo", "after"))).body == "after");
 }
 
 // ---- shutdown ------------------------------------------------------------------------------
