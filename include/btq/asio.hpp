@@ -47,10 +47,30 @@
 ///   when drain() returns every handler has been posted but not necessarily run.
 /// - **overflow_policy::block** blocks the initiating thread, as submit() does (up to
 ///   `block_timeout`). On an event loop thread prefer `reject` or `drop_oldest`.
-/// - **No per-operation cancellation**: a cancellation slot associated with the handler is
-///   ignored. A started task cannot be withdrawn from its executor; a waiting one could in
-///   principle, but the queue has no per-task withdrawal, so neither is offered. Use a queue
-///   deadline (`btq::submit_options`), clear() or shutdown() to bound how long a caller waits.
+/// - **Per-operation cancellation**: when the handler has a connected cancellation slot (a
+///   coroutine's own with use_awaitable, as the operators of
+///   `boost/asio/experimental/awaitable_operators.hpp` and `parallel_group` connect it; a callback
+///   wrapped in `boost::asio::bind_cancellation_slot`), the task is submitted with a stop token of
+///   the operation's own as its `submit_options::stop` (a `stop` token the caller passed in the
+///   options is connected to it: requesting either stops the task), and a handler is installed
+///   in the slot:
+///   - `cancellation_type::terminal` or `partial` requests that stop. A task still waiting is
+///     answered at once with btq::task_cancelled: it never starts and its place is freed. A
+///     running task's stop token is requested: thread_executor and callable_executor hand it to
+///     a task that takes a std::stop_token (cooperative: the task decides), the process
+///     executors stop the child process or the worker (see subprocess_executor,
+///     worker_pool_executor). The completion then gets whatever the task produced: its value,
+///     its exception, the process executor's outcome.
+///   - `cancellation_type::total` alone is ignored. It asks that a cancelled operation leave no
+///     effects, and a task that may have started has effects: btq cannot withdraw a task without
+///     the risk that it already runs. (A coroutine accepts only terminal cancellation unless it
+///     changes its filter, `boost::asio::this_coro::reset_cancellation_state`.)
+///   - The handler is removed from the slot on the handler's associated executor, just before
+///     the completion handler runs there. The slot must be used from that executor, as every
+///     Asio slot is.
+///   Without a connected slot nothing is installed and `options` reach the queue unchanged. Use a
+///   queue deadline (`btq::submit_options`), clear() or shutdown() to bound how long a caller
+///   waits.
 /// - **Lifetimes**: the queue must outlive the initiation (with lazy tokens such as
 ///   use_awaitable and deferred, initiation happens when the operation is awaited or launched),
 ///   and the handler's execution context must outlive the operation: drain or shut the queue
@@ -65,12 +85,18 @@
 #include <concepts>
 #include <exception>
 #include <memory>
+#include <optional>
+#include <stop_token>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
-#include <boost/asio/append.hpp>
+#include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
+#include <boost/asio/associator.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/cancellation_type.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 
@@ -91,31 +117,87 @@ struct asio_signature<void> {
     using type = void(std::exception_ptr);
 };
 
-/// The state of one async_submit() operation: the handler and the outstanding work that keeps
-/// its executor alive. Owned by the initiation until the queue admits the task, then by the
-/// queue callback, which is called exactly once for an admitted task.
+/// Requests stop on a source it shares: the std::stop_callback that connects the caller's own
+/// stop token to an operation's stop source.
+struct request_stop_of {
+    std::stop_source target;
+    void operator()() noexcept { target.request_stop(); }
+};
+
+/// The handler an operation installs in its cancellation slot: terminal and partial
+/// cancellation request stop on the operation's stop source, total alone is ignored (see the
+/// file comment). It shares the source, so it is safe to call until the slot is cleared.
+struct asio_cancellation_handler {
+    std::stop_source stop;
+    void operator()(boost::asio::cancellation_type_t type) noexcept {
+        constexpr auto stopping =
+            boost::asio::cancellation_type::terminal | boost::asio::cancellation_type::partial;
+        if ((type & stopping) != boost::asio::cancellation_type::none) {
+            stop.request_stop();
+        }
+    }
+};
+
+/// What is posted to the handler's associated executor: clears the operation's cancellation
+/// slot there, then calls the handler with the outcome (`Arguments`, a std::tuple). It has the
+/// handler's associated executor, allocator and the rest (the associator after namespace btq).
+template <class Handler, class Arguments>
+struct asio_completion_call {
+    boost::asio::cancellation_slot slot;
+    Handler handler;
+    Arguments arguments;
+    void operator()() {
+        slot.clear();
+        std::apply(std::move(handler), std::move(arguments));
+    }
+};
+
+/// The state of one async_submit() operation: the handler, the outstanding work that keeps its
+/// executor alive and, with a connected cancellation slot, what connects the slot to the task's
+/// stop token. Owned by the initiation until the queue admits the task, then by the queue
+/// callback, which is called exactly once for an admitted task.
 template <class Handler, class R>
 class asio_submit_op {
   public:
     explicit asio_submit_op(Handler handler)
         : work_(boost::asio::make_work_guard(handler)), handler_(std::move(handler)) {}
 
+    /// The options to submit with. When the handler has a connected cancellation slot: a stop
+    /// token of this operation's own, which the slot's handler requests (and `options.stop`
+    /// too, if it can be stopped). Otherwise `options` unchanged.
+    submit_options connect_cancellation(submit_options options) {
+        boost::asio::cancellation_slot slot =
+            boost::asio::get_associated_cancellation_slot(handler_);
+        if (!slot.is_connected()) {
+            return options;
+        }
+        const std::stop_source own;
+        if (options.stop.stop_possible()) {
+            caller_stop_.emplace(options.stop, request_stop_of{own});
+        }
+        options.stop = own.get_token();
+        slot.template emplace<asio_cancellation_handler>(asio_cancellation_handler{own});
+        slot_ = slot;
+        return options;
+    }
+
     /// Posts the handler with `result` to its associated executor and destroys the operation.
     static void complete(std::unique_ptr<asio_submit_op> self, task_result<R>&& result) {
         auto executor = self->work_.get_executor();
         Handler handler = std::move(self->handler_);
         auto work = std::move(self->work_); // keeps the executor busy until post() has run
+        const boost::asio::cancellation_slot slot = self->slot_;
         self.reset();
+        const auto post_with = [&](auto... outcome) {
+            using call = asio_completion_call<Handler, std::tuple<decltype(outcome)...>>;
+            boost::asio::post(executor, call{slot, std::move(handler), {std::move(outcome)...}});
+        };
         if constexpr (std::is_void_v<R>) {
-            boost::asio::post(executor,
-                              boost::asio::append(std::move(handler), take_error(result)));
+            post_with(take_error(result));
         } else if (result.has_value()) {
-            boost::asio::post(executor,
-                              boost::asio::append(std::move(handler), std::exception_ptr(),
-                                                  std::move(result).value()));
+            post_with(std::exception_ptr(), std::move(result).value());
         } else {
-            boost::asio::post(executor,
-                              boost::asio::append(std::move(handler), take_error(result), R{}));
+            post_with(take_error(result), R{});
         }
     }
 
@@ -130,6 +212,9 @@ class asio_submit_op {
 
     boost::asio::executor_work_guard<boost::asio::associated_executor_t<Handler>> work_;
     Handler handler_;
+    boost::asio::cancellation_slot slot_; ///< connected when a handler was installed in it
+    /// Requests this operation's stop source when the caller's own stop token is requested.
+    std::optional<std::stop_callback<request_stop_of>> caller_stop_;
 };
 
 /// The callback handed to bounded_task_queue::submit(): a pointer to the operation.
@@ -159,8 +244,10 @@ struct initiate_async_submit {
         using op_type = asio_submit_op<std::decay_t<Handler>, result_type>;
         auto op = std::make_unique<op_type>(std::forward<Handler>(handler));
         try {
+            // Before submit(): once the task is admitted, the operation may complete at any time.
+            const submit_options submitted = op->connect_cancellation(options);
             queue->submit(std::move(task), asio_submit_callback<op_type, result_type>{op.get()},
-                          options);
+                          submitted);
         } catch (...) {
             // Refused (the queue guarantees the callback is never called when submit throws):
             // the operation is still ours, and answers through its handler.
@@ -189,12 +276,13 @@ using asio_submit_signature = typename detail::asio_signature<R>::type;
 /// Initiation calls `queue.submit(task, callback, options)`. Refusals (btq::queue_full,
 /// btq::queue_closed, btq::task_expired) never throw from here: like every other outcome they
 /// arrive through the completion, posted to the handler's associated executor. Outstanding
-/// work is held on that executor until then. Per-operation cancellation is not supported.
-/// See the file comment for the full semantics.
+/// work is held on that executor until then. A connected cancellation slot cancels a waiting
+/// task (btq::task_cancelled) and requests a running task's stop token on terminal or partial
+/// cancellation. See the file comment for the full semantics.
 ///
 /// @param queue   the queue; must outlive the initiation (for use_awaitable: the co_await)
 /// @param task    the task, moved into the queue
-/// @param options priority and queue deadline of this task
+/// @param options priority, queue deadline and stop token of this task
 /// @param token   any Asio completion token for asio_submit_signature<R>
 /// @return whatever `token` makes of the operation (void for a callback, `awaitable<R>` for
 ///         use_awaitable, `std::future<R>` for use_future, ...)
@@ -247,3 +335,20 @@ auto async_submit(bounded_task_queue<Task, Executor>& queue, std::type_identity_
 }
 
 } // namespace btq
+
+/// The completion posted by async_submit() has the associated executor, allocator, cancellation
+/// slot and immediate executor of the handler it calls, as Asio's own binders do.
+template <template <class, class> class Associator, class Handler, class Arguments,
+          class DefaultCandidate>
+struct boost::asio::associator<Associator, btq::detail::asio_completion_call<Handler, Arguments>,
+                               DefaultCandidate> {
+    using call = btq::detail::asio_completion_call<Handler, Arguments>;
+    using type = typename Associator<Handler, DefaultCandidate>::type;
+    static type get(const call& completion) noexcept {
+        return Associator<Handler, DefaultCandidate>::get(completion.handler);
+    }
+    static auto get(const call& completion, const DefaultCandidate& candidate) noexcept
+        -> decltype(Associator<Handler, DefaultCandidate>::get(completion.handler, candidate)) {
+        return Associator<Handler, DefaultCandidate>::get(completion.handler, candidate);
+    }
+};

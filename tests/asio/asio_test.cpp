@@ -1,13 +1,19 @@
 // btq::async_submit (include/btq/asio.hpp): use_awaitable, callbacks, use_future, refusals, work
-// tracking, strands.
+// tracking, strands, per-operation cancellation.
 #include <btq/asio.hpp>
 #include <btq/btq.hpp>
 
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/bind_executor.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/deferred.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 
@@ -22,7 +28,9 @@
 #include <functional>
 #include <future>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
+#include <stop_token>
 #include <string>
 #include <thread>
 #include <vector>
@@ -54,6 +62,8 @@ namespace {
 
 using int_queue = btq::bounded_task_queue<std::function<int()>>;
 using void_queue = btq::bounded_task_queue<std::function<void()>>;
+/// Tasks that take a std::stop_token: thread_executor hands them theirs.
+using stoppable_queue = btq::bounded_task_queue<std::function<int(std::stop_token)>>;
 
 using btq_test::concurrency_probe;
 using btq_test::eventually;
@@ -68,6 +78,41 @@ void spawn(asio::io_context& io, Coroutine coroutine, std::exception_ptr& ended_
         ended = true;
     });
 }
+
+/// What a stoppable task does: waits (up to 10 s) for its stop token, then returns 7 if it saw
+/// the stop and 0 if it did not.
+int wait_for_stop(const std::stop_token& stop) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!stop.stop_requested() && std::chrono::steady_clock::now() < until) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return stop.stop_requested() ? 7 : 0;
+}
+
+/// A queue of max_concurrency 1 whose only slot is taken until release() (or the destructor):
+/// what is submitted next waits.
+class occupied_queue {
+  public:
+    occupied_queue()
+        : blocker_(queue.submit([this] {
+              gate_.wait();
+              return 0;
+          })) {}
+    occupied_queue(const occupied_queue&) = delete;
+    occupied_queue& operator=(const occupied_queue&) = delete;
+    ~occupied_queue() { gate_.open(); }
+    /// Frees the slot and waits for the blocking task to end.
+    void release() {
+        gate_.open();
+        static_cast<void>(blocker_.get());
+    }
+
+    gate gate_;
+    int_queue queue{btq::queue_options{.max_concurrency = 1, .capacity = 4}};
+
+  private:
+    std::future<int> blocker_;
+};
 
 } // namespace
 
@@ -561,4 +606,219 @@ TEST_CASE("a completion whose handler is bound to a strand runs on that strand",
     CHECK(on_strand.load() == 2 * operations);
     CHECK(off_strand.load() == 0);
     CHECK(serial_counter == 2 * operations);
+}
+
+// ---- per-operation cancellation -------------------------------------------------------------
+
+TEST_CASE("a waiting task whose async_submit loses to a timer under || is cancelled at once and "
+          "never starts",
+          "[asio]") {
+    using namespace asio::experimental::awaitable_operators;
+    occupied_queue occupied;
+    asio::io_context io;
+    // Bounds the test: were the task not cancelled, || would wait for it, and it for the slot.
+    asio::steady_timer guard(io, std::chrono::seconds(10));
+    guard.async_wait([&](const boost::system::error_code&) { occupied.gate_.open(); });
+    std::atomic<bool> started{false};
+    std::optional<std::size_t> winner;
+    btq::queue_stats after{};
+    std::exception_ptr error;
+    bool ended = false;
+    spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+            asio::steady_timer timer(co_await asio::this_coro::executor,
+                                     std::chrono::milliseconds(50));
+            const auto result = co_await (btq::async_submit(
+                                              occupied.queue,
+                                              [&started] {
+                                                  started = true;
+                                                  return 1;
+                                              },
+                                              asio::use_awaitable) ||
+                                          timer.async_wait(asio::use_awaitable));
+            winner = result.index();
+            after = occupied.queue.stats(); // the slot is still taken
+            guard.cancel();
+        },
+        error, ended);
+    io.run();
+
+    REQUIRE(ended);
+    CHECK_FALSE(error);
+    REQUIRE(winner.has_value());
+    CHECK(*winner == 1); // the timer
+    CHECK(after.cancelled == 1);
+    CHECK(after.queued == 0); // its place was freed at once
+    CHECK(after.active == 1);
+    occupied.release();
+    REQUIRE(occupied.queue.drain(std::chrono::seconds(10)));
+    CHECK_FALSE(started.load());
+    CHECK(occupied.queue.stats().total_processed == 1); // only the blocking task ran
+}
+
+TEST_CASE("a running task that takes a std::stop_token sees it stopped when its async_submit "
+          "loses under ||",
+          "[asio]") {
+    using namespace asio::experimental::awaitable_operators;
+    stoppable_queue queue({.max_concurrency = 1, .capacity = 4});
+    asio::io_context io;
+    // Completes (cancelled, as_tuple: no throw) as soon as the task has started.
+    asio::steady_timer started(io, asio::steady_timer::time_point::max());
+    std::atomic<int> task_returned{-1};
+    std::optional<std::size_t> winner;
+    std::exception_ptr error;
+    bool ended = false;
+    const auto begin = std::chrono::steady_clock::now();
+    spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+            const auto result = co_await (btq::async_submit(
+                                              queue,
+                                              [&](const std::stop_token& stop) {
+                                                  asio::post(io, [&started] { started.cancel(); });
+                                                  task_returned = wait_for_stop(stop);
+                                                  return task_returned.load();
+                                              },
+                                              asio::use_awaitable) ||
+                                          started.async_wait(asio::as_tuple(asio::use_awaitable)));
+            winner = result.index();
+        },
+        error, ended);
+    io.run(); // || resumes once both have completed, the task too
+
+    REQUIRE(ended);
+    CHECK_FALSE(error);
+    REQUIRE(winner.has_value());
+    CHECK(*winner == 1);
+    CHECK(task_returned.load() == 7); // it saw its stop token stopped
+    CHECK(std::chrono::steady_clock::now() - begin < std::chrono::seconds(5));
+    REQUIRE(queue.drain(std::chrono::seconds(10)));
+    CHECK(queue.stats().cancelled == 0); // it ran: not a cancellation of a waiting task
+}
+
+TEST_CASE("a callback bound to a cancellation slot: terminal cancels its waiting task with "
+          "task_cancelled, total alone is ignored, and each slot is cleared when its operation "
+          "completes",
+          "[asio]") {
+    occupied_queue occupied;
+    asio::io_context io;
+    asio::cancellation_signal terminal_signal;
+    asio::cancellation_signal total_signal;
+    std::atomic<bool> cancelled_started{false};
+    int terminal_calls = 0;
+    std::exception_ptr terminal_error;
+    int total_calls = 0;
+    std::exception_ptr total_error;
+    int total_value = -1;
+    btq::async_submit(
+        occupied.queue,
+        [&cancelled_started] {
+            cancelled_started = true;
+            return 6;
+        },
+        asio::bind_cancellation_slot(
+            terminal_signal.slot(),
+            asio::bind_executor(io, [&](std::exception_ptr e, int /*value*/) {
+                ++terminal_calls;
+                terminal_error = std::move(e);
+            })));
+    btq::async_submit(
+        occupied.queue, [] { return 5; },
+        asio::bind_cancellation_slot(total_signal.slot(),
+                                     asio::bind_executor(io, [&](std::exception_ptr e, int value) {
+                                         ++total_calls;
+                                         total_error = std::move(e);
+                                         total_value = value;
+                                     })));
+    CHECK(terminal_signal.slot().has_handler());
+    CHECK(total_signal.slot().has_handler());
+    REQUIRE(occupied.queue.stats().queued == 2);
+
+    total_signal.emit(asio::cancellation_type::total);
+    terminal_signal.emit(asio::cancellation_type::terminal);
+    CHECK(occupied.queue.stats().queued == 1); // the terminal one left the queue at once
+    CHECK(occupied.queue.stats().cancelled == 1);
+    CHECK(terminal_calls == 0); // posted, not invoked inside emit()
+    io.poll();
+    REQUIRE(terminal_calls == 1);
+    CHECK_THROWS_AS(std::rethrow_exception(terminal_error), btq::task_cancelled);
+    CHECK_FALSE(terminal_signal.slot().has_handler());
+    CHECK(total_calls == 0);
+    CHECK(total_signal.slot().has_handler()); // still waiting, still cancellable
+
+    occupied.release();
+    io.restart();
+    io.run();
+    REQUIRE(total_calls == 1);
+    CHECK_FALSE(total_error);
+    CHECK(total_value == 5);
+    CHECK_FALSE(total_signal.slot().has_handler());
+    CHECK_FALSE(cancelled_started.load());
+}
+
+TEST_CASE("a callback bound to a cancellation slot: partial cancellation of a running task "
+          "requests its stop token and the callback gets what the task returned",
+          "[asio]") {
+    stoppable_queue queue({.max_concurrency = 1, .capacity = 4});
+    asio::io_context io;
+    gate started;
+    asio::cancellation_signal signal;
+    int calls = 0;
+    std::exception_ptr error;
+    int value = -1;
+    btq::async_submit(
+        queue,
+        [&started](const std::stop_token& stop) {
+            started.open();
+            return wait_for_stop(stop);
+        },
+        asio::bind_cancellation_slot(signal.slot(),
+                                     asio::bind_executor(io, [&](std::exception_ptr e, int v) {
+                                         ++calls;
+                                         error = std::move(e);
+                                         value = v;
+                                     })));
+    started.wait();
+    signal.emit(asio::cancellation_type::partial);
+    io.run();
+
+    REQUIRE(calls == 1);
+    CHECK_FALSE(error);
+    CHECK(value == 7); // the task saw the stop, and its value is the answer
+    CHECK_FALSE(signal.slot().has_handler());
+}
+
+TEST_CASE("with a connected cancellation slot, the stop token passed in submit_options still "
+          "cancels the waiting task",
+          "[asio]") {
+    occupied_queue occupied;
+    asio::io_context io;
+    asio::cancellation_signal signal;
+    std::stop_source caller;
+    std::atomic<bool> started{false};
+    int calls = 0;
+    std::exception_ptr error;
+    btq::async_submit(
+        occupied.queue,
+        [&started] {
+            started = true;
+            return 1;
+        },
+        btq::submit_options{.stop = caller.get_token()},
+        asio::bind_cancellation_slot(signal.slot(),
+                                     asio::bind_executor(io, [&](std::exception_ptr e, int) {
+                                         ++calls;
+                                         error = std::move(e);
+                                     })));
+    caller.request_stop();
+    CHECK(occupied.queue.stats().cancelled == 1);
+    io.poll();
+
+    REQUIRE(calls == 1);
+    CHECK_THROWS_AS(std::rethrow_exception(error), btq::task_cancelled);
+    CHECK_FALSE(signal.slot().has_handler());
+    occupied.release();
+    REQUIRE(occupied.queue.drain(std::chrono::seconds(10)));
+    CHECK_FALSE(started.load());
 }
