@@ -400,7 +400,7 @@ api::routed api::route(api_request& request) {
     return job;
 }
 
-boost::asio::awaitable<api_response> api::run(routed& job, const abandon_flag& abandoned) {
+boost::asio::awaitable<api_response> api::run(routed& job, const std::stop_token& stop) {
     const std::string& operation = job.operation;
     std::string& body = job.body;
     if (shutting_down()) {
@@ -409,7 +409,7 @@ boost::asio::awaitable<api_response> api::run(routed& job, const abandon_flag& a
         co_return refused;
     }
     const bool xml_answer = operation.find("-xml") != std::string::npos;
-    run_outcome outcome = co_await backend_.run(operation, body, abandoned);
+    run_outcome outcome = co_await backend_.run(operation, body, stop);
     api_response response;
     response.wait_time = outcome.wait_time;
     response.run_time = outcome.run_time;
@@ -498,6 +498,7 @@ api_response api::queue_stats() const {
     append_field(out, "rejected", stats.rejected);
     append_field(out, "cleared", stats.cleared);
     append_field(out, "expired", stats.expired);
+    append_field(out, "cancelled", stats.cancelled);
     append_field(out, "timedOut", stats.timed_out);
     out += R"("closed":)";
     out += stats.closed ? "true," : "false,";
@@ -594,7 +595,7 @@ api_response api::metrics_text() const {
         {"succeeded", stats.total_processed - std::min(stats.total_processed, stats.total_errors)},
         {"failed", failed},
         {"timed_out", stats.timed_out},
-        {"not_run", stats.rejected + stats.cleared + stats.expired},
+        {"not_run", stats.rejected + stats.cleared + stats.expired + stats.cancelled},
     }};
     for (const auto& [outcome, count] : outcomes) {
         out += "btq_tasks_total{outcome=\"";
@@ -605,11 +606,12 @@ api_response api::metrics_text() const {
     }
     out += "# HELP btq_rejections_total Queued requests that never started, by reason.\n"
            "# TYPE btq_rejections_total counter\n";
-    const std::array<std::pair<std::string_view, std::uint64_t>, 4> reasons{{
+    const std::array<std::pair<std::string_view, std::uint64_t>, 5> reasons{{
         {"queue_full", stats.rejected - std::min(stats.rejected, stats.displaced)},
         {"displaced", stats.displaced},
         {"expired", stats.expired},
         {"cleared", stats.cleared},
+        {"cancelled", stats.cancelled},
     }};
     for (const auto& [reason, count] : reasons) {
         out += "btq_rejections_total{reason=\"";

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstddef>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -63,11 +64,11 @@ class api {
     /// endpoints, and every error found before the queue); never throws.
     [[nodiscard]] routed route(api_request& request);
 
-    /// Runs a routed request through the queue and answers it; never throws. `abandoned` is set
-    /// by the caller if the client goes away while the request waits. (Parameters are
-    /// references: see backend::run.)
+    /// Runs a routed request through the queue and answers it; never throws. The caller
+    /// requests `stop` if the client goes away while the request waits or runs (see
+    /// backend::run; parameters are references for the reason given there).
     [[nodiscard]] boost::asio::awaitable<api_response> run(routed& job,
-                                                           const abandon_flag& abandoned);
+                                                           const std::stop_token& stop);
 
     /// An answer the HTTP layer produces itself (bad request line, body too large, ...).
     [[nodiscard]] static api_response error(unsigned status, std::string_view message);

@@ -1,7 +1,5 @@
 #include "backend.hpp"
 
-#include "abandonable_executor.hpp"
-
 #include <btq/asio.hpp>
 #include <btq/executors/subprocess_executor.hpp>
 #include <btq/executors/worker_pool_executor.hpp>
@@ -37,9 +35,6 @@ run_outcome outcome_of(const std::exception_ptr& error) {
     run_outcome outcome;
     try {
         std::rethrow_exception(error);
-    } catch (const caller_gone& gone) {
-        outcome.result = run_outcome::kind::client_gone;
-        outcome.message = gone.what();
     } catch (const btq::worker_start_error& failed) { // a task_not_run, but the server's fault
         outcome.result = run_outcome::kind::worker_failed;
         outcome.message = failed.what();
@@ -60,15 +55,15 @@ run_outcome outcome_of(const std::exception_ptr& error) {
 }
 
 /// Common part of both modes: the queue and the shutdown steps.
-template <class Task, class Inner>
+template <class Task, class Executor>
 class queued_backend : public backend {
   public:
-    using queue_type = btq::bounded_task_queue<abandonable<Task>, abandonable_executor<Inner>>;
+    using queue_type = btq::bounded_task_queue<Task, Executor>;
 
-    template <class... InnerArgs>
-    explicit queued_backend(const backend_options& options, InnerArgs&&... inner_args)
+    template <class... ExecutorArgs>
+    explicit queued_backend(const backend_options& options, ExecutorArgs&&... executor_args)
         : options_(options),
-          queue_(queue_options_for(options), std::forward<InnerArgs>(inner_args)...) {}
+          queue_(queue_options_for(options), std::forward<ExecutorArgs>(executor_args)...) {}
 
     [[nodiscard]] btq::queue_stats stats() const override { return queue_.stats(); }
     [[nodiscard]] const backend_options& options() const noexcept override { return options_; }
@@ -82,22 +77,34 @@ class queued_backend : public backend {
     }
 
     /// Cancels what still runs (the queue's executor kills the worker processes).
-    void stop() override { queue_.executor().inner().cancel_running(); }
+    void stop() override { queue_.executor().cancel_running(); }
 
   protected:
-    /// Submits `task` (moved from) and waits without blocking a thread; `answered` turns the
-    /// worker's answer into the outcome, outcome_of() every failure. (The task is passed by
-    /// reference: see backend::run.)
+    /// Submits `task` (moved from) with `stop` as its stop token and waits without blocking a
+    /// thread; `answered` turns the worker's answer into the outcome, outcome_of() every
+    /// failure. (The task is passed by reference: see backend::run.)
+    ///
+    /// A request that failed after its client went away (its stop was requested) is client_gone
+    /// whatever the failure says: btq::task_cancelled when it was still waiting (it never
+    /// started), process_ending::cancelled in spawn mode (checked_subprocess_executor), a
+    /// worker_failure in pool mode, where the worker was killed and is being replaced.
     template <class Answered>
-    boost::asio::awaitable<run_outcome> submit(abandonable<Task>& task, Answered answered) {
+    boost::asio::awaitable<run_outcome> submit(Task& task, const std::stop_token& stop,
+                                               Answered answered) {
         std::exception_ptr failure;
         try {
-            auto operation = btq::async_submit(queue_, std::move(task), boost::asio::use_awaitable);
+            auto operation =
+                btq::async_submit(queue_, std::move(task), btq::submit_options{.stop = stop},
+                                  boost::asio::use_awaitable);
             co_return answered(co_await std::move(operation));
         } catch (...) {
             failure = std::current_exception();
         }
-        co_return outcome_of(failure);
+        run_outcome outcome = outcome_of(failure);
+        if (stop.stop_requested()) {
+            outcome.result = run_outcome::kind::client_gone;
+        }
+        co_return outcome;
     }
 
     backend_options options_;
@@ -147,15 +154,19 @@ class checked_subprocess_executor {
   public:
     template <class Task>
     using result_type = btq::process_result;
+    /// The request's stop token reaches the inner executor, which stops the process.
+    static constexpr bool stops_running_tasks = true;
 
     void execute(btq::command&& command, btq::completion<btq::process_result> done) {
         const std::chrono::nanoseconds waited = done.waited();
+        std::stop_token stop = done.stop_token();
         inner_.execute(std::move(command),
                        btq::completion<btq::process_result>::from(
                            [done = std::move(done),
                             waited](btq::task_result<btq::process_result>&& result) mutable {
                                judge(std::move(result), std::move(done), waited);
-                           }));
+                           },
+                           std::move(stop)));
     }
 
     void cancel_running() { inner_.cancel_running(); }
@@ -163,7 +174,7 @@ class checked_subprocess_executor {
   private:
     static void judge(btq::task_result<btq::process_result>&& result,
                       btq::completion<btq::process_result> done, std::chrono::nanoseconds waited) {
-        if (!result.has_value()) { // it did not start (spawn_error)
+        if (!result.has_value()) { // it did not start (spawn_error, task_cancelled)
             done.set_exception(result.error());
             return;
         }
@@ -172,6 +183,9 @@ class checked_subprocess_executor {
         if (run.ending == btq::process_ending::timed_out) {
             done.set_exception(std::make_exception_ptr(
                 btq::task_timeout("schedule_worker ran past the task timeout and was stopped")));
+        } else if (run.ending == btq::process_ending::cancelled) {
+            done.set_exception(std::make_exception_ptr(
+                worker_crashed("schedule_worker was stopped: its client went away")));
         } else if (run.ending == btq::process_ending::exited && answers_with_json(run.exit_code) &&
                    !run.stdout_truncated && !run.standard_output.empty()) {
             done.set_value(std::move(run));
@@ -189,15 +203,14 @@ class spawn_backend final : public queued_backend<btq::command, checked_subproce
     explicit spawn_backend(const backend_options& options) : queued_backend(options) {}
 
     boost::asio::awaitable<run_outcome> run(const std::string& operation, std::string& body,
-                                            const abandon_flag& abandoned) override {
-        abandonable<btq::command> task;
-        task.task.program = options_.worker_program.string();
-        task.task.arguments = {"--data-dir", options_.data_dir.string(), operation};
-        task.task.standard_input = std::move(body);
-        task.task.timeout = options_.task_timeout;
-        task.task.kill_grace = std::chrono::milliseconds(500);
-        task.abandoned = abandoned;
-        co_return co_await submit(task, [](btq::process_result result) {
+                                            const std::stop_token& stop) override {
+        btq::command task;
+        task.program = options_.worker_program.string();
+        task.arguments = {"--data-dir", options_.data_dir.string(), operation};
+        task.standard_input = std::move(body);
+        task.timeout = options_.task_timeout;
+        task.kill_grace = std::chrono::milliseconds(500);
+        co_return co_await submit(task, stop, [](btq::process_result result) {
             return run_outcome{.result = run_outcome::kind::answered,
                                .body = std::move(result.standard_output),
                                .message = {},
@@ -225,12 +238,11 @@ class pool_backend final : public queued_backend<btq::worker_request, btq::worke
         : queued_backend(options, pool_options_for(options)) {}
 
     boost::asio::awaitable<run_outcome> run(const std::string& operation, std::string& body,
-                                            const abandon_flag& abandoned) override {
-        abandonable<btq::worker_request> task;
-        task.task.operation = operation;
-        task.task.body = std::move(body);
-        task.abandoned = abandoned;
-        co_return co_await submit(task, [](btq::worker_response response) {
+                                            const std::stop_token& stop) override {
+        btq::worker_request task;
+        task.operation = operation;
+        task.body = std::move(body);
+        co_return co_await submit(task, stop, [](btq::worker_response response) {
             return run_outcome{.result = run_outcome::kind::answered,
                                .body = std::move(response.body),
                                .message = {},

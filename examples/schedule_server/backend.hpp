@@ -7,11 +7,11 @@
 
 #include <boost/asio/awaitable.hpp>
 
-#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <filesystem>
 #include <memory>
+#include <stop_token>
 #include <string>
 
 namespace schedule_server {
@@ -40,7 +40,8 @@ struct run_outcome {
         not_run,       ///< refused, expired, cleared or shut down before it started (503)
         timed_out,     ///< ran past the task timeout and was stopped (504)
         worker_failed, ///< the worker crashed, could not start or answered garbage (502)
-        client_gone,   ///< the client disconnected before the request started; never ran
+        client_gone,   ///< the client disconnected: cancelled while waiting (it never ran) or
+                       ///< stopped while running
     };
     kind result = kind::answered;
     std::string body;    ///< answered: the worker's JSON
@@ -48,10 +49,6 @@ struct run_outcome {
     std::chrono::nanoseconds wait_time{0};
     std::chrono::nanoseconds run_time{0};
 };
-
-/// Set by the HTTP layer when the client of a request goes away; a request whose flag is set
-/// when its turn comes is not started.
-using abandon_flag = std::shared_ptr<std::atomic<bool>>;
 
 /// @brief The queue in front of schedule_worker. Thread-safe.
 class backend {
@@ -64,11 +61,14 @@ class backend {
     backend& operator=(backend&&) = delete;
 
     /// Runs `operation` with the request JSON `body` (moved from) when a slot is free; never
-    /// throws. Coroutine parameters are references throughout the server: GCC 12 copies
-    /// by-value coroutine arguments into the frame byte by byte in some cases, which breaks
-    /// std::string's short-string pointer; the caller's variables outlive the co_await.
+    /// throws. `stop` is the request's stop token (submit_options::stop), requested by the HTTP
+    /// layer when the client goes away: a waiting request is then answered at once and never
+    /// starts, a running one is stopped; either way the outcome is client_gone. Coroutine
+    /// parameters are references throughout the server: GCC 12 copies by-value coroutine
+    /// arguments into the frame byte by byte in some cases, which breaks std::string's
+    /// short-string pointer; the caller's variables outlive the co_await.
     [[nodiscard]] virtual boost::asio::awaitable<run_outcome>
-    run(const std::string& operation, std::string& body, const abandon_flag& abandoned) = 0;
+    run(const std::string& operation, std::string& body, const std::stop_token& stop) = 0;
 
     [[nodiscard]] virtual btq::queue_stats stats() const = 0;
     [[nodiscard]] virtual const backend_options& options() const noexcept = 0;

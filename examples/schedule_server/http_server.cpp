@@ -14,6 +14,7 @@
 #include <atomic>
 #include <cstdio>
 #include <mutex>
+#include <stop_token>
 #include <unordered_map>
 #include <utility>
 
@@ -135,35 +136,38 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
             call.body = std::move(request.body());
 
             api::routed job = endpoints.route(call);
-            abandon_flag abandoned; // only queued requests get one
             api_response response;
+            bool client_left = false;
             if (job.immediate) {
                 response = std::move(*job.immediate);
             } else {
-                // While the request waits, watch for the client closing the connection: a
-                // request whose client is gone is not started (the abandonable executor checks
-                // the flag). Only queued requests pay for the watch.
-                abandoned = std::make_shared<std::atomic<bool>>(false);
+                // While the request waits or runs, watch for the client closing the connection:
+                // its hang-up requests stop on the request (submit_options::stop). Still
+                // waiting, it is answered at once and never starts; running in spawn mode, its
+                // process is stopped; in pool mode, its worker is stopped and replaced. Only
+                // queued requests pay for the watch.
+                std::stop_source hang_up;
                 client.stream.expires_never();
                 const int fd = client.stream.socket().native_handle();
                 client.stream.socket().async_wait(
-                    tcp::socket::wait_read, [abandoned, fd](const beast::error_code& error) {
+                    tcp::socket::wait_read, [hang_up, fd](const beast::error_code& error) mutable {
                         if (error) {
                             return;
                         }
                         char byte = 0;
                         if (::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0) {
-                            abandoned->store(true, std::memory_order_release);
+                            hang_up.request_stop();
                         }
                     });
-                response = co_await endpoints.run(job, abandoned);
+                const std::stop_token stop = hang_up.get_token();
+                response = co_await endpoints.run(job, stop);
+                client_left = stop.stop_requested();
                 beast::error_code ignored;
                 client.stream.socket().cancel(ignored);
             }
 
-            const bool keep_alive = request.keep_alive() &&
-                                    !stopping.load(std::memory_order_acquire) &&
-                                    !(abandoned && abandoned->load(std::memory_order_acquire));
+            const bool keep_alive =
+                request.keep_alive() && !stopping.load(std::memory_order_acquire) && !client_left;
             const std::string method(request.method_string());
             const std::string target(request.target());
             const bool written =

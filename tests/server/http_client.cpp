@@ -206,10 +206,24 @@ class raw_socket {
 
 } // namespace
 
+struct unanswered_request::impl {
+    explicit impl(unsigned short port) : socket(port) {}
+    raw_socket socket;
+};
+
+unanswered_request::unanswered_request(unsigned short port, const std::string& raw)
+    : impl_(std::make_unique<impl>(port)) {
+    impl_->socket.send_all(raw);
+}
+
+unanswered_request::~unanswered_request() = default;
+
+void unanswered_request::hang_up() {
+    impl_->socket.close();
+}
+
 void send_and_close(unsigned short port, const std::string& raw) {
-    raw_socket socket(port);
-    socket.send_all(raw);
-    socket.close();
+    unanswered_request(port, raw).hang_up();
 }
 
 raw_answer send_raw(unsigned short port, const std::string& raw,

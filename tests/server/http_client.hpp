@@ -59,6 +59,26 @@ class http_connection {
 /// Raw socket: connects, writes `raw` (a whole HTTP request) and closes at once, reading nothing.
 void send_and_close(unsigned short port, const std::string& raw);
 
+/// Raw socket: a request written and never read, its connection open until hang_up() (or the
+/// destructor) closes it, as a client that gives up does.
+class unanswered_request {
+  public:
+    /// Connects and writes `raw` (a whole HTTP request). @throws std::runtime_error
+    unanswered_request(unsigned short port, const std::string& raw);
+    ~unanswered_request();
+    unanswered_request(const unanswered_request&) = delete;
+    unanswered_request& operator=(const unanswered_request&) = delete;
+    unanswered_request(unanswered_request&&) = delete;
+    unanswered_request& operator=(unanswered_request&&) = delete;
+
+    /// Closes the connection without reading the answer.
+    void hang_up();
+
+  private:
+    struct impl;
+    std::unique_ptr<impl> impl_;
+};
+
 /// What a raw exchange read: everything until the server closed, or until the timeout.
 struct raw_answer {
     std::string received;

@@ -275,13 +275,15 @@ TEST_CASE("SIGTERM stops a request still running when the shutdown grace is over
     }
 }
 
-TEST_CASE("a request whose client went away while it waited is never started", "[server]") {
+TEST_CASE("a request whose client went away while it waited is cancelled at once and never "
+          "starts, in both modes",
+          "[server]") {
     const std::string mode = GENERATE(as<std::string>{}, "pool", "spawn");
     CAPTURE(mode);
     server_config config;
     config.mode = mode;
     config.pool_size = 1;
-    config.worker_delay_ms = 500;
+    config.worker_delay_ms = 1500;
     server_process server(config);
     const std::int64_t before = schedule_count(server);
 
@@ -291,23 +293,78 @@ TEST_CASE("a request whose client went away while it waited is never started", "
         wait_until([&] { return int_of(server.pool_stats(), "activeProcesses") == 1; }, 5s);
 
     const std::string body = import_body("Abandoned");
-    send_and_close(server.port(), "POST /api/import-schedule HTTP/1.1\r\nHost: x\r\n"
-                                  "Content-Type: application/json\r\nContent-Length: " +
-                                      std::to_string(body.size()) + "\r\n\r\n" + body);
+    unanswered_request abandoned(server.port(),
+                                 "POST /api/import-schedule HTTP/1.1\r\nHost: x\r\n"
+                                 "Content-Type: application/json\r\nContent-Length: " +
+                                     std::to_string(body.size()) + "\r\n\r\n" + body);
+    const bool queued =
+        wait_until([&] { return int_of(server.pool_stats(), "queuedTasks") == 1; }, 5s);
+    abandoned.hang_up();
+    // Answered at once, not when its turn would have come: the first request still runs.
+    const bool cancelled =
+        wait_until([&] { return int_of(server.queue_stats(), "cancelled") == 1; }, 1s);
+    const json::object pool_then = server.pool_stats();
     running.join();
+    INFO(server.log());
     REQUIRE(started);
+    REQUIRE(queued);
+    CHECK(cancelled);
+    CHECK(int_of(pool_then, "queuedTasks") == 0);
+    CHECK(int_of(pool_then, "activeProcesses") == 1);
     CHECK(first.status == 200);
     CHECK(server.wait_for_log("POST /api/import-schedule 499", 3s));
-    std::this_thread::sleep_for(200ms);
 
     CHECK(schedule_count(server) == before);
     const std::string log = server.log();
-    INFO(log);
     CHECK(log_lines_with(log, "POST /api/import-schedule 499").size() == 1);
     CHECK(log_lines_with(log, "POST /api/import-schedule 200").empty());
-    const json::object pool = server.pool_stats();
-    // A, the two schedule counts; B is not counted as processed by a worker.
-    CHECK(int_of(pool, "totalProcessed") <= 4);
+    // The two schedule counts and the first request; the abandoned one never ran.
+    CHECK(int_of(server.pool_stats(), "totalProcessed") == 3);
+    CHECK(contains(server.get("/metrics").body, "btq_rejections_total{reason=\"cancelled\"} 1\n"));
+}
+
+TEST_CASE("a request whose client went away while it ran is stopped: in spawn mode its process "
+          "is gone within a second, in pool mode its worker is replaced",
+          "[server]") {
+    const std::string mode = GENERATE(as<std::string>{}, "pool", "spawn");
+    CAPTURE(mode);
+    server_config config;
+    config.mode = mode;
+    config.pool_size = 1;
+    config.worker_delay_ms = 20'000;
+    server_process server(config);
+    if (mode == "pool") {
+        REQUIRE(wait_until([&] { return worker_children(server.pid()) == 1; }, 10s));
+    }
+
+    unanswered_request abandoned(server.port(), "GET /api/schedules HTTP/1.1\r\nHost: x\r\n\r\n");
+    REQUIRE(wait_until([&] { return int_of(server.pool_stats(), "activeProcesses") == 1; }, 5s));
+    const std::vector<pid_t> workers = worker_pids(server.pid());
+    REQUIRE(workers.size() == 1);
+    const pid_t worker = workers.front();
+
+    const auto hung_up = std::chrono::steady_clock::now();
+    abandoned.hang_up();
+    const bool gone = wait_until([&] { return !read_process(worker).has_value(); }, 3s, 5ms);
+    const auto elapsed = std::chrono::steady_clock::now() - hung_up;
+    INFO(server.log());
+    INFO("gone after " << std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count()
+                       << " ms");
+    REQUIRE(gone);           // reaped by the server, not merely killed
+    CHECK(elapsed < 1500ms); // the request alone would have run 20 s
+    CHECK(server.wait_for_log("GET /api/schedules 499", 3s));
+    CHECK(wait_until([&] { return int_of(server.pool_stats(), "activeProcesses") == 0; }, 3s));
+    if (mode == "pool") {
+        // A new worker, serving on.
+        CHECK(wait_until(
+            [&] {
+                const std::vector<pid_t> now = worker_pids(server.pid());
+                return now.size() == 1 && now.front() != worker;
+            },
+            10s));
+    } else {
+        CHECK(worker_children(server.pid()) == 0);
+    }
 }
 
 TEST_CASE("two requests at once on a new data folder both succeed in both modes", "[server]") {

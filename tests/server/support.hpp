@@ -184,15 +184,20 @@ inline std::vector<process_info> children_of(pid_t parent) {
     return out;
 }
 
-/// Alive schedule_worker children of `parent` now.
-inline std::size_t worker_children(pid_t parent) {
-    std::size_t count = 0;
+/// The pids of the alive schedule_worker children of `parent` now.
+inline std::vector<pid_t> worker_pids(pid_t parent) {
+    std::vector<pid_t> pids;
     for (const auto& info : children_of(parent)) {
         if (alive(info) && runs_worker(info)) {
-            ++count;
+            pids.push_back(info.pid);
         }
     }
-    return count;
+    return pids;
+}
+
+/// Alive schedule_worker children of `parent` now.
+inline std::size_t worker_children(pid_t parent) {
+    return worker_pids(parent).size();
 }
 
 // --- The server process --------------------------------------------------------------------
@@ -340,6 +345,11 @@ class server_process {
     [[nodiscard]] json::object pool_stats() const {
         const json::object stats = json_body(get("/api/queue-stats"));
         return stats.at("processPool").as_object();
+    }
+    /// /api/queue-stats' queue object (btq's counters beside the seed's).
+    [[nodiscard]] json::object queue_stats() const {
+        const json::object stats = json_body(get("/api/queue-stats"));
+        return stats.at("queue").as_object();
     }
 
   private:
