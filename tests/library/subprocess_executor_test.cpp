@@ -94,6 +94,17 @@ std::future<btq::process_result> start(btq::subprocess_executor& executor, btq::
     return std::move(future);
 }
 
+/// A child stopped through its stop token, and how long after the stop request it was answered.
+struct stopped_run {
+    btq::process_result result;
+    steady::duration answered_after;
+};
+
+/// Runs `/bin/sh -c script` on `executor` (no queue) with a stop token and `kill_grace`; once
+/// the script has created the file named by its $1, requests the stop and waits for the answer.
+stopped_run stop_once_started(btq::subprocess_executor& executor, std::string script,
+                              std::chrono::milliseconds kill_grace);
+
 /// Runs `cmd` directly on `executor` (no queue) and waits for its outcome.
 btq::process_result run(btq::subprocess_executor& executor, btq::command cmd) {
     return answer(start(executor, std::move(cmd)));
@@ -237,6 +248,22 @@ class scoped_fd {
   private:
     int fd_;
 };
+
+stopped_run stop_once_started(btq::subprocess_executor& executor, std::string script,
+                              std::chrono::milliseconds kill_grace) {
+    const temp_directory dir;
+    const std::string marker = (dir.path() / "started").string();
+    btq::command cmd = shell(std::move(script), {marker});
+    cmd.kill_grace = kill_grace;
+    cmd.timeout = safety_timeout;
+    std::stop_source stop;
+    auto outcome = start(executor, std::move(cmd), stop.get_token());
+    REQUIRE(eventually([&] { return std::filesystem::exists(marker); }));
+    const auto requested = steady::now();
+    stop.request_stop();
+    btq::process_result result = answer(outcome);
+    return {std::move(result), steady::now() - requested};
+}
 
 } // namespace
 
@@ -409,20 +436,9 @@ TEST_CASE("a stop requested on a running child's token ends its process group wi
           "well within the kill grace, reported as cancelled with the output it wrote",
           "[subprocess]") {
     btq::subprocess_executor executor;
-    const temp_directory dir;
-    const std::string marker = (dir.path() / "started").string();
     // A grandchild in the child's process group, and output written before the stop.
-    btq::command cmd = shell("/bin/sleep 30 & echo started; : > \"$1\"; wait", {marker});
-    cmd.kill_grace = 5s;
-    cmd.timeout = safety_timeout;
-    std::stop_source stop;
-    auto outcome = start(executor, std::move(cmd), stop.get_token());
-    REQUIRE(eventually([&] { return std::filesystem::exists(marker); }));
-
-    const auto requested = steady::now();
-    stop.request_stop();
-    const btq::process_result r = answer(outcome);
-    const auto elapsed = steady::now() - requested;
+    const auto [r, elapsed] =
+        stop_once_started(executor, "/bin/sleep 30 & echo started; : > \"$1\"; wait", 5s);
     INFO(describe(r) << "; group: " << group_listing(r.pid));
     CHECK(r.ending == btq::process_ending::cancelled);
     CHECK(r.signal == SIGTERM);
@@ -438,19 +454,8 @@ TEST_CASE("a child that ignores SIGTERM is killed with SIGKILL kill_grace after 
           "requested",
           "[subprocess]") {
     btq::subprocess_executor executor;
-    const temp_directory dir;
-    const std::string marker = (dir.path() / "trapped").string();
-    btq::command cmd = shell("trap '' TERM; : > \"$1\"; exec /bin/sleep 30", {marker});
-    cmd.kill_grace = 300ms;
-    cmd.timeout = safety_timeout;
-    std::stop_source stop;
-    auto outcome = start(executor, std::move(cmd), stop.get_token());
-    REQUIRE(eventually([&] { return std::filesystem::exists(marker); }));
-
-    const auto requested = steady::now();
-    stop.request_stop();
-    const btq::process_result r = answer(outcome);
-    const auto elapsed = steady::now() - requested;
+    const auto [r, elapsed] =
+        stop_once_started(executor, "trap '' TERM; : > \"$1\"; exec /bin/sleep 30", 300ms);
     INFO(describe(r));
     CHECK(r.ending == btq::process_ending::cancelled);
     CHECK(r.signal == SIGKILL);
@@ -511,6 +516,41 @@ TEST_CASE("stop requests racing with children that end by themselves answer ever
     }
     CHECK(steady::now() - begin < 10s);
     CHECK(eventually([&] { return executor.running() == 0; }, 5s));
+}
+
+TEST_CASE("through a queue, submit_options::stop answers a waiting command with task_cancelled "
+          "at once and it never starts, and stops a running one, reported as cancelled",
+          "[subprocess]") {
+    process_queue queue({.max_concurrency = 1, .capacity = 4});
+    const temp_directory dir;
+    const std::string running_marker = (dir.path() / "running").string();
+    const std::string waiting_marker = (dir.path() / "waiting").string();
+    std::stop_source stop_running;
+    std::stop_source stop_waiting;
+    btq::command blocker = shell(": > \"$1\"; exec /bin/sleep 30", {running_marker});
+    blocker.timeout = safety_timeout;
+    auto running =
+        queue.submit(std::move(blocker), btq::submit_options{.stop = stop_running.get_token()});
+    REQUIRE(eventually([&] { return std::filesystem::exists(running_marker); }));
+    auto waiting = queue.submit(shell(": > \"$1\"", {waiting_marker}),
+                                btq::submit_options{.stop = stop_waiting.get_token()});
+    REQUIRE(queue.stats().queued == 1);
+
+    stop_waiting.request_stop();
+    REQUIRE(waiting.wait_for(answer_limit) == std::future_status::ready);
+    const btq::queue_stats after = queue.stats();
+    CHECK(after.queued == 0);
+    CHECK(after.cancelled == 1);
+    CHECK(after.active == 1); // answered without waiting for the slot
+    CHECK_THROWS_AS(waiting.get(), btq::task_cancelled);
+
+    stop_running.request_stop();
+    const btq::process_result r = answer(running);
+    INFO(describe(r));
+    CHECK(r.ending == btq::process_ending::cancelled);
+    CHECK(r.signal == SIGTERM);
+    REQUIRE(queue.drain(answer_limit));
+    CHECK_FALSE(std::filesystem::exists(waiting_marker)); // had it started, drain would wait
 }
 
 // ---- pipes ----------------------------------------------------------------------------------

@@ -1276,6 +1276,42 @@ TEST_CASE("a worker request whose stop token is already stopped fails with task_
     CHECK(answer(hand_over(executor, request("echo", "after"))).body == "after");
 }
 
+TEST_CASE("through a queue, submit_options::stop answers a waiting request with task_cancelled "
+          "before it reaches a worker, and fails a running one with worker_failure while the "
+          "pool serves on",
+          "[worker_pool]") {
+    const watchdog guard;
+    log_recorder log;
+    auto options = pool_options(python_worker());
+    options.log = log.callback();
+    pool_queue queue({.max_concurrency = 1, .capacity = 4}, options);
+    std::stop_source stop_running;
+    std::stop_source stop_waiting;
+    auto running =
+        queue.submit(request("hang"), btq::submit_options{.stop = stop_running.get_token()});
+    REQUIRE(eventually([&] { return log.count("hanging") == 1; }));
+    auto waiting = queue.submit(request("echo", "never"),
+                                btq::submit_options{.stop = stop_waiting.get_token()});
+    REQUIRE(queue.stats().queued == 1);
+
+    stop_waiting.request_stop();
+    const auto cancelled = failure_of<btq::task_cancelled>(waiting);
+    CHECK(cancelled.has_value());
+    const btq::queue_stats after = queue.stats();
+    CHECK(after.cancelled == 1);
+    CHECK(after.queued == 0);
+    CHECK(after.active == 1); // answered without waiting for the slot
+
+    const auto requested = steady::now();
+    stop_running.request_stop();
+    const auto failure = failure_of<btq::worker_failure>(running);
+    CHECK(steady::now() - requested < 2s);
+    REQUIRE(failure.has_value());
+    CHECK(contains(failure->what(), "stopped while running"));
+    CHECK(answer(queue.submit(request("echo", "after"))).body == "after");
+    CHECK(queue.executor().stats().starts == 2);
+}
+
 // ---- shutdown ------------------------------------------------------------------------------
 
 TEST_CASE("destroying a queue cancels the running tasks with worker_failure at once, answers the "

@@ -13,6 +13,15 @@ using namespace srv_test;
 
 namespace {
 
+/// A server with one worker (in `mode`) whose every operation takes `delay_ms`.
+server_config one_slow_worker(const std::string& mode, long delay_ms) {
+    server_config config;
+    config.mode = mode;
+    config.pool_size = 1;
+    config.worker_delay_ms = delay_ms;
+    return config;
+}
+
 bool contains(const std::string& text, std::string_view part) {
     return text.find(part) != std::string::npos;
 }
@@ -241,10 +250,7 @@ TEST_CASE("SIGTERM stops a request still running when the shutdown grace is over
           "[server]") {
     const std::string mode = GENERATE(as<std::string>{}, "pool", "spawn");
     CAPTURE(mode);
-    server_config config;
-    config.mode = mode;
-    config.pool_size = 1;
-    config.worker_delay_ms = 20'000;
+    server_config config = one_slow_worker(mode, 20'000);
     config.shutdown_grace_ms = 300;
     server_process server(config);
     run_worker_once(server.data_dir(), "schedules", "{}");
@@ -280,11 +286,7 @@ TEST_CASE("a request whose client went away while it waited is cancelled at once
           "[server]") {
     const std::string mode = GENERATE(as<std::string>{}, "pool", "spawn");
     CAPTURE(mode);
-    server_config config;
-    config.mode = mode;
-    config.pool_size = 1;
-    config.worker_delay_ms = 1500;
-    server_process server(config);
+    server_process server(one_slow_worker(mode, 1500));
     const std::int64_t before = schedule_count(server);
 
     http_response first;
@@ -328,11 +330,7 @@ TEST_CASE("a request whose client went away while it ran is stopped: in spawn mo
           "[server]") {
     const std::string mode = GENERATE(as<std::string>{}, "pool", "spawn");
     CAPTURE(mode);
-    server_config config;
-    config.mode = mode;
-    config.pool_size = 1;
-    config.worker_delay_ms = 20'000;
-    server_process server(config);
+    server_process server(one_slow_worker(mode, 20'000));
     if (mode == "pool") {
         REQUIRE(wait_until([&] { return worker_children(server.pid()) == 1; }, 10s));
     }
