@@ -246,7 +246,6 @@ class worker_pool_executor {
     /// caller adds the loop's own waiting ones); otherwise nothing.
     std::optional<std::vector<std::unique_ptr<pending_request>>> take_cancel_request();
     void fail_all_waiting(const std::string& message);
-    bool stopping_seen();
 
     // A worker's life.
     void start_worker(worker& w);
@@ -261,16 +260,61 @@ class worker_pool_executor {
     /// Reads whatever the (exited) worker left in its response pipe, and handles those frames.
     void drain_responses(worker& w);
 
-    // Descriptors, output and deadlines.
-    void add_watch(worker& w, stream which, int fd, std::uint32_t interest);
-    static process::unique_fd& descriptor(worker& w, stream which);
-    void close_stream(worker& w, stream which);
-    void close_all(worker& w);
+    // Output and deadlines.
     void read_log(worker& w, stream which);
     void flush_log(worker& w) const;
-    void schedule(const worker& w, clock_type::duration after, deadline_kind kind);
-    int next_timeout_ms();
     void run_due_deadlines();
+
+    // Plumbing, small enough to be defined here.
+    void add_watch(worker& w, stream which, int fd, std::uint32_t interest) {
+        watch& slot = w.watches[static_cast<std::size_t>(which)];
+        slot = watch{&w, which};
+        poller_.add(fd, interest, &slot);
+    }
+
+    static process::unique_fd& descriptor(worker& w, stream which) {
+        switch (which) {
+        case stream::pidfd:
+            return w.pidfd;
+        case stream::requests:
+            return w.requests;
+        case stream::responses:
+            return w.responses;
+        case stream::output:
+            return w.output;
+        case stream::error:
+            return w.error;
+        }
+        return w.pidfd;
+    }
+
+    void close_stream(worker& w, stream which) {
+        process::unique_fd& fd = descriptor(w, which);
+        if (fd) {
+            poller_.remove(fd.get());
+            fd.reset();
+        }
+    }
+
+    void close_all(worker& w) {
+        for (stream which :
+             {stream::requests, stream::responses, stream::output, stream::error, stream::pidfd}) {
+            close_stream(w, which);
+        }
+    }
+
+    void schedule(const worker& w, clock_type::duration after, deadline_kind kind) {
+        deadlines_.push({clock_type::now() + after, w.index, w.generation, kind});
+    }
+
+    int next_timeout_ms() {
+        return deadlines_.empty() ? -1 : process::milliseconds_until(deadlines_.top().at);
+    }
+
+    bool stopping_seen() {
+        std::lock_guard lock(mutex_);
+        return stopping_;
+    }
 
     worker_pool_options options_;
     process::poller poller_;

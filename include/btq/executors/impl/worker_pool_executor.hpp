@@ -3,7 +3,8 @@
 ///        which includes this file at its end), in the order a request travels: execute() hands
 ///        it over, the event thread takes it in, assigns it to an idle worker, writes it, reads
 ///        the answer and completes the task. Then the event loop, a worker's life (start, stop,
-///        reap) and the plumbing (descriptors, log lines, deadlines).
+///        reap), its log lines and the deadlines. (The smallest plumbing, for descriptors and
+///        deadlines, is defined in the class.)
 #pragma once
 
 #include <sys/epoll.h>
@@ -367,11 +368,6 @@ inline void worker_pool_executor::fail_all_waiting(const std::string& message) {
     }
 }
 
-inline bool worker_pool_executor::stopping_seen() {
-    std::lock_guard lock(mutex_);
-    return stopping_;
-}
-
 // ---- a worker's life ----------------------------------------------------------------------------
 
 inline void worker_pool_executor::start_worker(worker& w) {
@@ -538,45 +534,7 @@ inline void worker_pool_executor::drain_responses(worker& w) {
     }
 }
 
-// ---- descriptors, output and deadlines ----------------------------------------------------------
-
-inline void worker_pool_executor::add_watch(worker& w, stream which, int fd,
-                                            std::uint32_t interest) {
-    watch& slot = w.watches[static_cast<std::size_t>(which)];
-    slot = watch{&w, which};
-    poller_.add(fd, interest, &slot);
-}
-
-inline process::unique_fd& worker_pool_executor::descriptor(worker& w, stream which) {
-    switch (which) {
-    case stream::pidfd:
-        return w.pidfd;
-    case stream::requests:
-        return w.requests;
-    case stream::responses:
-        return w.responses;
-    case stream::output:
-        return w.output;
-    case stream::error:
-        return w.error;
-    }
-    return w.pidfd;
-}
-
-inline void worker_pool_executor::close_stream(worker& w, stream which) {
-    process::unique_fd& fd = descriptor(w, which);
-    if (fd) {
-        poller_.remove(fd.get());
-        fd.reset();
-    }
-}
-
-inline void worker_pool_executor::close_all(worker& w) {
-    for (stream which :
-         {stream::requests, stream::responses, stream::output, stream::error, stream::pidfd}) {
-        close_stream(w, which);
-    }
-}
+// ---- output and deadlines -----------------------------------------------------------------------
 
 inline void worker_pool_executor::read_log(worker& w, stream which) {
     std::array<char, 16384> buffer; // NOLINT(cppcoreguidelines-pro-type-member-init)
@@ -598,15 +556,6 @@ inline void worker_pool_executor::flush_log(worker& w) const {
     const auto log = [this, &w](std::string_view line) { options_.log(w.pid, line); };
     w.output_lines.flush(log);
     w.error_lines.flush(log);
-}
-
-inline void worker_pool_executor::schedule(const worker& w, clock_type::duration after,
-                                           deadline_kind kind) {
-    deadlines_.push({clock_type::now() + after, w.index, w.generation, kind});
-}
-
-inline int worker_pool_executor::next_timeout_ms() {
-    return deadlines_.empty() ? -1 : process::milliseconds_until(deadlines_.top().at);
 }
 
 inline void worker_pool_executor::run_due_deadlines() {
