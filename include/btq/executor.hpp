@@ -19,6 +19,7 @@
 #include <utility>
 #include <variant>
 
+#include "detail/dispatch_frame.hpp"
 #include "errors.hpp"
 
 namespace btq {
@@ -266,12 +267,6 @@ struct stop_invoke_result<F, Args...> {
 } // namespace detail
 
 namespace detail {
-
-/// Set by a queue, on the thread that is completing a task, while it hands the task that takes
-/// the freed slot to its executor (the value is that executor's address). An executor may then
-/// run the new task on this thread right after the current one, instead of queueing it and
-/// waking another thread. Anywhere else (a submit from a callback, say) it is null.
-inline thread_local const void* handoff_target = nullptr;
 
 /// Calls `invoke()` and captures its value or exception.
 template <class R, class Invoke>

@@ -94,6 +94,12 @@ class thread_executor {
         }
     }
 
+    /// @brief True on one of this executor's worker threads (a queue's drain() uses it to refuse
+    ///        a wait that would wait for itself).
+    [[nodiscard]] bool owns_this_thread() const noexcept {
+        return current_worker != nullptr && current_worker->owner == this;
+    }
+
     /// @brief Number of worker threads.
     [[nodiscard]] std::size_t thread_count() const {
         std::lock_guard lock(mutex_);
