@@ -110,6 +110,15 @@ class bounded_task_queue {
         if (capacity_ >= closed_bit) {
             throw std::invalid_argument("btq: capacity is too large");
         }
+        if constexpr (pulling_executor<Executor>) {
+            executor_.attach_source(detail::task_source{
+                [](void* self) { return static_cast<bounded_task_queue*>(self)->start_waiting(); },
+                [](const void* self) noexcept {
+                    const auto* queue = static_cast<const bounded_task_queue*>(self);
+                    return queue->waiting_count() > 0 && queue->slot_free();
+                },
+                this});
+        }
     }
 
     bounded_task_queue(const bounded_task_queue&) = delete;
@@ -652,6 +661,11 @@ class bounded_task_queue {
         node->stamp = detail::tick_clock::now();
         inbox_.push(node);
         if (slot_free()) {
+            if constexpr (pulling_executor<Executor>) {
+                if (executor_.idle_pulling()) {
+                    return admission::queued; // a worker looking for work takes it
+                }
+            }
             start_waiting();
         }
         return admission::queued;
@@ -676,8 +690,8 @@ class bounded_task_queue {
     bool displace_locked(int newcomer_priority, detail::node_chain& displaced);
 
     // Defined in impl/bounded_task_queue.hpp, in the order a task travels.
-    /// Starts waiting tasks on this thread while slots are free.
-    void start_waiting();
+    /// Starts waiting tasks on this thread while slots are free; false if none could start.
+    bool start_waiting();
     void run_dispatch(detail::queue_node* first, std::chrono::nanoseconds waited, bool more);
     /// Takes the next task that may start now, answering stale ones into `expired`. Sets
     /// `more` when yet another task could start after this one.

@@ -5,8 +5,9 @@
 /// so with the general-purpose allocator every task pays for a hand-over between two threads'
 /// heaps. Here each thread keeps its own free list of nodes of one size; a thread with too many
 /// passes a batch to a shared depot, a thread with none takes a batch from it: one lock per
-/// `batch` nodes instead of heap traffic per node. The depot holds at most `depot_limit` batches;
-/// beyond that, and when a thread exits, nodes go back to the heap.
+/// `batch` nodes instead of heap traffic per node. The depot holds at most `depot_limit` batches
+/// (65,536 nodes of each size: 4 MiB of 64-byte nodes after a burst that large); beyond that
+/// nodes go back to the heap. A thread that exits passes its cache to the depot.
 #pragma once
 
 #include <cstddef>
@@ -53,7 +54,7 @@ class node_pool {
 
   private:
     static constexpr std::size_t batch = 64;
-    static constexpr std::size_t depot_limit = 64;
+    static constexpr std::size_t depot_limit = 1024;
 
     struct free_node {
         free_node* next;
@@ -79,6 +80,9 @@ class node_pool {
         thread_cache(thread_cache&&) = delete;
         thread_cache& operator=(thread_cache&&) = delete;
         ~thread_cache() {
+            while (count >= batch) {
+                spill(*this);
+            }
             release(head);
             head = nullptr;
             dead = true;

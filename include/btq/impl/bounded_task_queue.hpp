@@ -210,7 +210,7 @@ bool bounded_task_queue<Task, Executor>::displace_locked(int newcomer_priority,
 
 template <class Task, class Executor>
     requires executor_for<Executor, Task>
-void bounded_task_queue<Task, Executor>::start_waiting() {
+bool bounded_task_queue<Task, Executor>::start_waiting() {
     detail::node_chain expired;
     detail::queue_node* next = nullptr;
     bool more = false;
@@ -224,9 +224,11 @@ void bounded_task_queue<Task, Executor>::start_waiting() {
     if (expired.size > 0) {
         answer_unstarted(expired, std::make_exception_ptr(task_expired()));
     }
-    if (next != nullptr) {
-        run_dispatch(next, waited, more);
+    if (next == nullptr) {
+        return false;
     }
+    run_dispatch(next, waited, more);
+    return true;
 }
 
 template <class Task, class Executor>
@@ -279,7 +281,9 @@ template <class Task, class Executor>
     requires executor_for<Executor, Task>
 void bounded_task_queue<Task, Executor>::begin_running_locked(detail::queue_node* node) {
     counters_.take_slot();
-    active_.store(counters_.active, std::memory_order_seq_cst);
+    if (active_.load(std::memory_order_relaxed) != counters_.active) {
+        active_.store(counters_.active, std::memory_order_seq_cst); // not when taking over a slot
+    }
     if (task_extras* extras = extras_of(node)) {
         extras->state = node_state::running;
         if (extras->run_timeout) {
@@ -343,8 +347,7 @@ void bounded_task_queue<Task, Executor>::finish(Node* node, bool failed, bool ti
     std::chrono::nanoseconds waited{0};
     {
         std::lock_guard lock(mutex_);
-        --counters_.active;
-        active_.store(counters_.active, std::memory_order_seq_cst);
+        --counters_.active; // active_ is stored below, only if no task takes the slot over
         ++counters_.processed;
         if (overran) {
             --counters_.overrunning; // counted as a timed-out error when it was answered
@@ -354,9 +357,16 @@ void bounded_task_queue<Task, Executor>::finish(Node* node, bool failed, bool ti
         }
         counters_.run_times.record(detail::tick_clock::between(started, now));
         if (frame != nullptr) {
+            active_.store(counters_.active, std::memory_order_seq_cst);
             const_cast<detail::dispatch_frame*>(frame)->released = true;
         } else {
             next = take_startable_locked(now, expired, more, waited);
+            if (next == nullptr) {
+                // Publish the free slot, then look again: a plain submitter that pushed before
+                // this store saw no free slot and left its task to whoever frees one.
+                active_.store(counters_.active, std::memory_order_seq_cst);
+                next = take_startable_locked(now, expired, more, waited);
+            }
         }
         if (blocked_submitters_ > 0) {
             room_available_.notify_one();
