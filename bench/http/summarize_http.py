@@ -7,14 +7,17 @@ Markdown (standard output): one row per server, endpoint and concurrency (reques
 503s, responses other than 200/503 and socket errors), the ratios of each of our modes to the
 Node seed at each point, the memory point, and the targets, each met or missed. The SVG (when
 --svg is given) has requests/s and p99 against concurrency, one line per server, for each
-endpoint; it is written by hand with the standard library.
+endpoint; it is drawn by bench/svg_chart.py, standard library only.
 """
 
 import argparse
 import json
 import math
 import sys
-from xml.sax.saxutils import escape
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import svg_chart  # noqa: E402  (bench/svg_chart.py, shared with bench/summarize.py)
 
 ORDER = ["spawn", "pool", "node"]
 LABELS = {"spawn": "btq spawn", "pool": "btq pool", "node": "Node seed"}
@@ -223,91 +226,14 @@ def targets(result: dict, points: dict, memory: dict) -> list[str]:
 
 # --- SVG -------------------------------------------------------------------------------------
 
-def log_ticks(low: float, high: float) -> list[float]:
-    ticks = []
-    exponent = math.floor(math.log10(low))
-    while 10 ** exponent <= high * 1.0001:
-        for mantissa in (1, 2, 5):
-            value = mantissa * 10 ** exponent
-            if low * 0.9999 <= value <= high * 1.0001:
-                ticks.append(value)
-        exponent += 1
-    return ticks
-
-
-def tick_label(value: float) -> str:
-    if value >= 1000:
-        return f"{value / 1000:g}k"
-    return f"{value:g}"
-
-
-def panel(x0: float, y0: float, width: float, height: float, title: str, y_label: str,
-          series: dict[str, list[tuple[int, float]]]) -> list[str]:
-    out = []
-    left, right, top, bottom = 62, 14, 28, 38
-    px, py = x0 + left, y0 + top
-    pw, ph = width - left - right, height - top - bottom
-    values = [v for pts in series.values() for _, v in pts if v > 0]
-    levels = sorted({c for pts in series.values() for c, _ in pts})
-    out.append(f'<text x="{x0 + width / 2:.1f}" y="{y0 + 16}" text-anchor="middle" '
-               f'font-weight="bold">{escape(title)}</text>')
-    if not values or not levels:
-        return out
-    low = 10 ** math.floor(math.log10(min(values)))
-    high = 10 ** math.ceil(math.log10(max(values)))
-    if high <= low:
-        high = low * 10
-
-    def y_of(value: float) -> float:
-        return py + ph - (math.log10(value) - math.log10(low)) / (math.log10(high) - math.log10(low)) * ph
-
-    def x_of(level: int) -> float:
-        if len(levels) == 1:
-            return px + pw / 2
-        return px + levels.index(level) / (len(levels) - 1) * pw
-
-    out.append(f'<rect x="{px}" y="{py}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>')
-    for tick in log_ticks(low, high):
-        y = y_of(tick)
-        major = math.isclose(math.log10(tick), round(math.log10(tick)))
-        out.append(f'<line x1="{px}" y1="{y:.1f}" x2="{px + pw}" y2="{y:.1f}" '
-                   f'stroke="{"#ccc" if major else "#eee"}"/>')
-        out.append(f'<text x="{px - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11">'
-                   f'{tick_label(tick)}</text>')
-    for level in levels:
-        x = x_of(level)
-        out.append(f'<line x1="{x:.1f}" y1="{py + ph}" x2="{x:.1f}" y2="{py + ph + 4}" stroke="#999"/>')
-        out.append(f'<text x="{x:.1f}" y="{py + ph + 17}" text-anchor="middle" font-size="11">'
-                   f'{level}</text>')
-    out.append(f'<text x="{px + pw / 2:.1f}" y="{py + ph + 32}" text-anchor="middle" '
-               f'font-size="11">concurrent connections</text>')
-    out.append(f'<text transform="translate({x0 + 14},{py + ph / 2:.1f}) rotate(-90)" '
-               f'text-anchor="middle" font-size="11">{escape(y_label)} (log scale)</text>')
-    for server in ORDER:
-        pts = [(c, v) for c, v in series.get(server, []) if v > 0]
-        if not pts:
-            continue
-        path = " ".join(f"{x_of(c):.1f},{y_of(v):.1f}" for c, v in pts)
-        color = COLORS[server]
-        out.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
-        for c, v in pts:
-            out.append(f'<circle cx="{x_of(c):.1f}" cy="{y_of(v):.1f}" r="3" fill="{color}">'
-                       f'<title>{LABELS[server]}, {c} connections: {v:,.2f}</title></circle>')
-    return out
-
-
 def svg(result: dict) -> str:
     points = index_points(result)
     width, height = 920, 640
     panel_w, panel_h = width / 2, (height - 80) / 2
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
-           f'<rect width="{width}" height="{height}" fill="white"/>',
-           f'<text x="{width / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">'
-           f'schedule_server (btq) vs the Node seed: HTTP load, pool size 4</text>',
-           f'<text x="{width / 2}" y="40" text-anchor="middle" font-size="11" fill="#555">'
-           f'{escape(str(result["machine"]["cpus"]))} CPUs shared by wrk, server and workers; '
-           f'{result["config"]["duration_s"]:g} s per point; {escape(result["started"])}</text>']
+    out = svg_chart.header(
+        width, height, "schedule_server (btq) vs the Node seed: HTTP load, pool size 4",
+        f"{result['machine']['cpus']} CPUs shared by wrk, server and workers; "
+        f"{result['config']['duration_s']:g} s per point; {result['started']}")
     for row, endpoint in enumerate(ENDPOINTS):
         for column, (metric, label) in enumerate((("rate", "requests/s"), ("p99", "p99 latency, ms"))):
             series: dict[str, list[tuple[int, float]]] = {}
@@ -317,17 +243,12 @@ def svg(result: dict) -> str:
                 value = (point["wrk"]["requests_per_s"] if metric == "rate"
                          else percentile_ms(point, "99"))
                 series.setdefault(server, []).append((c, value))
-            out.extend(panel(column * panel_w, 50 + row * panel_h, panel_w, panel_h,
-                             f"{endpoint}: {label}", label, series))
-    legend_y = height - 16
-    x = width / 2 - 180
-    for server in ORDER:
-        out.append(f'<line x1="{x}" y1="{legend_y - 4}" x2="{x + 24}" y2="{legend_y - 4}" '
-                   f'stroke="{COLORS[server]}" stroke-width="3"/>')
-        out.append(f'<text x="{x + 30}" y="{legend_y}">{LABELS[server]}</text>')
-        x += 130
-    out.append("</svg>")
-    return "\n".join(out) + "\n"
+            out.extend(svg_chart.panel(column * panel_w, 50 + row * panel_h, panel_w, panel_h,
+                                       f"{endpoint}: {label}", label, series,
+                                       x_label="concurrent connections", order=ORDER,
+                                       labels=LABELS, colors=COLORS, x_unit="connections"))
+    out.extend(svg_chart.legend(ORDER, LABELS, COLORS, x=width / 2 - 180, y=height - 16, step=130))
+    return svg_chart.footer(out)
 
 
 def main() -> int:

@@ -3,7 +3,6 @@
 ///        every caller gets an answer.
 #pragma once
 
-#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <concepts>
@@ -12,18 +11,23 @@
 #include <cstdint>
 #include <exception>
 #include <future>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <new>
 #include <optional>
 #include <stdexcept>
+#include <stop_token>
 #include <string>
-#include <thread>
 #include <type_traits>
 #include <utility>
 
 #include "detail/adaptive_mutex.hpp"
+#include "detail/deadline_timer.hpp"
+#include "detail/dispatch_frame.hpp"
+#include "detail/inbox.hpp"
+#include "detail/node_pool.hpp"
+#include "detail/queue_counters.hpp"
+#include "detail/tick_clock.hpp"
 #include "detail/waiting_list.hpp"
 #include "errors.hpp"
 #include "executor.hpp"
@@ -39,28 +43,9 @@ struct shutdown_result {
     bool drained = false;    ///< every running task finished within the timeout
 };
 
-namespace detail {
-/// The queues whose dispatch loop is running on this thread, innermost first. A task that
-/// completes while its queue is dispatching on the same thread (a synchronous executor) only
-/// releases its slot; the loop already on the stack starts the next task. Dispatch therefore
-/// never recurses, however many tasks wait.
-struct dispatch_frame {
-    const void* queue;
-    dispatch_frame* outer;
-    bool released;
-};
-inline thread_local dispatch_frame* innermost_dispatch_frame = nullptr;
-
-inline bool is_timeout(const std::exception_ptr& error) noexcept {
-    try {
-        std::rethrow_exception(error);
-    } catch (const task_timeout&) {
-        return true;
-    } catch (...) {
-        return false;
-    }
-}
-} // namespace detail
+/// @brief A callback a queue can answer a task through: called once with its task_result.
+template <class Callback, class R>
+concept completion_callback = std::invocable<std::decay_t<Callback>&, task_result<R>&&>;
 
 /// @brief A queue that bounds both how many tasks run at once (`max_concurrency`) and how many
 ///        may wait (`capacity`), and hands tasks to a pluggable executor.
@@ -74,9 +59,21 @@ inline bool is_timeout(const std::exception_ptr& error) noexcept {
 /// - Every admitted task is answered exactly once: with its outcome, or with an error derived
 ///   from btq::task_not_run if it never started. Nothing throws after a task is admitted.
 /// - Higher priority starts first, FIFO within a priority; a task past its queue deadline never
-///   starts.
+///   starts; a task whose stop token is requested while it waits never starts.
 /// - Results are delivered (future made ready, callback run) before the task's slot is freed, so
 ///   once drain() returns every admitted task has been answered.
+///
+/// How a task travels: a plain task (priority 0, no deadline, no stop token, no run timeout)
+/// is pushed onto a lock-free inbox and costs its submitter no lock while every slot is busy;
+/// the thread that frees a slot takes the next task under the queue's lock, which also guards
+/// every count. A task with any of those features is admitted under the lock into the waiting
+/// list, where its deadline, cancellation and priority are followed.
+///
+/// @par Thread safety
+/// Every member may be called from any thread at once, including from inside a task or a
+/// callback, except: drain() and shutdown() from the queue's own tasks or callbacks (they would
+/// wait for themselves, so they throw btq::wait_deadlock), and the destructor, which must not
+/// race any other call.
 ///
 /// @code
 /// btq::bounded_task_queue<std::function<int()>> queue({.max_concurrency = 4, .capacity = 100});
@@ -88,7 +85,7 @@ inline bool is_timeout(const std::exception_ptr& error) noexcept {
 /// @tparam Task     what is submitted (moved into the queue, then into the executor)
 /// @tparam Executor how a task runs; must satisfy btq::executor_for<Executor, Task>
 template <class Task, class Executor = thread_executor>
-requires executor_for<Executor, Task>
+    requires executor_for<Executor, Task>
 class bounded_task_queue {
   public:
     using task_type = Task;
@@ -108,7 +105,21 @@ class bounded_task_queue {
         : max_concurrency_(checked_concurrency(options.max_concurrency)),
           paused_(options.start_paused), capacity_(options.capacity), overflow_(options.overflow),
           block_timeout_(options.block_timeout), queue_timeout_(options.queue_timeout),
-          executor_(make_executor(options, std::forward<ExecutorArgs>(executor_args)...)) {}
+          run_timeout_(options.run_timeout),
+          executor_(make_executor(options, std::forward<ExecutorArgs>(executor_args)...)) {
+        if (capacity_ >= closed_bit) {
+            throw std::invalid_argument("btq: capacity is too large");
+        }
+        if constexpr (pulling_executor<Executor>) {
+            executor_.attach_source(detail::task_source{
+                [](void* self) { return static_cast<bounded_task_queue*>(self)->start_waiting(); },
+                [](const void* self) noexcept {
+                    const auto* queue = static_cast<const bounded_task_queue*>(self);
+                    return queue->waiting_count() > 0 && queue->slot_free();
+                },
+                this});
+        }
+    }
 
     bounded_task_queue(const bounded_task_queue&) = delete;
     bounded_task_queue& operator=(const bounded_task_queue&) = delete;
@@ -126,24 +137,22 @@ class bounded_task_queue {
         if constexpr (cancellable_executor<Executor>) {
             executor_.cancel_running();
         }
-        drain();
+        wait_idle();
         {
             std::lock_guard lock(mutex_);
-            timer_stopping_ = true;
+            timer_.stop();
         }
-        deadline_changed_.notify_all();
-        if (timer_.joinable()) {
-            timer_.join();
-        }
+        timer_.join();
     }
 
     // ---- submission ---------------------------------------------------------------------
 
     /// @brief Submits a task; its outcome arrives through the returned future.
-    /// @throws queue_full   the queue is full (reject; drop_oldest with every waiter more
-    ///                      important; block after block_timeout)
-    /// @throws queue_closed close() or shutdown() was called
-    /// @throws task_expired the task's deadline passed before it could be admitted
+    /// @throws queue_full     the queue is full (reject; drop_oldest with every waiter more
+    ///                        important; block after block_timeout)
+    /// @throws queue_closed   close() or shutdown() was called
+    /// @throws task_expired   the task's deadline passed before it could be admitted
+    /// @throws task_cancelled `options.stop` was already requested
     /// @code
     /// std::future<int> f = queue.submit([] { return 42; }, {.priority = 5});
     /// @endcode
@@ -155,18 +164,16 @@ class bounded_task_queue {
     }
 
     /// @brief Submits a task; `callback(task_result<R>)` is called exactly once with its outcome,
-    ///        on the thread that completes it (or the one that clears, expires or displaces it).
-    ///        If submit throws, the callback is never called.
+    ///        on the thread that completes it (or the one that clears, expires, cancels or
+    ///        displaces it). If submit throws, the callback is never called.
     /// @note The callback runs while the task still holds its slot: keep it short. It must not
     ///       throw (an escaping exception calls std::terminate, as for std::stop_callback).
     /// @throws the same as the future form.
     /// @code
     /// queue.submit(task, [](btq::task_result<int> r) noexcept { if (r) total += *r; });
     /// @endcode
-    template <class Callback>
-    requires std::invocable < std::decay_t<Callback>
-    &, task_result<result_type>&& >
-           void submit(Task task, Callback&& callback, const submit_options& options = {}) {
+    template <completion_callback<result_type> Callback>
+    void submit(Task task, Callback&& callback, const submit_options& options = {}) {
         throw_if_refused(admit(task, std::forward<Callback>(callback), options, true));
     }
 
@@ -179,6 +186,9 @@ class bounded_task_queue {
     /// @endcode
     [[nodiscard]] std::optional<std::future<result_type>>
     try_submit(Task&& task, const submit_options& options = {}) {
+        if (fast_refusal(options)) {
+            return std::nullopt;
+        }
         promise_sink sink;
         std::future<result_type> future = sink.promise.get_future();
         if (!admitted(admit(task, std::move(sink), options, false))) {
@@ -189,12 +199,11 @@ class bounded_task_queue {
 
     /// @brief Callback form of try_submit(). Returns false, leaving both `task` and `callback`
     ///        untouched, if the task was not admitted.
-    template <class Callback>
-    requires std::invocable < std::decay_t<Callback>
-    &, task_result<result_type>&& >
-           [[nodiscard]] bool try_submit(Task&& task, Callback&& callback,
-                                         const submit_options& options = {}) {
-        return admitted(admit(task, std::forward<Callback>(callback), options, false));
+    template <completion_callback<result_type> Callback>
+    [[nodiscard]] bool try_submit(Task&& task, Callback&& callback,
+                                  const submit_options& options = {}) {
+        return !fast_refusal(options) &&
+               admitted(admit(task, std::forward<Callback>(callback), options, false));
     }
 
     // ---- lifecycle ----------------------------------------------------------------------
@@ -204,13 +213,14 @@ class bounded_task_queue {
     void close() noexcept {
         {
             std::lock_guard lock(mutex_);
-            closed_ = true;
+            admission_.fetch_or(closed_bit, std::memory_order_seq_cst);
         }
         room_available_.notify_all();
     }
 
     /// @brief Fails every waiting task with queue_cleared carrying `reason`; running tasks are
-    ///        left alone. Does not close the queue.
+    ///        left alone. Does not close the queue (on a closed queue it also answers the tasks
+    ///        whose submit() is still returning).
     /// @return how many waiting tasks were answered.
     /// @code
     /// std::size_t cleared = queue.clear("Server shutting down");
@@ -219,11 +229,9 @@ class bounded_task_queue {
         detail::node_chain taken;
         {
             std::lock_guard lock(mutex_);
-            waiting_.take_all(taken);
-            for (detail::queue_node* node = taken.head; node != nullptr; node = node->next) {
-                forget_deadline(*node);
-            }
-            cleared_ += taken.size;
+            take_all_waiting_locked(taken);
+            counters_.cleared += taken.size;
+            counters_.total_queued += taken.size;
             answering_ += taken.size;
         }
         room_available_.notify_all();
@@ -234,9 +242,9 @@ class bounded_task_queue {
     /// @brief Waits until nothing runs and nothing waits, for at most `timeout`. Does not close
     ///        the queue, so under steady submission it may never see idle.
     /// @return true if the queue was idle before the timeout.
-    /// @warning Calling it from inside one of the queue's own tasks waits for that task: it
-    ///          returns false at the timeout (or never, with drain()).
+    /// @throws wait_deadlock if called from one of the queue's own tasks or callbacks.
     [[nodiscard]] bool drain(clock::duration timeout) {
+        throw_if_inside();
         std::unique_lock lock(mutex_);
         ++drain_waiters_;
         const bool idle = became_idle_.wait_for(lock, timeout, [this] { return is_idle_locked(); });
@@ -245,21 +253,23 @@ class bounded_task_queue {
     }
 
     /// @brief Waits, without limit, until nothing runs and nothing waits.
+    /// @throws wait_deadlock if called from one of the queue's own tasks or callbacks.
     void drain() {
-        std::unique_lock lock(mutex_);
-        ++drain_waiters_;
-        became_idle_.wait(lock, [this] { return is_idle_locked(); });
-        --drain_waiters_;
+        throw_if_inside();
+        wait_idle();
     }
 
     /// @brief close() + clear(reason) + drain(timeout): refuse new work, answer every waiter,
     ///        and wait for the running tasks (without limit if `timeout` is empty).
+    /// @throws wait_deadlock if called from one of the queue's own tasks or callbacks (before
+    ///         doing anything).
     /// @code
     /// auto done = queue.shutdown("Server shutting down", std::chrono::seconds(10));
     /// log("cleared {} waiting, drained: {}", done.cleared, done.drained);
     /// @endcode
     shutdown_result shutdown(const std::string& reason = "shutting down",
                              std::optional<clock::duration> timeout = std::nullopt) {
+        throw_if_inside();
         close();
         shutdown_result result;
         result.cleared = clear(reason);
@@ -283,23 +293,23 @@ class bounded_task_queue {
         }
         {
             std::lock_guard lock(mutex_);
-            max_concurrency_ = max_concurrency;
+            max_concurrency_.store(max_concurrency, std::memory_order_seq_cst);
         }
         room_available_.notify_all();
         start_waiting();
     }
 
-    /// @brief Stops starting tasks; admission, expiry and running tasks go on.
+    /// @brief Stops starting tasks; admission, expiry, cancellation and running tasks go on.
     void pause() noexcept {
         std::lock_guard lock(mutex_);
-        paused_ = true;
+        paused_.store(true, std::memory_order_seq_cst);
     }
 
     /// @brief Starts waiting tasks again after pause().
     void resume() {
         {
             std::lock_guard lock(mutex_);
-            paused_ = false;
+            paused_.store(false, std::memory_order_seq_cst);
         }
         room_available_.notify_all();
         start_waiting();
@@ -307,48 +317,88 @@ class bounded_task_queue {
 
     // ---- observation --------------------------------------------------------------------
 
-    /// @brief A consistent snapshot of counters, bounds and latencies (see queue_stats).
+    /// @brief A consistent snapshot of counters, bounds and latencies (see queue_stats). Taken
+    ///        under the lock that every start, finish and unstarted answer takes, with the
+    ///        number waiting read once inside it: every task is in exactly one state.
     [[nodiscard]] queue_stats stats() const {
         std::lock_guard lock(mutex_);
         queue_stats out;
-        out.total_processed = processed_;
-        out.total_queued = total_queued_;
-        out.total_errors = errors_;
-        out.peak_active = peak_active_;
-        out.peak_queue_size = peak_queued_;
-        out.active = active_;
-        out.queued = waiting_.size();
-        out.max_concurrency = max_concurrency_;
-        out.utilization_percent =
-            100.0 * static_cast<double>(active_) / static_cast<double>(max_concurrency_);
+        const std::size_t waiting = waiting_count();
+        counters_.fill(out, waiting, refused_.load(std::memory_order_relaxed));
+        out.total_queued += waiting; // the waiting ones are counted for good when they leave
+        out.peak_queue_size = peak_queued_.load(std::memory_order_relaxed);
+        out.max_concurrency = max_concurrency_.load(std::memory_order_relaxed);
+        out.utilization_percent = 100.0 * static_cast<double>(counters_.active) /
+                                  static_cast<double>(out.max_concurrency);
         out.capacity = capacity_;
-        out.submitted = submitted_;
-        out.rejected = rejected_;
-        out.displaced = displaced_;
-        out.cleared = cleared_;
-        out.expired = expired_;
-        out.timed_out = timed_out_;
-        out.closed = closed_;
-        out.paused = paused_;
-        out.wait_time = wait_times_.summary();
-        out.run_time = run_times_.summary();
+        out.closed = is_closed();
+        out.paused = paused_.load(std::memory_order_relaxed);
         return out;
     }
 
-    [[nodiscard]] std::size_t max_concurrency() const {
-        std::lock_guard lock(mutex_);
-        return max_concurrency_;
+    /// @brief The running bound now.
+    [[nodiscard]] std::size_t max_concurrency() const noexcept {
+        return max_concurrency_.load(std::memory_order_relaxed);
     }
+    /// @brief The waiting bound.
     [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
-    [[nodiscard]] bool is_closed() const {
-        std::lock_guard lock(mutex_);
-        return closed_;
+    /// @brief True once close() or shutdown() has been called.
+    [[nodiscard]] bool is_closed() const noexcept {
+        return (admission_.load(std::memory_order_acquire) & closed_bit) != 0;
     }
     /// @brief The executor the queue owns.
     [[nodiscard]] Executor& executor() noexcept { return executor_; }
 
   private:
-    enum class admission { started, queued, refused_full, refused_closed, refused_expired };
+    enum class admission {
+        started,
+        queued,
+        refused_full,
+        refused_closed,
+        refused_expired,
+        refused_cancelled
+    };
+
+    /// Where a featured task is; changed under the lock (see task_extras).
+    enum class node_state : std::uint8_t {
+        admitting,  ///< being admitted; a stop seen now refuses it
+        stop_seen,  ///< its stop was requested while it was being admitted
+        waiting,    ///< in the waiting list
+        running,    ///< handed to the executor
+        left,       ///< answered without starting, or finished
+    };
+
+    /// Who answers a task with a run timeout: its own outcome or the timer (atomic, lock-free).
+    enum answer_claim : std::uint8_t { unclaimed, timer_answering, timer_answered, claimed };
+
+    struct timer_entry {
+        detail::queue_node* node = nullptr;
+        bool run_deadline = false; ///< false: a queue deadline (waiting); true: a run timeout
+    };
+
+    /// What only featured tasks carry, allocated with them.
+    struct task_extras {
+        struct stop_hook {
+            bounded_task_queue* queue;
+            detail::queue_node* node;
+            void operator()() const noexcept { queue->on_stop_requested(node); }
+        };
+
+        node_state state = node_state::admitting;
+        std::optional<clock::time_point> deadline;
+        std::optional<clock::duration> run_timeout;
+        typename detail::deadline_timer<timer_entry>::handle timer_position{};
+        bool timer_armed = false;
+        bool overran = false;
+        std::atomic<std::uint8_t> claim{unclaimed};
+        std::stop_token caller_stop;
+        std::stop_source run_stop{std::nostopstate}; ///< only with a run timeout
+        std::optional<std::stop_callback<stop_hook>> on_stop; ///< last: destroyed first
+
+        [[nodiscard]] std::stop_token task_token() const {
+            return run_stop.stop_possible() ? run_stop.get_token() : caller_stop;
+        }
+    };
 
     struct promise_sink {
         std::promise<result_type> promise;
@@ -363,65 +413,92 @@ class bounded_task_queue {
         }
     };
 
-    /// One task with the sink its outcome goes to.
+    /// One task with the sink its outcome goes to. Nodes come from detail::node_pool.
     template <class Sink>
     struct task_node final : detail::queue_node {
-        friend class bounded_task_queue;
-
         template <class S>
         task_node(bounded_task_queue* owner, Task&& work, S&& answer)
             : queue(owner), task(std::move(work)), sink(std::forward<S>(answer)) {}
 
-        bounded_task_queue* queue;
-        Task task;
-        Sink sink;
+        // Nodes are recycled per thread (detail::node_pool); `size` is always sizeof(task_node).
+        static void* operator new(std::size_t /*size*/) {
+            return detail::node_pool<sizeof(task_node)>::allocate();
+        }
+        static void operator delete(void* memory) noexcept {
+            detail::node_pool<sizeof(task_node)>::deallocate(memory);
+        }
 
-        void start() override {
+        bounded_task_queue* queue;
+        [[no_unique_address]] Task task;
+        [[no_unique_address]] Sink sink;
+
+        void start(std::chrono::nanoseconds waited) override {
+            const task_extras* found = extras_of(this);
+            std::stop_token token = found != nullptr ? found->task_token() : std::stop_token();
             try {
-                queue->executor_.execute(std::move(task),
-                                         completion<result_type>(&on_complete, this, waited));
+                queue->executor_.execute(
+                    std::move(task),
+                    completion<result_type>(&on_complete, this, waited, std::move(token)));
             } catch (...) { // NOLINT(bugprone-empty-catch)
                 // The completion handed to execute() has already answered (broken_completion).
             }
         }
         void fail(std::exception_ptr error) noexcept override {
-            deliver(task_result<result_type>(std::move(error)));
-            destroy(this);
+            answer_error(std::move(error));
+            delete this;
         }
-        void deliver(task_result<result_type>&& result) noexcept { sink(std::move(result)); }
+        void answer_error(std::exception_ptr error) noexcept override {
+            sink(task_result<result_type>(std::move(error)));
+        }
 
+        /// The task returned: answer (unless its run timeout already did), free the slot.
         static void on_complete(void* context, task_result<result_type>&& result) noexcept {
             auto* self = static_cast<task_node*>(context);
             const bool failed = !result.has_value();
             const bool timed_out = failed && detail::is_timeout(result.error());
-            self->deliver(std::move(result));
-            bounded_task_queue* owner = self->queue;
-            const clock::time_point started = self->stamp;
-            self->~task_node();
-            owner->finish(static_cast<void*>(self), started, failed, timed_out);
+            task_extras* found = extras_of(self);
+            if (found == nullptr || claim_answer(*found)) {
+                self->sink(std::move(result));
+            }
+            self->queue->finish(self, failed, timed_out);
         }
-        static void destroy(detail::queue_node* base) noexcept {
-            auto* self = static_cast<task_node*>(base);
-            self->~task_node();
-            ::operator delete(static_cast<void*>(self));
+
+        /// False when the run timeout answered first (waits until that answer is delivered).
+        static bool claim_answer(task_extras& extras) noexcept {
+            std::uint8_t expected = unclaimed;
+            if (extras.claim.compare_exchange_strong(expected, claimed,
+                                                     std::memory_order_acq_rel)) {
+                return true;
+            }
+            while (extras.claim.load(std::memory_order_acquire) != timer_answered) {
+                detail::cpu_relax();
+            }
+            return false;
         }
 
         task_node(const task_node&) = delete;
         task_node& operator=(const task_node&) = delete;
         task_node(task_node&&) = delete;
         task_node& operator=(task_node&&) = delete;
-
-      protected:
-        ~task_node() = default; // nodes end through destroy() or on_complete()
+        ~task_node() { delete extras_of(this); }
     };
 
-    struct free_memory {
-        void operator()(void* memory) const noexcept { ::operator delete(memory); }
+    /// The inbox's parked node; never started or answered.
+    struct stub_node final : detail::queue_node {
+        void start(std::chrono::nanoseconds /*waited*/) override {}
+        void fail(std::exception_ptr /*error*/) noexcept override {}
+        void answer_error(std::exception_ptr /*error*/) noexcept override {}
     };
-    template <class Node>
-    struct destroy_node {
-        void operator()(Node* node) const noexcept { Node::destroy(node); }
-    };
+
+    static task_extras* extras_of(const detail::queue_node* node) noexcept {
+        return static_cast<task_extras*>(node->extras);
+    }
+
+    /// The node whose stop callback this thread is registering (under the lock): a callback
+    /// invoked inline by that registration must not take the lock again.
+    static inline thread_local const detail::queue_node* registering_stop_ = nullptr;
+
+    static constexpr std::size_t closed_bit = std::size_t{1} << (sizeof(std::size_t) * 8 - 1);
 
     static std::size_t checked_concurrency(std::size_t max_concurrency) {
         if (max_concurrency == 0) {
@@ -452,349 +529,257 @@ class bounded_task_queue {
             throw queue_closed();
         case admission::refused_expired:
             throw task_expired();
+        case admission::refused_cancelled:
+            throw task_cancelled();
         default:
             return;
         }
     }
 
-    /// Decides a task's fate. `task` and `sink` are moved from only if it is admitted.
+    [[nodiscard]] bool is_plain(const submit_options& options) const noexcept {
+        return options.priority == 0 && !options.deadline && !queue_timeout_ &&
+               !options.stop.stop_possible() && !options.run_timeout && !run_timeout_;
+    }
+
+    [[nodiscard]] std::size_t waiting_count() const noexcept {
+        return admission_.load(std::memory_order_seq_cst) & ~closed_bit;
+    }
+
+    [[nodiscard]] bool slot_free() const noexcept {
+        return !paused_.load(std::memory_order_seq_cst) &&
+               active_.load(std::memory_order_seq_cst) <
+                   max_concurrency_.load(std::memory_order_seq_cst);
+    }
+
+    /// try_submit's refusal of a plain task on a full reject queue, decided from two loads: no
+    /// lock, nothing built, nothing moved.
+    [[nodiscard]] bool fast_refusal(const submit_options& options) noexcept {
+        if (overflow_ == overflow_policy::drop_oldest || !is_plain(options)) {
+            return false;
+        }
+        const std::size_t word = admission_.load(std::memory_order_acquire);
+        if ((word & closed_bit) == 0 && word < capacity_) {
+            return false;
+        }
+        if ((word & closed_bit) == 0 && slot_free()) {
+            return false; // may start at once: the full path decides
+        }
+        refused_.fetch_add(1, std::memory_order_relaxed);
+        return true;
+    }
+
+    /// Reserves a waiting place, lock-free.
+    enum class reservation { made, full, closed };
+    reservation reserve() noexcept {
+        std::size_t word = admission_.load(std::memory_order_relaxed);
+        for (;;) {
+            if ((word & closed_bit) != 0) {
+                return reservation::closed;
+            }
+            if (word >= capacity_) {
+                return reservation::full;
+            }
+            if (admission_.compare_exchange_weak(word, word + 1, std::memory_order_seq_cst,
+                                                 std::memory_order_relaxed)) {
+                break;
+            }
+        }
+        note_peak(word + 1);
+        return reservation::made;
+    }
+
+    void note_peak(std::size_t waiting) noexcept {
+        std::size_t peak = peak_queued_.load(std::memory_order_relaxed);
+        while (waiting > peak &&
+               !peak_queued_.compare_exchange_weak(peak, waiting, std::memory_order_relaxed)) {
+        }
+    }
+
+    void unreserve() noexcept { admission_.fetch_sub(1, std::memory_order_seq_cst); }
+
+    /// Decides a task's fate. `task` and `sink` are moved from only if it is admitted (or, for
+    /// submit(), whatever happens).
     template <class Sink>
     admission admit(Task& task, Sink&& sink, const submit_options& options, bool may_block) {
-        using node_type = task_node<std::decay_t<Sink>>;
-        std::unique_ptr<void, free_memory> memory(::operator new(sizeof(node_type)));
-
-        const clock::time_point now = clock::now();
-        std::optional<clock::time_point> deadline = options.deadline;
-        if (!deadline && queue_timeout_) {
-            deadline = now + *queue_timeout_;
+        if (options.stop.stop_requested()) {
+            std::lock_guard lock(mutex_);
+            ++counters_.cancelled;
+            return admission::refused_cancelled;
         }
-        std::optional<clock::time_point> block_limit;
-        if (may_block && overflow_ == overflow_policy::block) {
-            if (block_timeout_) {
-                block_limit = now + *block_timeout_;
-            }
-            if (deadline && (!block_limit || *deadline < *block_limit)) {
-                block_limit = deadline;
-            }
-        }
-        // submit() consumes the task whatever happens, so its node is built before taking the
-        // lock; try_submit() must leave a refused task untouched, so it builds under the lock.
-        std::unique_ptr<node_type, destroy_node<node_type>> early;
-        auto make_node = [&]() -> node_type* {
-            if (early) {
-                return early.release();
-            }
-            auto* created =
-                ::new (memory.get()) node_type(this, std::move(task), std::forward<Sink>(sink));
-            static_cast<void>(memory.release());
-            created->stamp = now;
-            created->priority = options.priority;
-            return created;
-        };
-        if (may_block) {
-            early.reset(make_node());
-        }
-
-        std::unique_lock lock(mutex_);
-        for (;;) {
-            if (closed_) {
-                return refuse_locked(admission::refused_closed);
-            }
-            if (deadline && *deadline <= (block_limit ? clock::now() : now)) {
-                ++submitted_;
-                ++expired_;
-                return admission::refused_expired;
-            }
-            if (!paused_ && active_ < max_concurrency_ && waiting_.empty()) {
-                node_type* started = make_node();
-                ++submitted_;
-                take_slot_locked();
-                wait_times_.record(clock::duration::zero());
-                lock.unlock();
-                run_dispatch(started, false);
+        if (is_plain(options)) {
+            if (slot_free() && start_at_once(task, sink)) {
                 return admission::started;
             }
-            if (waiting_.size() < capacity_) {
-                enqueue_locked(make_node(), deadline);
-                return admission::queued;
-            }
-            if (overflow_ == overflow_policy::drop_oldest && capacity_ > 0 &&
-                waiting_.lowest_oldest()->priority <= options.priority) {
-                detail::queue_node* victim = waiting_.lowest_oldest();
-                waiting_.erase(victim);
-                forget_deadline(*victim);
-                ++rejected_;
-                ++displaced_;
-                ++answering_;
-                enqueue_locked(make_node(), deadline);
-                lock.unlock();
-                detail::node_chain displaced;
-                displaced.push(victim);
-                answer_unstarted(displaced, std::make_exception_ptr(task_displaced()));
-                return admission::queued;
-            }
-            if (overflow_ != overflow_policy::block || !may_block) {
-                return refuse_locked(admission::refused_full);
-            }
-            if (block_limit && clock::now() >= *block_limit) {
-                return refuse_locked(admission::refused_full);
-            }
-            ++blocked_submitters_;
-            if (block_limit) {
-                room_available_.wait_until(lock, *block_limit);
-            } else {
-                room_available_.wait(lock);
-            }
-            --blocked_submitters_;
-        }
-    }
-
-    admission refuse_locked(admission outcome) noexcept {
-        ++submitted_;
-        ++rejected_;
-        return outcome;
-    }
-
-    void take_slot_locked() noexcept {
-        ++active_;
-        peak_active_ = std::max(peak_active_, active_);
-    }
-
-    void enqueue_locked(detail::queue_node* node, std::optional<clock::time_point> deadline) {
-        waiting_.push_back(node);
-        ++submitted_;
-        ++total_queued_;
-        peak_queued_ = std::max(peak_queued_, waiting_.size());
-        if (deadline) {
-            node->has_deadline = true;
-            node->deadline_position = deadlines_.emplace(*deadline, node);
-            if (node->deadline_position == deadlines_.begin()) {
-                if (!timer_.joinable()) {
-                    timer_ = std::thread([this] { expire_loop(); });
+            switch (reserve()) {
+            case reservation::made:
+                return push_plain(task, std::forward<Sink>(sink));
+            case reservation::closed:
+                refused_.fetch_add(1, std::memory_order_relaxed);
+                return admission::refused_closed;
+            case reservation::full:
+                if (overflow_ == overflow_policy::reject && !slot_free()) {
+                    refused_.fetch_add(1, std::memory_order_relaxed);
+                    return admission::refused_full;
                 }
-                deadline_changed_.notify_one();
+                break; // start at once, displace or block: decided under the lock
             }
         }
+        return admit_locked(task, std::forward<Sink>(sink), options, may_block);
     }
 
-    void forget_deadline(detail::queue_node& node) noexcept {
-        if (node.has_deadline) {
-            deadlines_.erase(node.deadline_position);
-            node.has_deadline = false;
+    /// A plain task on a queue where nothing waits and a slot is free starts on this thread,
+    /// without a place in the queue. False (nothing moved) if that is no longer so.
+    template <class Sink>
+    bool start_at_once(Task& task, Sink& sink) {
+        using node_type = task_node<std::decay_t<Sink>>;
+        std::unique_lock lock(mutex_);
+        if (admission_.load(std::memory_order_relaxed) != 0 ||
+            paused_.load(std::memory_order_relaxed) ||
+            counters_.active >= max_concurrency_.load(std::memory_order_relaxed)) {
+            return false; // someone waits (or closed), or the slot was taken meanwhile
         }
+        auto* node = new node_type(this, std::move(task), std::forward<Sink>(sink));
+        begin_running_locked(node);
+        counters_.wait_times.record(std::chrono::nanoseconds::zero());
+        node->stamp = detail::tick_clock::now();
+        lock.unlock();
+        run_dispatch(node, std::chrono::nanoseconds::zero(), false);
+        return true;
     }
+
+    /// The lock-free path: the place is reserved; build, push, and start if a slot is free.
+    template <class Sink>
+    admission push_plain(Task& task, Sink&& sink) {
+        using node_type = task_node<std::decay_t<Sink>>;
+        node_type* node = nullptr;
+        try {
+            node = new node_type(this, std::move(task), std::forward<Sink>(sink));
+        } catch (...) {
+            unreserve();
+            throw;
+        }
+        node->stamp = detail::tick_clock::now();
+        inbox_.push(node);
+        if (slot_free()) {
+            if constexpr (pulling_executor<Executor>) {
+                if (executor_.idle_pulling()) {
+                    return admission::queued; // a worker looking for work takes it
+                }
+            }
+            start_waiting();
+        }
+        return admission::queued;
+    }
+
+    /// Everything that is not a plain task with room: featured tasks, and full queues.
+    template <class Sink>
+    admission admit_locked(Task& task, Sink&& sink, const submit_options& options,
+                           bool may_block);
+    /// Builds the node of a task that goes through admit_locked().
+    template <class Sink>
+    std::unique_ptr<task_node<std::decay_t<Sink>>>
+    make_node(Task& task, Sink&& sink, const submit_options& options,
+              std::optional<clock::time_point> deadline);
+    /// Admits `node` into the waiting list (the place is reserved). False if its stop token was
+    /// requested meanwhile: then it is in `cancelled`, to be answered.
+    bool enqueue_locked(detail::queue_node* node, detail::node_chain& cancelled);
+    /// Registers a featured node's stop callback (under the lock). False if it was already
+    /// stopped.
+    bool watch_stop_locked(detail::queue_node* node);
+    /// drop_oldest: takes the waiter `newcomer_priority` may displace into `displaced`.
+    bool displace_locked(int newcomer_priority, detail::node_chain& displaced);
+
+    // Defined in impl/bounded_task_queue.hpp, in the order a task travels.
+    /// Starts waiting tasks on this thread while slots are free; false if none could start.
+    bool start_waiting();
+    void run_dispatch(detail::queue_node* first, std::chrono::nanoseconds waited, bool more);
+    /// Takes the next task that may start now, answering stale ones into `expired`. Sets
+    /// `more` when yet another task could start after this one.
+    detail::queue_node* take_startable_locked(std::uint64_t now, detail::node_chain& expired,
+                                              bool& more, std::chrono::nanoseconds& waited);
+    /// Takes a slot for `node`, which starts now (it is running from here on).
+    void begin_running_locked(detail::queue_node* node);
+    template <class Node>
+    void finish(Node* node, bool failed, bool timed_out) noexcept;
+    void take_all_waiting_locked(detail::node_chain& out);
+    void forget_locked(detail::queue_node* node) noexcept;
+    void drain_inbox_locked();
+    void on_stop_requested(detail::queue_node* node) noexcept;
+    void on_timer_due(std::unique_lock<detail::adaptive_mutex>& lock, clock::time_point now);
+    void arm_timer_locked(detail::queue_node* node, task_extras& extras, clock::time_point at,
+                          bool run_deadline);
+    void answer_unstarted(detail::node_chain& chain, const std::exception_ptr& error) noexcept;
 
     [[nodiscard]] bool is_idle_locked() const noexcept {
-        return active_ == 0 && waiting_.empty() && answering_ == 0;
+        return counters_.active == 0 && waiting_count() == 0 && answering_ == 0;
     }
-
     void notify_if_idle_locked() {
         if (drain_waiters_ > 0 && is_idle_locked()) {
             became_idle_.notify_all();
         }
     }
-
-    /// Takes the next task that may start now, answering stale ones into `expired`. Sets
-    /// `more` when yet another task could start after this one.
-    detail::queue_node* take_startable_locked(clock::time_point now, detail::node_chain& expired,
-                                              bool& more) {
-        more = false;
-        while (!paused_ && active_ < max_concurrency_ && !waiting_.empty()) {
-            detail::queue_node* node = waiting_.pop_front();
-            if (node->has_deadline) {
-                const bool stale = node->deadline_position->first <= now;
-                forget_deadline(*node);
-                if (stale) {
-                    ++expired_;
-                    ++answering_;
-                    expired.push(node);
-                    continue;
-                }
-            }
-            take_slot_locked();
-            node->waited = now - node->stamp;
-            wait_times_.record(node->waited);
-            node->stamp = now;
-            if (blocked_submitters_ > 0) {
-                room_available_.notify_one();
-            }
-            more = active_ < max_concurrency_ && !waiting_.empty();
-            return node;
-        }
-        return nullptr;
-    }
-
-    /// Starts `first` (already holding a slot), then keeps starting waiting tasks while slots
-    /// are free. Runs without the lock; see detail::dispatch_frame.
-    void run_dispatch(detail::queue_node* first, bool more) {
-        detail::dispatch_frame frame{this, detail::innermost_dispatch_frame, false};
-        detail::innermost_dispatch_frame = &frame;
-        detail::node_chain expired;
-        for (detail::queue_node* next = first; next != nullptr;) {
-            frame.released = false;
-            next->start();
-            if (!more && !frame.released) {
-                break;
-            }
-            const clock::time_point now = clock::now();
-            std::lock_guard lock(mutex_);
-            next = take_startable_locked(now, expired, more);
-            notify_if_idle_locked();
-        }
-        detail::innermost_dispatch_frame = frame.outer;
-        if (expired.size > 0) {
-            answer_unstarted(expired, std::make_exception_ptr(task_expired()));
-        }
-    }
-
-    /// Starts waiting tasks on this thread while slots are free (after resume() and friends).
-    void start_waiting() {
-        detail::node_chain expired;
-        detail::queue_node* next = nullptr;
-        bool more = false;
-        const clock::time_point now = clock::now();
-        {
-            std::lock_guard lock(mutex_);
-            next = take_startable_locked(now, expired, more);
-            notify_if_idle_locked();
-        }
-        if (expired.size > 0) {
-            answer_unstarted(expired, std::make_exception_ptr(task_expired()));
-        }
-        if (next != nullptr) {
-            run_dispatch(next, more);
-        }
-    }
-
-    detail::dispatch_frame* frame_on_this_thread() const noexcept {
-        for (detail::dispatch_frame* frame = detail::innermost_dispatch_frame; frame != nullptr;
-             frame = frame->outer) {
-            if (frame->queue == this) {
-                return frame;
-            }
-        }
-        return nullptr;
-    }
-
-    /// A task's outcome has been delivered: free its slot and start what may start.
-    /// `node_memory` is the finished task's node, already destroyed.
-    void finish(void* node_memory, clock::time_point started, bool failed,
-                bool timed_out) noexcept {
-        const clock::time_point now = clock::now();
-        detail::dispatch_frame* frame = frame_on_this_thread();
-        detail::node_chain expired;
-        detail::queue_node* next = nullptr;
-        bool more = false;
-        {
-            std::lock_guard lock(mutex_);
-            --active_;
-            ++processed_;
-            errors_ += failed ? 1 : 0;
-            timed_out_ += timed_out ? 1 : 0;
-            run_times_.record(now - started);
-            if (frame != nullptr) {
-                frame->released = true;
-            } else {
-                next = take_startable_locked(now, expired, more);
-            }
-            if (blocked_submitters_ > 0) {
-                room_available_.notify_one();
-            }
-            notify_if_idle_locked();
-        }
-        ::operator delete(node_memory);
-        if (expired.size > 0) {
-            answer_unstarted(expired, std::make_exception_ptr(task_expired()));
-        }
-        if (next != nullptr) {
-            const void* outer_handoff = std::exchange(detail::handoff_target, &executor_);
-            run_dispatch(next, more);
-            detail::handoff_target = outer_handoff;
-        }
-    }
-
-    /// Answers tasks already taken out of the queue (and counted in `answering_`).
-    void answer_unstarted(detail::node_chain& chain, const std::exception_ptr& error) noexcept {
-        const std::size_t count = chain.size;
-        chain.fail_all(error);
-        std::lock_guard lock(mutex_);
-        answering_ -= count;
-        notify_if_idle_locked();
-    }
-
-    /// The deadline thread: fails waiting tasks whose deadline has passed, even while the queue
-    /// is paused or every slot is held by a long task. Started by the first deadline.
-    void expire_loop() {
+    void wait_idle() {
         std::unique_lock lock(mutex_);
-        while (!timer_stopping_) {
-            if (deadlines_.empty()) {
-                deadline_changed_.wait(lock);
-                continue;
+        ++drain_waiters_;
+        became_idle_.wait(lock, [this] { return is_idle_locked(); });
+        --drain_waiters_;
+    }
+
+    /// True on a thread where waiting for this queue would wait for the caller itself: inside
+    /// its dispatch, on its timer thread, or on a thread its executor owns.
+    [[nodiscard]] bool inside() const {
+        if (detail::find_dispatch_frame(this) != nullptr) {
+            return true;
+        }
+        if constexpr (requires(const Executor& e) {
+                          { e.owns_this_thread() } -> std::convertible_to<bool>;
+                      }) {
+            if (executor_.owns_this_thread()) {
+                return true;
             }
-            const clock::time_point now = clock::now();
-            const clock::time_point earliest = deadlines_.begin()->first; // a copy: the entry
-            if (now < earliest) { // may be erased while we wait
-                deadline_changed_.wait_until(lock, earliest);
-                continue;
-            }
-            detail::node_chain expired;
-            while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
-                detail::queue_node* node = deadlines_.begin()->second;
-                forget_deadline(*node);
-                waiting_.erase(node);
-                expired.push(node);
-            }
-            expired_ += expired.size;
-            answering_ += expired.size;
-            if (blocked_submitters_ > 0) {
-                room_available_.notify_all();
-            }
-            lock.unlock();
-            answer_unstarted(expired, std::make_exception_ptr(task_expired()));
-            lock.lock();
+        }
+        std::lock_guard lock(mutex_);
+        return timer_.is_timer_thread();
+    }
+    void throw_if_inside() const {
+        if (inside()) {
+            throw wait_deadlock();
         }
     }
 
-    // Fields touched on every submit and completion come first, next to the lock, so a critical
-    // section touches as few cache lines as possible.
-    mutable detail::adaptive_mutex mutex_;
-    std::size_t active_ = 0;
-    std::size_t max_concurrency_;
-    bool closed_ = false;
-    bool paused_;
-    bool timer_stopping_ = false;
-    std::size_t answering_ = 0; // taken out of the queue, answer not yet delivered
-    std::size_t blocked_submitters_ = 0;
-    std::size_t drain_waiters_ = 0;
-    std::uint64_t submitted_ = 0;
-    std::uint64_t processed_ = 0;
-    std::uint64_t errors_ = 0;
-    std::size_t peak_active_ = 0;
-    detail::waiting_list waiting_;
-
-    std::uint64_t timed_out_ = 0;
-    std::uint64_t rejected_ = 0;
-    std::uint64_t displaced_ = 0;
-    std::uint64_t cleared_ = 0;
-    std::uint64_t expired_ = 0;
-    std::uint64_t total_queued_ = 0;
-    std::size_t peak_queued_ = 0;
-    detail::latency_histogram wait_times_;
-    detail::latency_histogram run_times_;
-
+    // Read on every submit without the lock. The admission word counts admitted tasks not yet
+    // started or answered, with closed_bit set by close(); the other two are written under the
+    // lock and read by submitters deciding whether to dispatch.
+    alignas(64) std::atomic<std::size_t> admission_{0};
+    std::atomic<std::size_t> active_{0};
+    std::atomic<std::size_t> max_concurrency_;
+    std::atomic<bool> paused_;
+    std::atomic<std::uint64_t> refused_{0};
+    std::atomic<std::size_t> peak_queued_{0};
     const std::size_t capacity_;
     const overflow_policy overflow_;
     const std::optional<clock::duration> block_timeout_;
     const std::optional<clock::duration> queue_timeout_;
+    const std::optional<clock::duration> run_timeout_;
 
-    std::multimap<clock::time_point, detail::queue_node*> deadlines_;
-    std::thread timer_;
-    std::condition_variable_any room_available_;   // blocked submitters
-    std::condition_variable_any became_idle_;      // drain()
-    std::condition_variable_any deadline_changed_; // the deadline thread
+    stub_node stub_;
+    detail::inbox<detail::queue_node> inbox_{&stub_};
+
+    // Guarded by the lock.
+    alignas(64) mutable detail::adaptive_mutex mutex_;
+    detail::waiting_list waiting_;
+    detail::queue_counters counters_;
+    std::size_t answering_ = 0; // taken out of the queue, answer not yet delivered
+    std::size_t blocked_submitters_ = 0;
+    std::size_t drain_waiters_ = 0;
+    detail::deadline_timer<timer_entry> timer_;
+    std::condition_variable_any room_available_; // blocked submitters
+    std::condition_variable_any became_idle_;    // drain()
 
     // Last, so it is destroyed first: its threads may still call back into the queue.
     Executor executor_;
 };
 
 } // namespace btq
+
+#include "impl/bounded_task_queue.hpp"

@@ -3,6 +3,7 @@
 ///        btq::task_not_run, so one `catch` handles all of them.
 #pragma once
 
+#include <exception>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -109,6 +110,19 @@ class broken_completion : public std::logic_error {
   public:
     broken_completion() : std::logic_error("btq: executor released a task without completing it") {}
 };
+
+namespace detail {
+/// True if `error` holds a btq::task_timeout.
+inline bool is_timeout(const std::exception_ptr& error) noexcept {
+    try {
+        std::rethrow_exception(error);
+    } catch (const task_timeout&) {
+        return true;
+    } catch (...) {
+        return false;
+    }
+}
+} // namespace detail
 
 /// @brief A call that could never return: drain() or shutdown() called from one of the queue's
 ///        own tasks (or its callbacks), which would wait for itself.

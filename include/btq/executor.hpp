@@ -19,6 +19,7 @@
 #include <utility>
 #include <variant>
 
+#include "detail/dispatch_frame.hpp"
 #include "errors.hpp"
 
 namespace btq {
@@ -238,6 +239,29 @@ concept cancellable_executor = Executor::stops_running_tasks && requires(Executo
     executor.cancel_running();
 };
 
+namespace detail {
+/// A queue as seen by an executor whose idle threads take tasks themselves (see
+/// pulling_executor).
+struct task_source {
+    /// Starts the next task that may start now, on the calling thread: the queue calls the
+    /// executor's execute() from inside. False if none may start.
+    bool (*start_next)(void* context) = nullptr;
+    /// True when a task waits and a slot is free (a cheap look, without the queue's lock).
+    bool (*has_work)(const void* context) noexcept = nullptr;
+    void* context = nullptr;
+};
+} // namespace detail
+
+/// @brief An executor whose idle threads take tasks from the queue themselves
+///        (thread_executor). The queue attaches itself with `attach_source()`; while
+///        `idle_pulling()` says a thread is looking, a submitter leaves its task to that thread
+///        instead of dispatching it (no lock, no hand-over, no wake-up). Optional.
+template <class Executor>
+concept pulling_executor = requires(Executor& executor, detail::task_source source) {
+    executor.attach_source(source);
+    { executor.idle_pulling() } -> std::convertible_to<bool>;
+};
+
 /// @brief Whether invoking `Task` with a std::stop_token as its last argument is how it accepts
 ///        cooperative cancellation (thread_executor, callable_executor).
 template <class F, class... Args>
@@ -266,12 +290,6 @@ struct stop_invoke_result<F, Args...> {
 } // namespace detail
 
 namespace detail {
-
-/// Set by a queue, on the thread that is completing a task, while it hands the task that takes
-/// the freed slot to its executor (the value is that executor's address). An executor may then
-/// run the new task on this thread right after the current one, instead of queueing it and
-/// waking another thread. Anywhere else (a submit from a callback, say) it is null.
-inline thread_local const void* handoff_target = nullptr;
 
 /// Calls `invoke()` and captures its value or exception.
 template <class R, class Invoke>

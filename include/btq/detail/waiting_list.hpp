@@ -2,30 +2,34 @@
 /// @brief The queue's waiting tasks: intrusive FIFO lists, one per priority, highest first.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <exception>
-#include <map>
 #include <vector>
 
-#include "../options.hpp"
 
 namespace btq::detail {
 
 /// A task waiting in (or running from) a queue. Intrusive links keep waiting free of per-task
-/// container allocations and let clear(), expiry and drop_oldest unlink any task in O(1).
+/// container allocations and let clear(), expiry, cancellation and drop_oldest unlink any task
+/// in O(1). `next` is also the link of the queue's lock-free inbox (detail::inbox).
 struct queue_node {
-    queue_node* prev = nullptr;
     queue_node* next = nullptr;
-    clock::time_point stamp{}; ///< submission time while waiting; start time while running
-    clock::duration waited{};  ///< time spent waiting, once started
-    std::multimap<clock::time_point, queue_node*>::iterator deadline_position{};
+    queue_node* prev = nullptr;
+    std::uint64_t stamp = 0; ///< tick_clock stamp: submission while waiting, start while running
     int priority = 0;
-    bool has_deadline = false;
+    /// The queue's per-task state for a task with a deadline, a stop token or a run timeout
+    /// (owned by the node; null for every other task). Such a task is admitted under the lock
+    /// into the waiting list, never the inbox.
+    void* extras = nullptr;
 
-    /// Hands the task to the executor.
-    virtual void start() = 0;
+    /// Hands the task to the executor; `waited` is how long it waited.
+    virtual void start(std::chrono::nanoseconds waited) = 0;
     /// Answers the task with `error` without running it, then frees the node.
     virtual void fail(std::exception_ptr error) noexcept = 0;
+    /// Answers the task with `error` while it still runs (its run timeout); frees nothing.
+    virtual void answer_error(std::exception_ptr error) noexcept = 0;
 
     queue_node(const queue_node&) = delete;
     queue_node& operator=(const queue_node&) = delete;

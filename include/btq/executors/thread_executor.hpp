@@ -94,6 +94,24 @@ class thread_executor {
         }
     }
 
+    /// @brief True on one of this executor's worker threads (a queue's drain() uses it to refuse
+    ///        a wait that would wait for itself).
+    [[nodiscard]] bool owns_this_thread() const noexcept {
+        return current_worker != nullptr && current_worker->owner == this;
+    }
+
+    /// @brief Makes idle workers take tasks from `source` themselves (btq::pulling_executor).
+    ///        Called by a queue before it submits anything.
+    void attach_source(detail::task_source source) {
+        std::lock_guard lock(mutex_);
+        source_ = source;
+    }
+
+    /// @brief True while at least one worker is idle and looking for work.
+    [[nodiscard]] bool idle_pulling() const noexcept {
+        return looking_.load(std::memory_order_seq_cst) > 0;
+    }
+
     /// @brief Number of worker threads.
     [[nodiscard]] std::size_t thread_count() const {
         std::lock_guard lock(mutex_);
@@ -130,7 +148,7 @@ class thread_executor {
                 if (stopping_) {
                     break;
                 }
-                if (spin_for_work(lock)) {
+                if (look_for_work(lock, context)) {
                     continue;
                 }
                 ++sleeping_workers_;
@@ -154,23 +172,48 @@ class thread_executor {
         current_worker = nullptr;
     }
 
-    // Before sleeping, an idle worker watches for work for a few microseconds without the lock:
-    // work that arrives meanwhile costs the submitter no wake-up system call, and the worker no
+    // Before sleeping, an idle worker looks for work for a few microseconds without the lock:
+    // its own list, and the attached queue, whose tasks it starts itself. Work that arrives
+    // meanwhile costs the submitter no dispatch and no wake-up system call, and the worker no
     // sleep. Returns true if work (or the stop) may have arrived; the lock is held again.
-    bool spin_for_work(std::unique_lock<detail::adaptive_mutex>& lock) {
+    bool look_for_work(std::unique_lock<detail::adaptive_mutex>& lock, worker_context& context) {
+        const detail::task_source source = source_;
         lock.unlock();
-        bool seen = false;
-        for (int round = 0; round < spin_rounds && !seen; ++round) {
-            for (int i = 0; i < 32; ++i) {
+        looking_.fetch_add(1, std::memory_order_seq_cst);
+        bool found = false;
+        for (int round = 0; round < spin_rounds && !found; ++round) {
+            found = pending_.load(std::memory_order_relaxed) > 0 || pull(source, context);
+            for (int i = 0; i < 32 && !found; ++i) {
                 detail::cpu_relax();
             }
-            seen = pending_.load(std::memory_order_relaxed) > 0;
             if (round % 16 == 15) {
                 std::this_thread::yield(); // let a submitter on this core run
             }
         }
+        // A submitter that saw this worker looking left its task to it: one more look after
+        // saying it stopped looking (both sequentially consistent), so none is left behind.
+        looking_.fetch_sub(1, std::memory_order_seq_cst);
+        found = found || pending_.load(std::memory_order_relaxed) > 0 || pull(source, context);
         lock.lock();
-        return seen;
+        return found;
+    }
+
+    /// Starts a task of the attached queue on this thread. The queue's execute() call lands in
+    /// `context.next`, as a hand-over does, and runs here.
+    bool pull(const detail::task_source& source, worker_context& context) {
+        if (source.start_next == nullptr || !source.has_work(source.context)) {
+            return false;
+        }
+        context.in_completion = true;
+        const void* outer_handoff = std::exchange(detail::handoff_target, this);
+        const bool started = source.start_next(source.context);
+        detail::handoff_target = outer_handoff;
+        context.in_completion = false;
+        while (context.next) {
+            detail::unique_job next = std::move(context.next);
+            next();
+        }
+        return started;
     }
 
     static constexpr int spin_rounds = 64;
@@ -179,6 +222,8 @@ class thread_executor {
     std::condition_variable_any work_available_;
     std::deque<detail::unique_job> jobs_;
     std::atomic<std::size_t> pending_{0}; // jobs_.size(), readable without the lock
+    std::atomic<int> looking_{0};         // workers in look_for_work()
+    detail::task_source source_;
     std::vector<std::thread> workers_;
     std::size_t sleeping_workers_ = 0;
     bool stopping_ = false;

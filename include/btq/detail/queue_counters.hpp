@@ -1,0 +1,62 @@
+/// @file queue_counters.hpp
+/// @brief What a queue counts, all guarded by its lock, and how a snapshot is filled from it.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+
+#include "../stats.hpp"
+
+namespace btq::detail {
+
+/// Counters the queue's lock guards. Everything a task does after admission (start, finish,
+/// leave the queue unstarted) is counted here, under the same lock that decides it, so a
+/// snapshot taken under the lock sees every task in exactly one state.
+struct queue_counters {
+    std::size_t active = 0;
+    std::size_t peak_active = 0;
+    std::size_t overrunning = 0;
+    std::uint64_t processed = 0;
+    std::uint64_t errors = 0;
+    std::uint64_t timed_out = 0;
+    std::uint64_t total_queued = 0;
+    std::uint64_t displaced = 0;
+    std::uint64_t cleared = 0;
+    std::uint64_t expired = 0;
+    std::uint64_t cancelled = 0;
+    latency_histogram wait_times;
+    latency_histogram run_times;
+
+    void take_slot() noexcept {
+        ++active;
+        peak_active = std::max(peak_active, active);
+    }
+
+    /// Fills `out` from these counters, `queued` (admitted, not yet started or answered) and
+    /// `refused` (refused at admission). `submitted` is the sum of every outcome, so the identity
+    /// `submitted == total_processed + active + queued + rejected + cleared + expired +
+    /// cancelled` holds in every snapshot; what makes it meaningful is that each term is read
+    /// at one instant (see bounded_task_queue::stats()).
+    void fill(queue_stats& out, std::size_t queued, std::uint64_t refused) const noexcept {
+        out.total_processed = processed;
+        out.total_queued = total_queued;
+        out.total_errors = errors;
+        out.peak_active = peak_active;
+        out.active = active;
+        out.queued = queued;
+        out.rejected = refused + displaced;
+        out.displaced = displaced;
+        out.cleared = cleared;
+        out.expired = expired;
+        out.cancelled = cancelled;
+        out.timed_out = timed_out;
+        out.overrunning = overrunning;
+        out.submitted =
+            processed + active + queued + out.rejected + cleared + expired + cancelled;
+        out.wait_time = wait_times.summary();
+        out.run_time = run_times.summary();
+    }
+};
+
+} // namespace btq::detail

@@ -1,0 +1,558 @@
+/// @file impl/bounded_task_queue.hpp
+/// @brief bounded_task_queue's admission, dispatch and completion, in the order a task travels:
+///        admit_locked → enqueue → take_startable → run_dispatch → finish; then what answers a
+///        task that never starts (clear, expiry, cancellation) and the timer.
+/// Included by bounded_task_queue.hpp; not a header of its own.
+#pragma once
+
+#include <thread>
+
+namespace btq {
+
+// ---- admission under the lock -------------------------------------------------------------
+
+template <class Task, class Executor>
+    requires executor_for<Executor, Task>
+template <class Sink>
+auto bounded_task_queue<Task, Executor>::make_node(Task& task, Sink&& sink,
+                                                   const submit_options& options,
+                                                   std::optional<clock::time_point> deadline)
+    -> std::unique_ptr<task_node<std::decay_t<Sink>>> {
+    auto node = std::make_unique<task_node<std::decay_t<Sink>>>(this, std::move(task),
+                                                                 std::forward<Sink>(sink));
+    node->priority = options.priority;
+    const std::optional<clock::duration> run_timeout =
+        options.run_timeout ? options.run_timeout : run_timeout_;
+    if (deadline || options.stop.stop_possible() || run_timeout) {
+        auto extras = std::make_unique<task_extras>();
+        extras->deadline = deadline;
+        extras->run_timeout = run_timeout;
+        extras->caller_stop = options.stop;
+        if (run_timeout) {
+            extras->run_stop = std::stop_source();
+        }
+        node->extras = extras.release();
+    }
+    node->stamp = detail::tick_clock::now();
+    return node;
+}
+
+template <class Task, class Executor>
+    requires executor_for<Executor, Task>
+template <class Sink>
+auto bounded_task_queue<Task, Executor>::admit_locked(Task& task, Sink&& sink,
+                                                      const submit_options& options,
+                                                      bool may_block) -> admission {
+    using node_type = task_node<std::decay_t<Sink>>;
+    const clock::time_point now = clock::now();
+    std::optional<clock::time_point> deadline = options.deadline;
+    if (!deadline && queue_timeout_) {
+        deadline = now + *queue_timeout_;
+    }
+    std::optional<clock::time_point> block_limit;
+    if (may_block && overflow_ == overflow_policy::block) {
+        if (block_timeout_) {
+            block_limit = now + *block_timeout_;
+        }
+        if (deadline && (!block_limit || *deadline < *block_limit)) {
+            block_limit = deadline;
+        }
+    }
+    // submit() consumes the task whatever happens, so its node is built before taking the lock;
+    // try_submit() must leave a refused task untouched, so it builds under the lock.
+    std::unique_ptr<node_type> node;
+    if (may_block) {
+        node = make_node(task, std::forward<Sink>(sink), options, deadline);
+    }
+    auto built = [&]() -> node_type* {
+        if (!node) {
+            node = make_node(task, std::forward<Sink>(sink), options, deadline);
+        }
+        return node.get();
+    };
+
+    detail::node_chain unstarted; // displaced by this task, or this task cancelled at once
+    std::unique_lock lock(mutex_);
+    for (;;) {
+        std::size_t word = admission_.load(std::memory_order_seq_cst);
+        if ((word & closed_bit) != 0) {
+            refused_.fetch_add(1, std::memory_order_relaxed);
+            return admission::refused_closed;
+        }
+        if (deadline && *deadline <= (block_limit ? clock::now() : now)) {
+            ++counters_.expired;
+            return admission::refused_expired;
+        }
+        if (!paused_.load(std::memory_order_relaxed) &&
+            counters_.active < max_concurrency_.load(std::memory_order_relaxed) && word == 0) {
+            // Nothing waits and a slot is free: start at once, without a place in the queue.
+            detail::queue_node* started = built();
+            if (!watch_stop_locked(started)) {
+                extras_of(started)->state = node_state::left;
+                ++counters_.cancelled;
+                ++answering_;
+                unstarted.push(node.release());
+                lock.unlock();
+                answer_unstarted(unstarted, std::make_exception_ptr(task_cancelled()));
+                return admission::queued;
+            }
+            static_cast<void>(node.release());
+            begin_running_locked(started);
+            counters_.wait_times.record(std::chrono::nanoseconds::zero());
+            started->stamp = detail::tick_clock::now();
+            lock.unlock();
+            run_dispatch(started, std::chrono::nanoseconds::zero(), false);
+            return admission::started;
+        }
+        if (word < capacity_) {
+            if (!admission_.compare_exchange_strong(word, word + 1, std::memory_order_seq_cst)) {
+                continue; // a plain submitter took the place first: decide again
+            }
+            note_peak(word + 1);
+            detail::queue_node* queued = built();
+            static_cast<void>(node.release());
+            const bool admitted_now = enqueue_locked(queued, unstarted);
+            lock.unlock();
+            if (!admitted_now) {
+                answer_unstarted(unstarted, std::make_exception_ptr(task_cancelled()));
+                return admission::queued;
+            }
+            if (slot_free()) {
+                start_waiting();
+            }
+            return admission::queued;
+        }
+        if (overflow_ == overflow_policy::drop_oldest && capacity_ > 0 &&
+            displace_locked(options.priority, unstarted)) {
+            // The displaced waiter's place goes to this task: the count stays as it is.
+            detail::queue_node* queued = built();
+            static_cast<void>(node.release());
+            detail::node_chain cancelled;
+            const bool admitted_now = enqueue_locked(queued, cancelled);
+            lock.unlock();
+            answer_unstarted(unstarted, std::make_exception_ptr(task_displaced()));
+            if (!admitted_now) {
+                answer_unstarted(cancelled, std::make_exception_ptr(task_cancelled()));
+            }
+            return admission::queued;
+        }
+        if (overflow_ != overflow_policy::block || !may_block ||
+            (block_limit && clock::now() >= *block_limit)) {
+            refused_.fetch_add(1, std::memory_order_relaxed);
+            return admission::refused_full;
+        }
+        ++blocked_submitters_;
+        if (block_limit) {
+            room_available_.wait_until(lock, *block_limit);
+        } else {
+            room_available_.wait(lock);
+        }
+        --blocked_submitters_;
+    }
+}
+
+template <class Task, class Executor>
+    requires executor_for<Executor, Task>
+bool bounded_task_queue<Task, Executor>::watch_stop_locked(detail::queue_node* node) {
+    task_extras* extras = extras_of(node);
+    if (extras == nullptr || !extras->caller_stop.stop_possible()) {
+        return true;
+    }
+    registering_stop_ = node;
+    extras->on_stop.emplace(extras->caller_stop, typename task_extras::stop_hook{this, node});
+    registering_stop_ = nullptr;
+    return extras->state != node_state::stop_seen;
+}
+
+template <class Task, class Executor>
+    requires executor_for<Executor, Task>
+bool bounded_task_queue<Task, Executor>::enqueue_locked(detail::queue_node* node,
+                                                        detail::node_chain& cancelled) {
+    if (!watch_stop_locked(node)) {
+        unreserve();
+        ++counters_.cancelled;
+        ++counters_.total_queued;
+        ++answering_;
+        extras_of(node)->state = node_state::left;
+        cancelled.push(node);
+        return false;
+    }
+    drain_inbox_locked(); // plain tasks pushed before this one stay ahead of it
+    waiting_.push_back(node);
+    if (task_extras* extras = extras_of(node)) {
+        extras->state = node_state::waiting;
+        if (extras->deadline) {
+            arm_timer_locked(node, *extras, *extras->deadline, false);
+        }
+    }
+    return true;
+}
+
+template <class Task, class Executor>
+    requires executor_for<Executor, Task>
+bool bounded_task_queue<Task, Executor>::displace_locked(int newcomer_priority,
+                                                         detail::node_chain& displaced) {
+    drain_inbox_locked();
+    if (waiting_.empty() || waiting_.lowest_oldest()->priority > newcomer_priority) {
+        return false;
+    }
+    detail::queue_node* victim = waiting_.lowest_oldest();
+    waiting_.erase(victim);
+    forget_locked(victim);
+    ++counters_.displaced; // its place passes to the newcomer: the count stays as it is
+    ++counters_.total_queued;
+    ++answering_;
+    displaced.push(victim);
+    return true;
+}
+
+// ---- dispatch -----------------------------------------------------------------------------
+
+template <class Task, class Executor>
+    requires executor_for<Executor, Task>
+bool bounded_task_queue<Task, Executor>::start_waiting() {
+    detail::node_chain expired;
+    detail::queue_node* next = nullptr;
+    bool more = false;
+    std::chrono::nanoseconds waited{0};
+    const std::uint64_t now = detail::tick_clock::now();
+    {
+        std::lock_guard lock(mutex_);
+        next = take_startable_locked(now, expired, more, waited);
+        notify_if_idle_locked();
+    }
+    if (expired.size > 0) {
+        answer_unstarted(expired, std::make_exception_ptr(task_expired()));
+    }
+    if (next == nullptr) {
+        return false;
+    }
+    run_dispatch(next, waited, more);
+    return true;
+}
+
+template <class Task, class Executor>
+    requires executor_for<Executor, Task>
+detail::queue_node* bounded_task_queue<Task, Executor>::take_startable_locked(
+    std::uint64_t now, detail::node_chain& expired, bool& more, std::chrono::nanoseconds& waited) {
+    more = false;
+    while (!paused_.load(std::memory_order_relaxed) &&
+           counters_.active < max_concurrency_.load(std::memory_order_relaxed)) {
+        detail::queue_node* node = nullptr;
+        if (!waiting_.empty()) {
+            drain_inbox_locked(); // the waiting list decides priority and order
+            node = waiting_.pop_front();
+        } else {
+            node = inbox_.pop();
+            if (node == nullptr) {
+                return nullptr;
+            }
+        }
+        unreserve();
+        ++counters_.total_queued;
+        if (task_extras* extras = extras_of(node)) {
+            if (extras->timer_armed) {
+                timer_.disarm(extras->timer_position);
+                extras->timer_armed = false;
+            }
+            if (extras->deadline && *extras->deadline <= clock::now()) {
+                extras->state = node_state::left;
+                ++counters_.expired;
+                ++answering_;
+                expired.push(node);
+                continue;
+            }
+        }
+        begin_running_locked(node);
+        waited = detail::tick_clock::between(node->stamp, now);
+        counters_.wait_times.record(waited);
+        node->stamp = now;
+        if (blocked_submitters_ > 0) {
+            room_available_.notify_one();
+        }
+        more = counters_.active < max_concurrency_.load(std::memory_order_relaxed) &&
+               (!waiting_.empty() || !inbox_.empty());
+        return node;
+    }
+    return nullptr;
+}
+
+template <class Task, class Executor>
+    requires executor_for<Executor, Task>
+void bounded_task_queue<Task, Executor>::begin_running_locked(detail::queue_node* node) {
+    counters_.take_slot();
+    if (active_.load(std::memory_order_relaxed) != counters_.active) {
+        active_.store(counters_.active, std::memory_order_seq_cst); // not when taking over a slot
+    }
+    if (task_extras* extras = extras_of(node)) {
+        extras->state = node_state::running;
+        if (extras->run_timeout) {
+            arm_timer_locked(node, *extras, clock::now() + *extras->run_timeout, true);
+        }
+    }
+}
+
+template <class Task, class Executor>
+    requires executor_for<Executor, Task>
+void bounded_task_queue<Task, Executor>::run_dispatch(detail::queue_node* first,
+                                                      std::chrono::nanoseconds waited, bool more) {
+    detail::dispatch_frame frame{this, detail::innermost_dispatch_frame, false};
+    detail::innermost_dispatch_frame = &frame;
+    detail::node_chain expired;
+    for (detail::queue_node* next = first; next != nullptr;) {
+        frame.released = false;
+        next->start(waited);
+        if (!more && !frame.released) {
+            break;
+        }
+        const std::uint64_t now = detail::tick_clock::now();
+        std::lock_guard lock(mutex_);
+        next = take_startable_locked(now, expired, more, waited);
+        notify_if_idle_locked();
+    }
+    detail::innermost_dispatch_frame = frame.outer;
+    if (expired.size > 0) {
+        answer_unstarted(expired, std::make_exception_ptr(task_expired()));
+    }
+}
+
+// ---- completion ---------------------------------------------------------------------------
+
+/// A task's outcome has been delivered: free its node and its slot, and start what may start.
+template <class Task, class Executor>
+    requires executor_for<Executor, Task>
+template <class Node>
+void bounded_task_queue<Task, Executor>::finish(Node* node, bool failed, bool timed_out) noexcept {
+    const std::uint64_t now = detail::tick_clock::now();
+    const std::uint64_t started = node->stamp;
+    bool overran = false;
+    if (task_extras* extras = extras_of(node)) {
+        // Its timer entry and stop callback may still name the node: retire it under the lock
+        // before freeing it (its stop callback, if running, waits for the lock, then sees
+        // `left`; freeing waits for that callback to return).
+        std::lock_guard lock(mutex_);
+        if (extras->timer_armed) {
+            timer_.disarm(extras->timer_position);
+            extras->timer_armed = false;
+        }
+        extras->state = node_state::left;
+        overran = extras->overran;
+    }
+    delete node;
+
+    const detail::dispatch_frame* frame = detail::find_dispatch_frame(this);
+    detail::node_chain expired;
+    detail::queue_node* next = nullptr;
+    bool more = false;
+    std::chrono::nanoseconds waited{0};
+    {
+        std::lock_guard lock(mutex_);
+        --counters_.active; // active_ is stored below, only if no task takes the slot over
+        ++counters_.processed;
+        if (overran) {
+            --counters_.overrunning; // counted as a timed-out error when it was answered
+        } else {
+            counters_.errors += failed ? 1 : 0;
+            counters_.timed_out += timed_out ? 1 : 0;
+        }
+        counters_.run_times.record(detail::tick_clock::between(started, now));
+        if (frame != nullptr) {
+            active_.store(counters_.active, std::memory_order_seq_cst);
+            const_cast<detail::dispatch_frame*>(frame)->released = true;
+        } else {
+            next = take_startable_locked(now, expired, more, waited);
+            if (next == nullptr) {
+                // Publish the free slot, then look again: a plain submitter that pushed before
+                // this store saw no free slot and left its task to whoever frees one.
+                active_.store(counters_.active, std::memory_order_seq_cst);
+                next = take_startable_locked(now, expired, more, waited);
+            }
+        }
+        if (blocked_submitters_ > 0) {
+            room_available_.notify_one();
+        }
+        notify_if_idle_locked();
+    }
+    if (expired.size > 0) {
+        answer_unstarted(expired, std::make_exception_ptr(task_expired()));
+    }
+    if (next != nullptr) {
+        const void* outer_handoff = std::exchange(detail::handoff_target, &executor_);
+        run_dispatch(next, waited, more);
+        detail::handoff_target = outer_handoff;
+    }
+}
+
+// ---- tasks that never start ---------------------------------------------------------------
+
+template <class Task, class Executor>
+    requires executor_for<Executor, Task>
+void bounded_task_queue<Task, Executor>::drain_inbox_locked() {
+    while (detail::queue_node* node = inbox_.pop()) {
+        waiting_.push_back(node);
+    }
+}
+
+/// A node leaves the waiting list unstarted: its timer entry goes, its stop callback will see
+/// `left`, its place is free.
+template <class Task, class Executor>
+    requires executor_for<Executor, Task>
+void bounded_task_queue<Task, Executor>::forget_locked(detail::queue_node* node) noexcept {
+    if (task_extras* extras = extras_of(node)) {
+        if (extras->timer_armed) {
+            timer_.disarm(extras->timer_position);
+            extras->timer_armed = false;
+        }
+        extras->state = node_state::left;
+    }
+}
+
+template <class Task, class Executor>
+    requires executor_for<Executor, Task>
+void bounded_task_queue<Task, Executor>::take_all_waiting_locked(detail::node_chain& out) {
+    // Every admitted task not yet started or answered is counted in the admission word: with
+    // the lock held nothing else leaves, so all of them are in the waiting list or the inbox,
+    // or are plain submitters between their reservation and their push (a few instructions;
+    // they take no lock). Wait for those too, so what stats() showed as waiting is cleared, and
+    // a cleared, closed queue really is empty.
+    const std::size_t expected = waiting_count();
+    drain_inbox_locked();
+    const std::size_t before = out.size;
+    waiting_.take_all(out);
+    std::size_t taken = out.size - before;
+    for (detail::queue_node* node = out.head; node != nullptr; node = node->next) {
+        forget_locked(node);
+    }
+    admission_.fetch_sub(taken, std::memory_order_seq_cst);
+    while (taken < expected || (is_closed() && waiting_count() != 0)) {
+        if (detail::queue_node* late = inbox_.pop()) {
+            unreserve();
+            out.push(late);
+            ++taken;
+        } else {
+            std::this_thread::yield();
+        }
+    }
+}
+
+template <class Task, class Executor>
+    requires executor_for<Executor, Task>
+void bounded_task_queue<Task, Executor>::on_stop_requested(detail::queue_node* node) noexcept {
+    task_extras* extras = extras_of(node);
+    if (registering_stop_ == node) { // invoked inline by watch_stop_locked(), lock held
+        extras->state = node_state::stop_seen;
+        return;
+    }
+    std::unique_lock lock(mutex_);
+    switch (extras->state) {
+    case node_state::admitting:
+        extras->state = node_state::stop_seen;
+        return;
+    case node_state::waiting: {
+        waiting_.erase(node);
+        forget_locked(node);
+        unreserve();
+        ++counters_.cancelled;
+        ++counters_.total_queued;
+        ++answering_;
+        lock.unlock();
+        room_available_.notify_all();
+        detail::node_chain cancelled;
+        cancelled.push(node);
+        answer_unstarted(cancelled, std::make_exception_ptr(task_cancelled()));
+        return;
+    }
+    case node_state::running:
+        if (extras->run_stop.stop_possible()) {
+            std::stop_source source = extras->run_stop;
+            lock.unlock();
+            source.request_stop(); // the task's own token, handed to the executor
+        }
+        return;
+    default:
+        return;
+    }
+}
+
+template <class Task, class Executor>
+    requires executor_for<Executor, Task>
+void bounded_task_queue<Task, Executor>::answer_unstarted(detail::node_chain& chain,
+                                                          const std::exception_ptr& error) noexcept {
+    const std::size_t count = chain.size;
+    chain.fail_all(error);
+    std::lock_guard lock(mutex_);
+    answering_ -= count;
+    notify_if_idle_locked();
+}
+
+// ---- the timer: queue deadlines and run timeouts ------------------------------------------
+
+template <class Task, class Executor>
+    requires executor_for<Executor, Task>
+void bounded_task_queue<Task, Executor>::arm_timer_locked(detail::queue_node* node,
+                                                          task_extras& extras,
+                                                          clock::time_point at,
+                                                          bool run_deadline) {
+    extras.timer_position =
+        timer_.arm(at, timer_entry{node, run_deadline}, mutex_,
+                   [this](std::unique_lock<detail::adaptive_mutex>& lock, clock::time_point now) {
+                       on_timer_due(lock, now);
+                   });
+    extras.timer_armed = true;
+}
+
+/// Fails waiting tasks past their queue deadline (even while paused or while every slot is
+/// held by a long task), and answers running tasks past their run timeout with task_timeout
+/// while they keep their slot until they return.
+template <class Task, class Executor>
+    requires executor_for<Executor, Task>
+void bounded_task_queue<Task, Executor>::on_timer_due(
+    std::unique_lock<detail::adaptive_mutex>& lock, clock::time_point now) {
+    detail::node_chain expired;
+    detail::queue_node* overdue = nullptr; // running nodes, chained through their free `next`
+    timer_entry due;
+    while (timer_.take_due(now, due)) {
+        task_extras* extras = extras_of(due.node);
+        extras->timer_armed = false;
+        if (!due.run_deadline) {
+            waiting_.erase(due.node);
+            extras->state = node_state::left;
+            unreserve();
+            ++counters_.expired;
+            ++counters_.total_queued;
+            ++answering_;
+            expired.push(due.node);
+            continue;
+        }
+        std::uint8_t expected = unclaimed;
+        if (extras->claim.compare_exchange_strong(expected, timer_answering,
+                                                  std::memory_order_acq_rel)) {
+            extras->overran = true;
+            ++counters_.overrunning;
+            ++counters_.errors;
+            ++counters_.timed_out;
+            due.node->next = overdue;
+            overdue = due.node;
+        }
+    }
+    if (expired.size == 0 && overdue == nullptr) {
+        return;
+    }
+    if (blocked_submitters_ > 0) {
+        room_available_.notify_all();
+    }
+    lock.unlock();
+    answer_unstarted(expired, std::make_exception_ptr(task_expired()));
+    while (overdue != nullptr) {
+        detail::queue_node* node = overdue;
+        overdue = node->next;
+        task_extras* extras = extras_of(node);
+        extras->run_stop.request_stop();
+        node->answer_error(std::make_exception_ptr(task_timeout("btq: task exceeded its run timeout")));
+        // From here on the task may return and free its node.
+        extras->claim.store(timer_answered, std::memory_order_release);
+    }
+    lock.lock();
+}
+
+} // namespace btq
