@@ -465,8 +465,7 @@ class bounded_task_queue {
 
     /// Everything that is not a plain task with room: featured tasks, and full queues.
     template <class Sink>
-    admission admit_locked(Task& task, Sink&& sink, const submit_options& options,
-                           bool may_block);
+    admission admit_locked(Task& task, Sink&& sink, const submit_options& options, bool may_block);
     /// Builds the node of a task that goes through admit_locked().
     template <class Sink>
     std::unique_ptr<task_node<std::decay_t<Sink>>>

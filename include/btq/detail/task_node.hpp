@@ -59,7 +59,7 @@ struct task_extras {
     bool overran = false; ///< answered task_timeout while it still runs
     std::atomic<std::uint8_t> claim{unclaimed};
     std::stop_token caller_stop;
-    std::stop_source run_stop{std::nostopstate}; ///< only with a run timeout
+    std::stop_source run_stop{std::nostopstate};                 ///< only with a run timeout
     std::optional<std::stop_callback<stop_hook<Queue>>> on_stop; ///< last: destroyed first
 
     /// The token the executor gets: the caller's, or with a run timeout the queue's own.

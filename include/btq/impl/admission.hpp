@@ -12,8 +12,9 @@ namespace btq {
 template <class Task, class Executor>
     requires executor_for<Executor, Task>
 template <class Sink>
-auto bounded_task_queue<Task, Executor>::admit(Task& task, Sink&& sink, const submit_options& options,
-                                               bool may_block) -> admission {
+auto bounded_task_queue<Task, Executor>::admit(Task& task, Sink&& sink,
+                                               const submit_options& options, bool may_block)
+    -> admission {
     if (options.stop.stop_requested()) {
         std::lock_guard lock(mutex_);
         ++counters_.cancelled;
@@ -132,7 +133,7 @@ auto bounded_task_queue<Task, Executor>::make_node(Task& task, Sink&& sink,
                                                    std::optional<clock::time_point> deadline)
     -> std::unique_ptr<task_node<std::decay_t<Sink>>> {
     auto node = std::make_unique<task_node<std::decay_t<Sink>>>(this, std::move(task),
-                                                                 std::forward<Sink>(sink));
+                                                                std::forward<Sink>(sink));
     node->priority = options.priority;
     const std::optional<clock::duration> run_timeout =
         options.run_timeout ? options.run_timeout : run_timeout_;
@@ -154,8 +155,8 @@ template <class Task, class Executor>
     requires executor_for<Executor, Task>
 template <class Sink>
 auto bounded_task_queue<Task, Executor>::admit_locked(Task& task, Sink&& sink,
-                                                      const submit_options& options,
-                                                      bool may_block) -> admission {
+                                                      const submit_options& options, bool may_block)
+    -> admission {
     using node_type = task_node<std::decay_t<Sink>>;
     const clock::time_point now = clock::now();
     std::optional<clock::time_point> deadline = options.deadline;

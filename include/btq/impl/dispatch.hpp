@@ -279,8 +279,8 @@ void bounded_task_queue<Task, Executor>::on_stop_requested(detail::queue_node* n
 
 template <class Task, class Executor>
     requires executor_for<Executor, Task>
-void bounded_task_queue<Task, Executor>::answer_unstarted(detail::node_chain& chain,
-                                                          const std::exception_ptr& error) noexcept {
+void bounded_task_queue<Task, Executor>::answer_unstarted(
+    detail::node_chain& chain, const std::exception_ptr& error) noexcept {
     const std::size_t count = chain.size;
     chain.fail_all(error);
     std::lock_guard lock(mutex_);
@@ -293,14 +293,11 @@ void bounded_task_queue<Task, Executor>::answer_unstarted(detail::node_chain& ch
 template <class Task, class Executor>
     requires executor_for<Executor, Task>
 void bounded_task_queue<Task, Executor>::arm_timer_locked(detail::queue_node* node,
-                                                          task_extras& extras,
-                                                          clock::time_point at,
+                                                          task_extras& extras, clock::time_point at,
                                                           bool run_deadline) {
-    extras.timer_position =
-        timer_.arm(at, timer_entry{node, run_deadline}, mutex_,
-                   [this](std::unique_lock<detail::adaptive_mutex>& lock, clock::time_point now) {
-                       on_timer_due(lock, now);
-                   });
+    extras.timer_position = timer_.arm(at, timer_entry{node, run_deadline}, mutex_,
+                                       [this](std::unique_lock<detail::adaptive_mutex>& lock,
+                                              clock::time_point now) { on_timer_due(lock, now); });
     extras.timer_armed = true;
 }
 
@@ -351,7 +348,8 @@ void bounded_task_queue<Task, Executor>::on_timer_due(
         overdue = node->next;
         task_extras* extras = extras_of(node);
         extras->run_stop.request_stop();
-        node->answer_error(std::make_exception_ptr(task_timeout("btq: task exceeded its run timeout")));
+        node->answer_error(
+            std::make_exception_ptr(task_timeout("btq: task exceeded its run timeout")));
         // From here on the task may return and free its node.
         extras->claim.store(detail::timer_answered, std::memory_order_release);
     }
