@@ -55,7 +55,8 @@ void run_batches(benchmark::State& state, Queue& queue, std::size_t tasks, MakeT
         done.wait();
         done_tasks += tasks;
     }
-    const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count();
+    const double us =
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count();
     state.SetItemsProcessed(static_cast<std::int64_t>(done_tasks));
     state.counters["us_per_task"] = done_tasks > 0 ? us / static_cast<double>(done_tasks) : 0.0;
 }

@@ -9,12 +9,12 @@
 #include <cerrno>
 #include <charconv>
 #include <chrono>
-#include <stdexcept>
-#include <thread>
 #include <cstdio>
 #include <cstdlib>
+#include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
 
 #include "files.hpp"
 #include "schedule.hpp"

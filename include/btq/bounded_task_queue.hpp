@@ -27,6 +27,7 @@
 #include "detail/inbox.hpp"
 #include "detail/node_pool.hpp"
 #include "detail/queue_counters.hpp"
+#include "detail/task_node.hpp"
 #include "detail/tick_clock.hpp"
 #include "detail/waiting_list.hpp"
 #include "errors.hpp"
@@ -359,136 +360,15 @@ class bounded_task_queue {
         refused_cancelled
     };
 
-    /// Where a featured task is; changed under the lock (see task_extras).
-    enum class node_state : std::uint8_t {
-        admitting,  ///< being admitted; a stop seen now refuses it
-        stop_seen,  ///< its stop was requested while it was being admitted
-        waiting,    ///< in the waiting list
-        running,    ///< handed to the executor
-        left,       ///< answered without starting, or finished
-    };
-
-    /// Who answers a task with a run timeout: its own outcome or the timer (atomic, lock-free).
-    enum answer_claim : std::uint8_t { unclaimed, timer_answering, timer_answered, claimed };
-
-    struct timer_entry {
-        detail::queue_node* node = nullptr;
-        bool run_deadline = false; ///< false: a queue deadline (waiting); true: a run timeout
-    };
-
-    /// What only featured tasks carry, allocated with them.
-    struct task_extras {
-        struct stop_hook {
-            bounded_task_queue* queue;
-            detail::queue_node* node;
-            void operator()() const noexcept { queue->on_stop_requested(node); }
-        };
-
-        node_state state = node_state::admitting;
-        std::optional<clock::time_point> deadline;
-        std::optional<clock::duration> run_timeout;
-        typename detail::deadline_timer<timer_entry>::handle timer_position{};
-        bool timer_armed = false;
-        bool overran = false;
-        std::atomic<std::uint8_t> claim{unclaimed};
-        std::stop_token caller_stop;
-        std::stop_source run_stop{std::nostopstate}; ///< only with a run timeout
-        std::optional<std::stop_callback<stop_hook>> on_stop; ///< last: destroyed first
-
-        [[nodiscard]] std::stop_token task_token() const {
-            return run_stop.stop_possible() ? run_stop.get_token() : caller_stop;
-        }
-    };
-
-    struct promise_sink {
-        std::promise<result_type> promise;
-        void operator()(task_result<result_type>&& result) {
-            if (!result.has_value()) {
-                promise.set_exception(result.error());
-            } else if constexpr (std::is_void_v<result_type>) {
-                promise.set_value();
-            } else {
-                promise.set_value(std::move(result).value());
-            }
-        }
-    };
-
-    /// One task with the sink its outcome goes to. Nodes come from detail::node_pool.
+    using node_state = detail::node_state;
+    using timer_entry = detail::timer_entry;
+    using task_extras = detail::task_extras<bounded_task_queue>;
+    using promise_sink = detail::promise_sink<result_type>;
     template <class Sink>
-    struct task_node final : detail::queue_node {
-        template <class S>
-        task_node(bounded_task_queue* owner, Task&& work, S&& answer)
-            : queue(owner), task(std::move(work)), sink(std::forward<S>(answer)) {}
-
-        // Nodes are recycled per thread (detail::node_pool); `size` is always sizeof(task_node).
-        static void* operator new(std::size_t /*size*/) {
-            return detail::node_pool<sizeof(task_node)>::allocate();
-        }
-        static void operator delete(void* memory) noexcept {
-            detail::node_pool<sizeof(task_node)>::deallocate(memory);
-        }
-
-        bounded_task_queue* queue;
-        [[no_unique_address]] Task task;
-        [[no_unique_address]] Sink sink;
-
-        void start(std::chrono::nanoseconds waited) override {
-            const task_extras* found = extras_of(this);
-            std::stop_token token = found != nullptr ? found->task_token() : std::stop_token();
-            try {
-                queue->executor_.execute(
-                    std::move(task),
-                    completion<result_type>(&on_complete, this, waited, std::move(token)));
-            } catch (...) { // NOLINT(bugprone-empty-catch)
-                // The completion handed to execute() has already answered (broken_completion).
-            }
-        }
-        void fail(std::exception_ptr error) noexcept override {
-            answer_error(std::move(error));
-            delete this;
-        }
-        void answer_error(std::exception_ptr error) noexcept override {
-            sink(task_result<result_type>(std::move(error)));
-        }
-
-        /// The task returned: answer (unless its run timeout already did), free the slot.
-        static void on_complete(void* context, task_result<result_type>&& result) noexcept {
-            auto* self = static_cast<task_node*>(context);
-            const bool failed = !result.has_value();
-            const bool timed_out = failed && detail::is_timeout(result.error());
-            task_extras* found = extras_of(self);
-            if (found == nullptr || claim_answer(*found)) {
-                self->sink(std::move(result));
-            }
-            self->queue->finish(self, failed, timed_out);
-        }
-
-        /// False when the run timeout answered first (waits until that answer is delivered).
-        static bool claim_answer(task_extras& extras) noexcept {
-            std::uint8_t expected = unclaimed;
-            if (extras.claim.compare_exchange_strong(expected, claimed,
-                                                     std::memory_order_acq_rel)) {
-                return true;
-            }
-            while (extras.claim.load(std::memory_order_acquire) != timer_answered) {
-                detail::cpu_relax();
-            }
-            return false;
-        }
-
-        task_node(const task_node&) = delete;
-        task_node& operator=(const task_node&) = delete;
-        task_node(task_node&&) = delete;
-        task_node& operator=(task_node&&) = delete;
-        ~task_node() { delete extras_of(this); }
-    };
-
-    /// The inbox's parked node; never started or answered.
-    struct stub_node final : detail::queue_node {
-        void start(std::chrono::nanoseconds /*waited*/) override {}
-        void fail(std::exception_ptr /*error*/) noexcept override {}
-        void answer_error(std::exception_ptr /*error*/) noexcept override {}
-    };
+    using task_node = detail::task_node<bounded_task_queue, Sink>;
+    template <class Queue, class Sink>
+    friend struct detail::task_node;
+    friend struct detail::stop_hook<bounded_task_queue>;
 
     static task_extras* extras_of(const detail::queue_node* node) noexcept {
         return static_cast<task_extras*>(node->extras);
@@ -553,40 +433,11 @@ class bounded_task_queue {
 
     /// try_submit's refusal of a plain task on a full reject queue, decided from two loads: no
     /// lock, nothing built, nothing moved.
-    [[nodiscard]] bool fast_refusal(const submit_options& options) noexcept {
-        if (overflow_ == overflow_policy::drop_oldest || !is_plain(options)) {
-            return false;
-        }
-        const std::size_t word = admission_.load(std::memory_order_acquire);
-        if ((word & closed_bit) == 0 && word < capacity_) {
-            return false;
-        }
-        if ((word & closed_bit) == 0 && slot_free()) {
-            return false; // may start at once: the full path decides
-        }
-        refused_.fetch_add(1, std::memory_order_relaxed);
-        return true;
-    }
+    [[nodiscard]] bool fast_refusal(const submit_options& options) noexcept;
 
     /// Reserves a waiting place, lock-free.
     enum class reservation { made, full, closed };
-    reservation reserve() noexcept {
-        std::size_t word = admission_.load(std::memory_order_relaxed);
-        for (;;) {
-            if ((word & closed_bit) != 0) {
-                return reservation::closed;
-            }
-            if (word >= capacity_) {
-                return reservation::full;
-            }
-            if (admission_.compare_exchange_weak(word, word + 1, std::memory_order_seq_cst,
-                                                 std::memory_order_relaxed)) {
-                break;
-            }
-        }
-        note_peak(word + 1);
-        return reservation::made;
-    }
+    reservation reserve() noexcept;
 
     void note_peak(std::size_t waiting) noexcept {
         std::size_t peak = peak_queued_.load(std::memory_order_relaxed);
@@ -597,84 +448,24 @@ class bounded_task_queue {
 
     void unreserve() noexcept { admission_.fetch_sub(1, std::memory_order_seq_cst); }
 
+    // Defined in impl/admission.hpp, in the order a task travels.
     /// Decides a task's fate. `task` and `sink` are moved from only if it is admitted (or, for
     /// submit(), whatever happens).
     template <class Sink>
-    admission admit(Task& task, Sink&& sink, const submit_options& options, bool may_block) {
-        if (options.stop.stop_requested()) {
-            std::lock_guard lock(mutex_);
-            ++counters_.cancelled;
-            return admission::refused_cancelled;
-        }
-        if (is_plain(options)) {
-            if (slot_free() && start_at_once(task, sink)) {
-                return admission::started;
-            }
-            switch (reserve()) {
-            case reservation::made:
-                return push_plain(task, std::forward<Sink>(sink));
-            case reservation::closed:
-                refused_.fetch_add(1, std::memory_order_relaxed);
-                return admission::refused_closed;
-            case reservation::full:
-                if (overflow_ == overflow_policy::reject && !slot_free()) {
-                    refused_.fetch_add(1, std::memory_order_relaxed);
-                    return admission::refused_full;
-                }
-                break; // start at once, displace or block: decided under the lock
-            }
-        }
-        return admit_locked(task, std::forward<Sink>(sink), options, may_block);
-    }
+    admission admit(Task& task, Sink&& sink, const submit_options& options, bool may_block);
 
     /// A plain task on a queue where nothing waits and a slot is free starts on this thread,
     /// without a place in the queue. False (nothing moved) if that is no longer so.
     template <class Sink>
-    bool start_at_once(Task& task, Sink& sink) {
-        using node_type = task_node<std::decay_t<Sink>>;
-        std::unique_lock lock(mutex_);
-        if (admission_.load(std::memory_order_relaxed) != 0 ||
-            paused_.load(std::memory_order_relaxed) ||
-            counters_.active >= max_concurrency_.load(std::memory_order_relaxed)) {
-            return false; // someone waits (or closed), or the slot was taken meanwhile
-        }
-        auto* node = new node_type(this, std::move(task), std::forward<Sink>(sink));
-        begin_running_locked(node);
-        counters_.wait_times.record(std::chrono::nanoseconds::zero());
-        node->stamp = detail::tick_clock::now();
-        lock.unlock();
-        run_dispatch(node, std::chrono::nanoseconds::zero(), false);
-        return true;
-    }
+    bool start_at_once(Task& task, Sink& sink);
 
     /// The lock-free path: the place is reserved; build, push, and start if a slot is free.
     template <class Sink>
-    admission push_plain(Task& task, Sink&& sink) {
-        using node_type = task_node<std::decay_t<Sink>>;
-        node_type* node = nullptr;
-        try {
-            node = new node_type(this, std::move(task), std::forward<Sink>(sink));
-        } catch (...) {
-            unreserve();
-            throw;
-        }
-        node->stamp = detail::tick_clock::now();
-        inbox_.push(node);
-        if (slot_free()) {
-            if constexpr (pulling_executor<Executor>) {
-                if (executor_.idle_pulling()) {
-                    return admission::queued; // a worker looking for work takes it
-                }
-            }
-            start_waiting();
-        }
-        return admission::queued;
-    }
+    admission push_plain(Task& task, Sink&& sink);
 
     /// Everything that is not a plain task with room: featured tasks, and full queues.
     template <class Sink>
-    admission admit_locked(Task& task, Sink&& sink, const submit_options& options,
-                           bool may_block);
+    admission admit_locked(Task& task, Sink&& sink, const submit_options& options, bool may_block);
     /// Builds the node of a task that goes through admit_locked().
     template <class Sink>
     std::unique_ptr<task_node<std::decay_t<Sink>>>
@@ -689,7 +480,7 @@ class bounded_task_queue {
     /// drop_oldest: takes the waiter `newcomer_priority` may displace into `displaced`.
     bool displace_locked(int newcomer_priority, detail::node_chain& displaced);
 
-    // Defined in impl/bounded_task_queue.hpp, in the order a task travels.
+    // Defined in impl/dispatch.hpp, in the order a task travels.
     /// Starts waiting tasks on this thread while slots are free; false if none could start.
     bool start_waiting();
     void run_dispatch(detail::queue_node* first, std::chrono::nanoseconds waited, bool more);
@@ -762,7 +553,7 @@ class bounded_task_queue {
     const std::optional<clock::duration> queue_timeout_;
     const std::optional<clock::duration> run_timeout_;
 
-    stub_node stub_;
+    detail::stub_node stub_;
     detail::inbox<detail::queue_node> inbox_{&stub_};
 
     // Guarded by the lock.
@@ -782,4 +573,5 @@ class bounded_task_queue {
 
 } // namespace btq
 
-#include "impl/bounded_task_queue.hpp"
+#include "impl/admission.hpp"
+#include "impl/dispatch.hpp"

@@ -93,7 +93,8 @@ class task_expired : public task_not_run {
 class task_cancelled : public task_not_run {
   public:
     task_cancelled()
-        : task_not_run(not_run_reason::cancelled, "btq: task cancelled while waiting in the queue") {}
+        : task_not_run(not_run_reason::cancelled,
+                       "btq: task cancelled while waiting in the queue") {}
 };
 
 /// @brief A task that started but exceeded its run timeout (reported by executors that enforce

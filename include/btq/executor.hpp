@@ -132,7 +132,7 @@ class completion {
     /// @brief A completion that calls `callback(task_result<R>)` once (allocates). Handy for
     ///        using an executor without a queue, and in tests.
     template <class Callback>
-        requires std::invocable<Callback&, task_result<R> &&>
+        requires std::invocable<Callback&, task_result<R>&&>
     [[nodiscard]] static completion from(Callback callback, std::stop_token stop = {}) {
         auto* owned = new Callback(std::move(callback));
         return completion(
@@ -220,9 +220,8 @@ concept executor_for = std::move_constructible<Task> && requires {
 /// @brief An executor that wants to know the queue's concurrency bound (thread_executor grows
 ///        its threads to match). Optional.
 template <class Executor>
-concept concurrency_aware_executor = requires(Executor& executor, std::size_t n) {
-    executor.reserve_concurrency(n);
-};
+concept concurrency_aware_executor =
+    requires(Executor& executor, std::size_t n) { executor.reserve_concurrency(n); };
 
 /// @brief An executor that can stop work it is already running, by force (the process
 ///        executors kill the process or the worker). It says so with
@@ -235,9 +234,8 @@ concept concurrency_aware_executor = requires(Executor& executor, std::size_t n)
 /// Executors without it (thread_executor, callable_executor) stop running work cooperatively:
 /// they hand the stop token to a task that takes one, and the task decides. Optional.
 template <class Executor>
-concept cancellable_executor = Executor::stops_running_tasks && requires(Executor& executor) {
-    executor.cancel_running();
-};
+concept cancellable_executor =
+    Executor::stops_running_tasks && requires(Executor& executor) { executor.cancel_running(); };
 
 namespace detail {
 /// A queue as seen by an executor whose idle threads take tasks themselves (see

@@ -57,8 +57,8 @@ struct queue_stats {
     /// Running tasks already answered with btq::task_timeout (run timeout) that have not
     /// returned yet: they still hold their slot, and are counted in `active`.
     std::size_t overrunning = 0;
-    bool closed = false;         ///< close() or shutdown() has been called
-    bool paused = false;         ///< pause() is in effect
+    bool closed = false; ///< close() or shutdown() has been called
+    bool paused = false; ///< pause() is in effect
 
     latency_summary wait_time; ///< submission to start, for every task that started
     latency_summary run_time;  ///< start to completion, for every task that ran

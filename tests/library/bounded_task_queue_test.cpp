@@ -33,9 +33,8 @@ struct owned_task {
 template <class Queue>
 void check_identity(const btq::queue_stats& s) {
     INFO("submitted=" << s.submitted << " processed=" << s.total_processed << " active=" << s.active
-                      << " queued=" << s.queued << " rejected=" << s.rejected
-                      << " cleared=" << s.cleared << " expired=" << s.expired
-                      << " cancelled=" << s.cancelled);
+                      << " queued=" << s.queued << " rejected=" << s.rejected << " cleared="
+                      << s.cleared << " expired=" << s.expired << " cancelled=" << s.cancelled);
     CHECK(s.submitted == s.total_processed + s.active + s.queued + s.rejected + s.cleared +
                              s.expired + s.cancelled);
 }

@@ -110,9 +110,8 @@ TEST_CASE("a cancelled task's deadline and priority leave no trace", "[cancel][d
     auto running = queue.submit(holding(release));
     REQUIRE(eventually([&] { return queue.stats().active == 1; }));
     std::stop_source source;
-    auto cancelled = queue.submit([] {}, {.priority = 3,
-                                          .deadline = btq::clock::now() + 30ms,
-                                          .stop = source.get_token()});
+    auto cancelled = queue.submit(
+        [] {}, {.priority = 3, .deadline = btq::clock::now() + 30ms, .stop = source.get_token()});
     source.request_stop();
     CHECK_THROWS_AS(cancelled.get(), btq::task_cancelled);
     std::this_thread::sleep_for(60ms); // past the deadline it no longer has
@@ -154,7 +153,7 @@ TEST_CASE("a running task that takes a std::stop_token sees its stop requested",
         {.stop = source.get_token()});
     REQUIRE(eventually([&] { return started.load(); }));
     source.request_stop();
-    CHECK(answer.get() == 7); // cooperative: the task decides what it returns
+    CHECK(answer.get() == 7);            // cooperative: the task decides what it returns
     CHECK(queue.stats().cancelled == 0); // it had started: not a cancellation in the queue
 }
 
@@ -323,14 +322,15 @@ TEST_CASE("drain from a synchronous executor's task or a completion callback thr
 
     void_queue threads({.max_concurrency = 1});
     std::promise<bool> callback_threw;
-    threads.submit([] {}, [&](btq::task_result<void>) noexcept {
-        try {
-            threads.drain();
-            callback_threw.set_value(false);
-        } catch (const btq::wait_deadlock&) {
-            callback_threw.set_value(true);
-        }
-    });
+    threads.submit([] {},
+                   [&](btq::task_result<void>) noexcept {
+                       try {
+                           threads.drain();
+                           callback_threw.set_value(false);
+                       } catch (const btq::wait_deadlock&) {
+                           callback_threw.set_value(true);
+                       }
+                   });
     CHECK(callback_threw.get_future().get());
 }
 
@@ -387,7 +387,8 @@ TEST_CASE("the stats identity and both bounds hold in every snapshot under 8 pro
                 const auto pick = random() % 8;
                 std::stop_source& source = sources[i % sources.size()];
                 if (pick == 0) {
-                    options = btq::submit_options::within(std::chrono::microseconds(random() % 200));
+                    options =
+                        btq::submit_options::within(std::chrono::microseconds(random() % 200));
                 } else if (pick == 1) {
                     source = std::stop_source();
                     options.stop = source.get_token();
@@ -518,12 +519,13 @@ TEST_CASE("no lost wake-up: every task admitted to an idle queue starts within 1
             threads.emplace_back([&] {
                 for (int i = 0; i < per_producer; ++i) {
                     outstanding.fetch_add(1);
-                    queue.submit([] {}, [&](btq::task_result<void>) noexcept {
-                        if (outstanding.fetch_sub(1) == 1) {
-                            std::lock_guard lock(mutex);
-                            changed.notify_all();
-                        }
-                    });
+                    queue.submit([] {},
+                                 [&](btq::task_result<void>) noexcept {
+                                     if (outstanding.fetch_sub(1) == 1) {
+                                         std::lock_guard lock(mutex);
+                                         changed.notify_all();
+                                     }
+                                 });
                 }
             });
         }

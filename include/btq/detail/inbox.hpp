@@ -68,7 +68,9 @@ class inbox {
     }
 
   private:
-    static std::atomic_ref<Node*> link(Node* node) noexcept { return std::atomic_ref<Node*>(node->next); }
+    static std::atomic_ref<Node*> link(Node* node) noexcept {
+        return std::atomic_ref<Node*>(node->next);
+    }
 
     /// `node->next`, waiting while a push is between its exchange and its link. Null only when
     /// `node` is the tail.

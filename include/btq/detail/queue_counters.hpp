@@ -52,8 +52,7 @@ struct queue_counters {
         out.cancelled = cancelled;
         out.timed_out = timed_out;
         out.overrunning = overrunning;
-        out.submitted =
-            processed + active + queued + out.rejected + cleared + expired + cancelled;
+        out.submitted = processed + active + queued + out.rejected + cleared + expired + cancelled;
         out.wait_time = wait_times.summary();
         out.run_time = run_times.summary();
     }

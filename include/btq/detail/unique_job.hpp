@@ -22,10 +22,9 @@ class unique_job {
     unique_job() noexcept = default;
 
     template <class F>
-    requires(
-        !std::is_same_v<std::decay_t<F>, unique_job> &&
-        std::is_invocable_v<std::decay_t<
-            F>&>) explicit unique_job(F&& function) { // NOLINT(bugprone-forwarding-reference-overload)
+        requires(!std::is_same_v<std::decay_t<F>, unique_job> &&
+                 std::is_invocable_v<std::decay_t<F>&>)
+    explicit unique_job(F&& function) { // NOLINT(bugprone-forwarding-reference-overload)
         using stored = std::decay_t<F>;
         if constexpr (fits_inline<stored>) {
             ::new (static_cast<void*>(&storage_)) stored(std::forward<F>(function));
@@ -59,8 +58,8 @@ class unique_job {
   private:
     template <class T>
     static constexpr bool fits_inline =
-        sizeof(T) <= inline_size &&
-        alignof(T) <= alignof(std::max_align_t) && std::is_nothrow_move_constructible_v<T>;
+        sizeof(T) <= inline_size && alignof(T) <= alignof(std::max_align_t) &&
+        std::is_nothrow_move_constructible_v<T>;
 
     struct operations {
         void (*run_and_destroy)(unique_job* self);

@@ -8,7 +8,6 @@
 #include <exception>
 #include <vector>
 
-
 namespace btq::detail {
 
 /// A task waiting in (or running from) a queue. Intrusive links keep waiting free of per-task

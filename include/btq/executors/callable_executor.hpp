@@ -12,8 +12,7 @@ namespace btq {
 
 namespace detail {
 template <class F, class Task, class AsyncResult,
-          bool Synchronous = std::is_invocable_v<F&, Task&&> ||
-                             stop_token_invocable<F&, Task&&>>
+          bool Synchronous = std::is_invocable_v<F&, Task&&> || stop_token_invocable<F&, Task&&>>
 struct callable_result {
     using type = typename stop_invoke_result<F&, Task&&>::type;
 };

@@ -1,210 +1,13 @@
-/// @file impl/bounded_task_queue.hpp
-/// @brief bounded_task_queue's admission, dispatch and completion, in the order a task travels:
-///        admit_locked → enqueue → take_startable → run_dispatch → finish; then what answers a
-///        task that never starts (clear, expiry, cancellation) and the timer.
+/// @file impl/dispatch.hpp
+/// @brief bounded_task_queue's dispatch and completion, in the order a task travels after
+///        admission (impl/admission.hpp): take_startable → run_dispatch → finish; then what
+///        answers a task that never starts (clear, expiry, cancellation) and the timer.
 /// Included by bounded_task_queue.hpp; not a header of its own.
 #pragma once
 
 #include <thread>
 
 namespace btq {
-
-// ---- admission under the lock -------------------------------------------------------------
-
-template <class Task, class Executor>
-    requires executor_for<Executor, Task>
-template <class Sink>
-auto bounded_task_queue<Task, Executor>::make_node(Task& task, Sink&& sink,
-                                                   const submit_options& options,
-                                                   std::optional<clock::time_point> deadline)
-    -> std::unique_ptr<task_node<std::decay_t<Sink>>> {
-    auto node = std::make_unique<task_node<std::decay_t<Sink>>>(this, std::move(task),
-                                                                 std::forward<Sink>(sink));
-    node->priority = options.priority;
-    const std::optional<clock::duration> run_timeout =
-        options.run_timeout ? options.run_timeout : run_timeout_;
-    if (deadline || options.stop.stop_possible() || run_timeout) {
-        auto extras = std::make_unique<task_extras>();
-        extras->deadline = deadline;
-        extras->run_timeout = run_timeout;
-        extras->caller_stop = options.stop;
-        if (run_timeout) {
-            extras->run_stop = std::stop_source();
-        }
-        node->extras = extras.release();
-    }
-    node->stamp = detail::tick_clock::now();
-    return node;
-}
-
-template <class Task, class Executor>
-    requires executor_for<Executor, Task>
-template <class Sink>
-auto bounded_task_queue<Task, Executor>::admit_locked(Task& task, Sink&& sink,
-                                                      const submit_options& options,
-                                                      bool may_block) -> admission {
-    using node_type = task_node<std::decay_t<Sink>>;
-    const clock::time_point now = clock::now();
-    std::optional<clock::time_point> deadline = options.deadline;
-    if (!deadline && queue_timeout_) {
-        deadline = now + *queue_timeout_;
-    }
-    std::optional<clock::time_point> block_limit;
-    if (may_block && overflow_ == overflow_policy::block) {
-        if (block_timeout_) {
-            block_limit = now + *block_timeout_;
-        }
-        if (deadline && (!block_limit || *deadline < *block_limit)) {
-            block_limit = deadline;
-        }
-    }
-    // submit() consumes the task whatever happens, so its node is built before taking the lock;
-    // try_submit() must leave a refused task untouched, so it builds under the lock.
-    std::unique_ptr<node_type> node;
-    if (may_block) {
-        node = make_node(task, std::forward<Sink>(sink), options, deadline);
-    }
-    auto built = [&]() -> node_type* {
-        if (!node) {
-            node = make_node(task, std::forward<Sink>(sink), options, deadline);
-        }
-        return node.get();
-    };
-
-    detail::node_chain unstarted; // displaced by this task, or this task cancelled at once
-    std::unique_lock lock(mutex_);
-    for (;;) {
-        std::size_t word = admission_.load(std::memory_order_seq_cst);
-        if ((word & closed_bit) != 0) {
-            refused_.fetch_add(1, std::memory_order_relaxed);
-            return admission::refused_closed;
-        }
-        if (deadline && *deadline <= (block_limit ? clock::now() : now)) {
-            ++counters_.expired;
-            return admission::refused_expired;
-        }
-        if (!paused_.load(std::memory_order_relaxed) &&
-            counters_.active < max_concurrency_.load(std::memory_order_relaxed) && word == 0) {
-            // Nothing waits and a slot is free: start at once, without a place in the queue.
-            detail::queue_node* started = built();
-            if (!watch_stop_locked(started)) {
-                extras_of(started)->state = node_state::left;
-                ++counters_.cancelled;
-                ++answering_;
-                unstarted.push(node.release());
-                lock.unlock();
-                answer_unstarted(unstarted, std::make_exception_ptr(task_cancelled()));
-                return admission::queued;
-            }
-            static_cast<void>(node.release());
-            begin_running_locked(started);
-            counters_.wait_times.record(std::chrono::nanoseconds::zero());
-            started->stamp = detail::tick_clock::now();
-            lock.unlock();
-            run_dispatch(started, std::chrono::nanoseconds::zero(), false);
-            return admission::started;
-        }
-        if (word < capacity_) {
-            if (!admission_.compare_exchange_strong(word, word + 1, std::memory_order_seq_cst)) {
-                continue; // a plain submitter took the place first: decide again
-            }
-            note_peak(word + 1);
-            detail::queue_node* queued = built();
-            static_cast<void>(node.release());
-            const bool admitted_now = enqueue_locked(queued, unstarted);
-            lock.unlock();
-            if (!admitted_now) {
-                answer_unstarted(unstarted, std::make_exception_ptr(task_cancelled()));
-                return admission::queued;
-            }
-            if (slot_free()) {
-                start_waiting();
-            }
-            return admission::queued;
-        }
-        if (overflow_ == overflow_policy::drop_oldest && capacity_ > 0 &&
-            displace_locked(options.priority, unstarted)) {
-            // The displaced waiter's place goes to this task: the count stays as it is.
-            detail::queue_node* queued = built();
-            static_cast<void>(node.release());
-            detail::node_chain cancelled;
-            const bool admitted_now = enqueue_locked(queued, cancelled);
-            lock.unlock();
-            answer_unstarted(unstarted, std::make_exception_ptr(task_displaced()));
-            if (!admitted_now) {
-                answer_unstarted(cancelled, std::make_exception_ptr(task_cancelled()));
-            }
-            return admission::queued;
-        }
-        if (overflow_ != overflow_policy::block || !may_block ||
-            (block_limit && clock::now() >= *block_limit)) {
-            refused_.fetch_add(1, std::memory_order_relaxed);
-            return admission::refused_full;
-        }
-        ++blocked_submitters_;
-        if (block_limit) {
-            room_available_.wait_until(lock, *block_limit);
-        } else {
-            room_available_.wait(lock);
-        }
-        --blocked_submitters_;
-    }
-}
-
-template <class Task, class Executor>
-    requires executor_for<Executor, Task>
-bool bounded_task_queue<Task, Executor>::watch_stop_locked(detail::queue_node* node) {
-    task_extras* extras = extras_of(node);
-    if (extras == nullptr || !extras->caller_stop.stop_possible()) {
-        return true;
-    }
-    registering_stop_ = node;
-    extras->on_stop.emplace(extras->caller_stop, typename task_extras::stop_hook{this, node});
-    registering_stop_ = nullptr;
-    return extras->state != node_state::stop_seen;
-}
-
-template <class Task, class Executor>
-    requires executor_for<Executor, Task>
-bool bounded_task_queue<Task, Executor>::enqueue_locked(detail::queue_node* node,
-                                                        detail::node_chain& cancelled) {
-    if (!watch_stop_locked(node)) {
-        unreserve();
-        ++counters_.cancelled;
-        ++counters_.total_queued;
-        ++answering_;
-        extras_of(node)->state = node_state::left;
-        cancelled.push(node);
-        return false;
-    }
-    drain_inbox_locked(); // plain tasks pushed before this one stay ahead of it
-    waiting_.push_back(node);
-    if (task_extras* extras = extras_of(node)) {
-        extras->state = node_state::waiting;
-        if (extras->deadline) {
-            arm_timer_locked(node, *extras, *extras->deadline, false);
-        }
-    }
-    return true;
-}
-
-template <class Task, class Executor>
-    requires executor_for<Executor, Task>
-bool bounded_task_queue<Task, Executor>::displace_locked(int newcomer_priority,
-                                                         detail::node_chain& displaced) {
-    drain_inbox_locked();
-    if (waiting_.empty() || waiting_.lowest_oldest()->priority > newcomer_priority) {
-        return false;
-    }
-    detail::queue_node* victim = waiting_.lowest_oldest();
-    waiting_.erase(victim);
-    forget_locked(victim);
-    ++counters_.displaced; // its place passes to the newcomer: the count stays as it is
-    ++counters_.total_queued;
-    ++answering_;
-    displaced.push(victim);
-    return true;
-}
 
 // ---- dispatch -----------------------------------------------------------------------------
 
@@ -476,8 +279,8 @@ void bounded_task_queue<Task, Executor>::on_stop_requested(detail::queue_node* n
 
 template <class Task, class Executor>
     requires executor_for<Executor, Task>
-void bounded_task_queue<Task, Executor>::answer_unstarted(detail::node_chain& chain,
-                                                          const std::exception_ptr& error) noexcept {
+void bounded_task_queue<Task, Executor>::answer_unstarted(
+    detail::node_chain& chain, const std::exception_ptr& error) noexcept {
     const std::size_t count = chain.size;
     chain.fail_all(error);
     std::lock_guard lock(mutex_);
@@ -490,14 +293,11 @@ void bounded_task_queue<Task, Executor>::answer_unstarted(detail::node_chain& ch
 template <class Task, class Executor>
     requires executor_for<Executor, Task>
 void bounded_task_queue<Task, Executor>::arm_timer_locked(detail::queue_node* node,
-                                                          task_extras& extras,
-                                                          clock::time_point at,
+                                                          task_extras& extras, clock::time_point at,
                                                           bool run_deadline) {
-    extras.timer_position =
-        timer_.arm(at, timer_entry{node, run_deadline}, mutex_,
-                   [this](std::unique_lock<detail::adaptive_mutex>& lock, clock::time_point now) {
-                       on_timer_due(lock, now);
-                   });
+    extras.timer_position = timer_.arm(at, timer_entry{node, run_deadline}, mutex_,
+                                       [this](std::unique_lock<detail::adaptive_mutex>& lock,
+                                              clock::time_point now) { on_timer_due(lock, now); });
     extras.timer_armed = true;
 }
 
@@ -524,8 +324,8 @@ void bounded_task_queue<Task, Executor>::on_timer_due(
             expired.push(due.node);
             continue;
         }
-        std::uint8_t expected = unclaimed;
-        if (extras->claim.compare_exchange_strong(expected, timer_answering,
+        std::uint8_t expected = detail::unclaimed;
+        if (extras->claim.compare_exchange_strong(expected, detail::timer_answering,
                                                   std::memory_order_acq_rel)) {
             extras->overran = true;
             ++counters_.overrunning;
@@ -548,9 +348,10 @@ void bounded_task_queue<Task, Executor>::on_timer_due(
         overdue = node->next;
         task_extras* extras = extras_of(node);
         extras->run_stop.request_stop();
-        node->answer_error(std::make_exception_ptr(task_timeout("btq: task exceeded its run timeout")));
+        node->answer_error(
+            std::make_exception_ptr(task_timeout("btq: task exceeded its run timeout")));
         // From here on the task may return and free its node.
-        extras->claim.store(timer_answered, std::memory_order_release);
+        extras->claim.store(detail::timer_answered, std::memory_order_release);
     }
     lock.lock();
 }

@@ -1,0 +1,170 @@
+/// @file task_node.hpp
+/// @brief A task as the queue holds it: the node with the task and the sink its outcome goes to,
+///        and what only tasks with a deadline, a stop token or a run timeout carry.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <future>
+#include <optional>
+#include <stop_token>
+#include <type_traits>
+#include <utility>
+
+#include "../errors.hpp"
+#include "../executor.hpp"
+#include "../options.hpp"
+#include "adaptive_mutex.hpp"
+#include "deadline_timer.hpp"
+#include "node_pool.hpp"
+#include "waiting_list.hpp"
+
+namespace btq::detail {
+
+/// Where a task with extras is; changed under the queue's lock.
+enum class node_state : std::uint8_t {
+    admitting, ///< being admitted; a stop seen now cancels it at once
+    stop_seen, ///< its stop was requested while it was being admitted
+    waiting,   ///< in the waiting list
+    running,   ///< handed to the executor
+    left,      ///< answered without starting, or finished
+};
+
+/// Who answers a task with a run timeout: its own outcome or the timer (atomic, lock-free).
+enum answer_claim : std::uint8_t { unclaimed, timer_answering, timer_answered, claimed };
+
+struct timer_entry {
+    queue_node* node = nullptr;
+    bool run_deadline = false; ///< false: a queue deadline (waiting); true: a run timeout
+};
+
+/// The callback a task's stop token runs: the queue cancels the task if it still waits.
+template <class Queue>
+struct stop_hook {
+    Queue* queue;
+    queue_node* node;
+    void operator()() const noexcept { queue->on_stop_requested(node); }
+};
+
+/// What only tasks with a deadline, a stop token or a run timeout carry, allocated with them.
+template <class Queue>
+struct task_extras {
+    node_state state = node_state::admitting;
+    std::optional<clock::time_point> deadline;
+    std::optional<clock::duration> run_timeout;
+    typename deadline_timer<timer_entry>::handle timer_position{};
+    bool timer_armed = false;
+    bool overran = false; ///< answered task_timeout while it still runs
+    std::atomic<std::uint8_t> claim{unclaimed};
+    std::stop_token caller_stop;
+    std::stop_source run_stop{std::nostopstate};                 ///< only with a run timeout
+    std::optional<std::stop_callback<stop_hook<Queue>>> on_stop; ///< last: destroyed first
+
+    /// The token the executor gets: the caller's, or with a run timeout the queue's own.
+    [[nodiscard]] std::stop_token task_token() const {
+        return run_stop.stop_possible() ? run_stop.get_token() : caller_stop;
+    }
+};
+
+/// The sink of submit()'s future form.
+template <class R>
+struct promise_sink {
+    std::promise<R> promise;
+    void operator()(task_result<R>&& result) {
+        if (!result.has_value()) {
+            promise.set_exception(result.error());
+        } else if constexpr (std::is_void_v<R>) {
+            promise.set_value();
+        } else {
+            promise.set_value(std::move(result).value());
+        }
+    }
+};
+
+/// One task of `Queue` with the sink its outcome goes to. Nodes come from detail::node_pool.
+template <class Queue, class Sink>
+struct task_node final : queue_node {
+    using task_type = typename Queue::task_type;
+    using result_type = typename Queue::result_type;
+    using extras_type = task_extras<Queue>;
+
+    template <class S>
+    task_node(Queue* owner, task_type&& work, S&& answer)
+        : queue(owner), task(std::move(work)), sink(std::forward<S>(answer)) {}
+
+    // Nodes are recycled per thread (detail::node_pool); `size` is always sizeof(task_node).
+    static void* operator new(std::size_t /*size*/) {
+        return node_pool<sizeof(task_node)>::allocate();
+    }
+    static void operator delete(void* memory) noexcept {
+        node_pool<sizeof(task_node)>::deallocate(memory);
+    }
+
+    Queue* queue;
+    [[no_unique_address]] task_type task;
+    [[no_unique_address]] Sink sink;
+
+    [[nodiscard]] extras_type* found_extras() const noexcept {
+        return static_cast<extras_type*>(extras);
+    }
+
+    void start(std::chrono::nanoseconds waited) override {
+        const extras_type* found = found_extras();
+        std::stop_token token = found != nullptr ? found->task_token() : std::stop_token();
+        try {
+            queue->executor_.execute(
+                std::move(task),
+                completion<result_type>(&on_complete, this, waited, std::move(token)));
+        } catch (...) { // NOLINT(bugprone-empty-catch)
+            // The completion handed to execute() has already answered (broken_completion).
+        }
+    }
+    void fail(std::exception_ptr error) noexcept override {
+        answer_error(std::move(error));
+        delete this;
+    }
+    void answer_error(std::exception_ptr error) noexcept override {
+        sink(task_result<result_type>(std::move(error)));
+    }
+
+    /// The task returned: answer (unless its run timeout already did), free the slot.
+    static void on_complete(void* context, task_result<result_type>&& result) noexcept {
+        auto* self = static_cast<task_node*>(context);
+        const bool failed = !result.has_value();
+        const bool timed_out = failed && is_timeout(result.error());
+        extras_type* found = self->found_extras();
+        if (found == nullptr || claim_answer(*found)) {
+            self->sink(std::move(result));
+        }
+        self->queue->finish(self, failed, timed_out);
+    }
+
+    /// False when the run timeout answered first (waits until that answer is delivered).
+    static bool claim_answer(extras_type& found) noexcept {
+        std::uint8_t expected = unclaimed;
+        if (found.claim.compare_exchange_strong(expected, claimed, std::memory_order_acq_rel)) {
+            return true;
+        }
+        while (found.claim.load(std::memory_order_acquire) != timer_answered) {
+            cpu_relax();
+        }
+        return false;
+    }
+
+    task_node(const task_node&) = delete;
+    task_node& operator=(const task_node&) = delete;
+    task_node(task_node&&) = delete;
+    task_node& operator=(task_node&&) = delete;
+    ~task_node() { delete found_extras(); }
+};
+
+/// The inbox's parked node; never started or answered.
+struct stub_node final : queue_node {
+    void start(std::chrono::nanoseconds /*waited*/) override {}
+    void fail(std::exception_ptr /*error*/) noexcept override {}
+    void answer_error(std::exception_ptr /*error*/) noexcept override {}
+};
+
+} // namespace btq::detail

@@ -1,0 +1,323 @@
+/// @file impl/admission.hpp
+/// @brief bounded_task_queue's admission, in the order a task travels: the lock-free path of a
+///        plain task (reserve a place, push onto the inbox), then the locked path of everything
+///        else (tasks with a deadline, a stop token, a priority or a run timeout; full queues).
+/// Included by bounded_task_queue.hpp; not a header of its own.
+#pragma once
+
+namespace btq {
+
+// ---- the lock-free path -------------------------------------------------------------------
+
+template <class Task, class Executor>
+    requires executor_for<Executor, Task>
+template <class Sink>
+auto bounded_task_queue<Task, Executor>::admit(Task& task, Sink&& sink,
+                                               const submit_options& options, bool may_block)
+    -> admission {
+    if (options.stop.stop_requested()) {
+        std::lock_guard lock(mutex_);
+        ++counters_.cancelled;
+        return admission::refused_cancelled;
+    }
+    if (is_plain(options)) {
+        if (slot_free() && start_at_once(task, sink)) {
+            return admission::started;
+        }
+        switch (reserve()) {
+        case reservation::made:
+            return push_plain(task, std::forward<Sink>(sink));
+        case reservation::closed:
+            refused_.fetch_add(1, std::memory_order_relaxed);
+            return admission::refused_closed;
+        case reservation::full:
+            if (overflow_ == overflow_policy::reject && !slot_free()) {
+                refused_.fetch_add(1, std::memory_order_relaxed);
+                return admission::refused_full;
+            }
+            break; // start at once, displace or block: decided under the lock
+        }
+    }
+    return admit_locked(task, std::forward<Sink>(sink), options, may_block);
+}
+
+template <class Task, class Executor>
+    requires executor_for<Executor, Task>
+bool bounded_task_queue<Task, Executor>::fast_refusal(const submit_options& options) noexcept {
+    if (overflow_ == overflow_policy::drop_oldest || !is_plain(options)) {
+        return false;
+    }
+    const std::size_t word = admission_.load(std::memory_order_acquire);
+    if ((word & closed_bit) == 0 && word < capacity_) {
+        return false;
+    }
+    if ((word & closed_bit) == 0 && slot_free()) {
+        return false; // may start at once: the full path decides
+    }
+    refused_.fetch_add(1, std::memory_order_relaxed);
+    return true;
+}
+
+template <class Task, class Executor>
+    requires executor_for<Executor, Task>
+auto bounded_task_queue<Task, Executor>::reserve() noexcept -> reservation {
+    std::size_t word = admission_.load(std::memory_order_relaxed);
+    for (;;) {
+        if ((word & closed_bit) != 0) {
+            return reservation::closed;
+        }
+        if (word >= capacity_) {
+            return reservation::full;
+        }
+        if (admission_.compare_exchange_weak(word, word + 1, std::memory_order_seq_cst,
+                                             std::memory_order_relaxed)) {
+            break;
+        }
+    }
+    note_peak(word + 1);
+    return reservation::made;
+}
+
+template <class Task, class Executor>
+    requires executor_for<Executor, Task>
+template <class Sink>
+bool bounded_task_queue<Task, Executor>::start_at_once(Task& task, Sink& sink) {
+    using node_type = task_node<std::decay_t<Sink>>;
+    std::unique_lock lock(mutex_);
+    if (admission_.load(std::memory_order_relaxed) != 0 ||
+        paused_.load(std::memory_order_relaxed) ||
+        counters_.active >= max_concurrency_.load(std::memory_order_relaxed)) {
+        return false; // someone waits (or closed), or the slot was taken meanwhile
+    }
+    auto* node = new node_type(this, std::move(task), std::forward<Sink>(sink));
+    begin_running_locked(node);
+    counters_.wait_times.record(std::chrono::nanoseconds::zero());
+    node->stamp = detail::tick_clock::now();
+    lock.unlock();
+    run_dispatch(node, std::chrono::nanoseconds::zero(), false);
+    return true;
+}
+
+template <class Task, class Executor>
+    requires executor_for<Executor, Task>
+template <class Sink>
+auto bounded_task_queue<Task, Executor>::push_plain(Task& task, Sink&& sink) -> admission {
+    using node_type = task_node<std::decay_t<Sink>>;
+    node_type* node = nullptr;
+    try {
+        node = new node_type(this, std::move(task), std::forward<Sink>(sink));
+    } catch (...) {
+        unreserve();
+        throw;
+    }
+    node->stamp = detail::tick_clock::now();
+    inbox_.push(node);
+    if (slot_free()) {
+        if constexpr (pulling_executor<Executor>) {
+            if (executor_.idle_pulling()) {
+                return admission::queued; // a worker looking for work takes it
+            }
+        }
+        start_waiting();
+    }
+    return admission::queued;
+}
+
+// ---- admission under the lock -------------------------------------------------------------
+
+template <class Task, class Executor>
+    requires executor_for<Executor, Task>
+template <class Sink>
+auto bounded_task_queue<Task, Executor>::make_node(Task& task, Sink&& sink,
+                                                   const submit_options& options,
+                                                   std::optional<clock::time_point> deadline)
+    -> std::unique_ptr<task_node<std::decay_t<Sink>>> {
+    auto node = std::make_unique<task_node<std::decay_t<Sink>>>(this, std::move(task),
+                                                                std::forward<Sink>(sink));
+    node->priority = options.priority;
+    const std::optional<clock::duration> run_timeout =
+        options.run_timeout ? options.run_timeout : run_timeout_;
+    if (deadline || options.stop.stop_possible() || run_timeout) {
+        auto extras = std::make_unique<task_extras>();
+        extras->deadline = deadline;
+        extras->run_timeout = run_timeout;
+        extras->caller_stop = options.stop;
+        if (run_timeout) {
+            extras->run_stop = std::stop_source();
+        }
+        node->extras = extras.release();
+    }
+    node->stamp = detail::tick_clock::now();
+    return node;
+}
+
+template <class Task, class Executor>
+    requires executor_for<Executor, Task>
+template <class Sink>
+auto bounded_task_queue<Task, Executor>::admit_locked(Task& task, Sink&& sink,
+                                                      const submit_options& options, bool may_block)
+    -> admission {
+    using node_type = task_node<std::decay_t<Sink>>;
+    const clock::time_point now = clock::now();
+    std::optional<clock::time_point> deadline = options.deadline;
+    if (!deadline && queue_timeout_) {
+        deadline = now + *queue_timeout_;
+    }
+    std::optional<clock::time_point> block_limit;
+    if (may_block && overflow_ == overflow_policy::block) {
+        if (block_timeout_) {
+            block_limit = now + *block_timeout_;
+        }
+        if (deadline && (!block_limit || *deadline < *block_limit)) {
+            block_limit = deadline;
+        }
+    }
+    // submit() consumes the task whatever happens, so its node is built before taking the lock;
+    // try_submit() must leave a refused task untouched, so it builds under the lock.
+    std::unique_ptr<node_type> node;
+    if (may_block) {
+        node = make_node(task, std::forward<Sink>(sink), options, deadline);
+    }
+    auto built = [&]() -> node_type* {
+        if (!node) {
+            node = make_node(task, std::forward<Sink>(sink), options, deadline);
+        }
+        return node.get();
+    };
+
+    detail::node_chain unstarted; // displaced by this task, or this task cancelled at once
+    std::unique_lock lock(mutex_);
+    for (;;) {
+        std::size_t word = admission_.load(std::memory_order_seq_cst);
+        if ((word & closed_bit) != 0) {
+            refused_.fetch_add(1, std::memory_order_relaxed);
+            return admission::refused_closed;
+        }
+        if (deadline && *deadline <= (block_limit ? clock::now() : now)) {
+            ++counters_.expired;
+            return admission::refused_expired;
+        }
+        if (!paused_.load(std::memory_order_relaxed) &&
+            counters_.active < max_concurrency_.load(std::memory_order_relaxed) && word == 0) {
+            // Nothing waits and a slot is free: start at once, without a place in the queue.
+            detail::queue_node* started = built();
+            if (!watch_stop_locked(started)) {
+                extras_of(started)->state = node_state::left;
+                ++counters_.cancelled;
+                ++answering_;
+                unstarted.push(node.release());
+                lock.unlock();
+                answer_unstarted(unstarted, std::make_exception_ptr(task_cancelled()));
+                return admission::queued;
+            }
+            static_cast<void>(node.release());
+            begin_running_locked(started);
+            counters_.wait_times.record(std::chrono::nanoseconds::zero());
+            started->stamp = detail::tick_clock::now();
+            lock.unlock();
+            run_dispatch(started, std::chrono::nanoseconds::zero(), false);
+            return admission::started;
+        }
+        if (word < capacity_) {
+            if (!admission_.compare_exchange_strong(word, word + 1, std::memory_order_seq_cst)) {
+                continue; // a plain submitter took the place first: decide again
+            }
+            note_peak(word + 1);
+            detail::queue_node* queued = built();
+            static_cast<void>(node.release());
+            const bool admitted_now = enqueue_locked(queued, unstarted);
+            lock.unlock();
+            if (!admitted_now) {
+                answer_unstarted(unstarted, std::make_exception_ptr(task_cancelled()));
+                return admission::queued;
+            }
+            if (slot_free()) {
+                start_waiting();
+            }
+            return admission::queued;
+        }
+        if (overflow_ == overflow_policy::drop_oldest && capacity_ > 0 &&
+            displace_locked(options.priority, unstarted)) {
+            // The displaced waiter's place goes to this task: the count stays as it is.
+            detail::queue_node* queued = built();
+            static_cast<void>(node.release());
+            detail::node_chain cancelled;
+            const bool admitted_now = enqueue_locked(queued, cancelled);
+            lock.unlock();
+            answer_unstarted(unstarted, std::make_exception_ptr(task_displaced()));
+            if (!admitted_now) {
+                answer_unstarted(cancelled, std::make_exception_ptr(task_cancelled()));
+            }
+            return admission::queued;
+        }
+        if (overflow_ != overflow_policy::block || !may_block ||
+            (block_limit && clock::now() >= *block_limit)) {
+            refused_.fetch_add(1, std::memory_order_relaxed);
+            return admission::refused_full;
+        }
+        ++blocked_submitters_;
+        if (block_limit) {
+            room_available_.wait_until(lock, *block_limit);
+        } else {
+            room_available_.wait(lock);
+        }
+        --blocked_submitters_;
+    }
+}
+
+template <class Task, class Executor>
+    requires executor_for<Executor, Task>
+bool bounded_task_queue<Task, Executor>::watch_stop_locked(detail::queue_node* node) {
+    task_extras* extras = extras_of(node);
+    if (extras == nullptr || !extras->caller_stop.stop_possible()) {
+        return true;
+    }
+    registering_stop_ = node;
+    extras->on_stop.emplace(extras->caller_stop, detail::stop_hook<bounded_task_queue>{this, node});
+    registering_stop_ = nullptr;
+    return extras->state != node_state::stop_seen;
+}
+
+template <class Task, class Executor>
+    requires executor_for<Executor, Task>
+bool bounded_task_queue<Task, Executor>::enqueue_locked(detail::queue_node* node,
+                                                        detail::node_chain& cancelled) {
+    if (!watch_stop_locked(node)) {
+        unreserve();
+        ++counters_.cancelled;
+        ++counters_.total_queued;
+        ++answering_;
+        extras_of(node)->state = node_state::left;
+        cancelled.push(node);
+        return false;
+    }
+    drain_inbox_locked(); // plain tasks pushed before this one stay ahead of it
+    waiting_.push_back(node);
+    if (task_extras* extras = extras_of(node)) {
+        extras->state = node_state::waiting;
+        if (extras->deadline) {
+            arm_timer_locked(node, *extras, *extras->deadline, false);
+        }
+    }
+    return true;
+}
+
+template <class Task, class Executor>
+    requires executor_for<Executor, Task>
+bool bounded_task_queue<Task, Executor>::displace_locked(int newcomer_priority,
+                                                         detail::node_chain& displaced) {
+    drain_inbox_locked();
+    if (waiting_.empty() || waiting_.lowest_oldest()->priority > newcomer_priority) {
+        return false;
+    }
+    detail::queue_node* victim = waiting_.lowest_oldest();
+    waiting_.erase(victim);
+    forget_locked(victim);
+    ++counters_.displaced; // its place passes to the newcomer: the count stays as it is
+    ++counters_.total_queued;
+    ++answering_;
+    displaced.push(victim);
+    return true;
+}
+
+} // namespace btq
