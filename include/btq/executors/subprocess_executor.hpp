@@ -105,7 +105,7 @@ class subprocess_executor {
     ///        completes `done` with btq::spawn_error; one whose stop token is already stopped is
     ///        not started and completes `done` with btq::task_cancelled.
     template <class Task>
-    requires std::same_as<std::remove_cvref_t<Task>, command>
+        requires std::same_as<std::remove_cvref_t<Task>, command>
     void execute(Task&& cmd, completion<process_result> done) {
         auto watched = std::make_unique<child>();
         watched->result.wait_time = done.waited();

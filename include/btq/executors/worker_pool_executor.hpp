@@ -135,7 +135,7 @@ class worker_pool_executor {
     /// @brief Queues `request` for the next idle worker. A request whose stop token is already
     ///        stopped is not queued: it fails at once with btq::task_cancelled.
     template <class Task>
-    requires std::same_as<std::remove_cvref_t<Task>, worker_request>
+        requires std::same_as<std::remove_cvref_t<Task>, worker_request>
     void execute(Task&& request, completion<worker_response> done);
 
     /// @brief Counters (each read atomically; not one snapshot).

@@ -30,7 +30,7 @@ namespace btq {
 // ---- a request's way ----------------------------------------------------------------------------
 
 template <class Task>
-requires std::same_as<std::remove_cvref_t<Task>, worker_request>
+    requires std::same_as<std::remove_cvref_t<Task>, worker_request>
 void worker_pool_executor::execute(Task&& request, completion<worker_response> done) {
     if (request.operation.size() > 0xFFFFU) {
         done.set_exception(std::make_exception_ptr(
