@@ -9,6 +9,8 @@ PACKAGES=(
     build-essential cmake ninja-build
     # The second compiler the library is tested with, and its libFuzzer runtime (tests/fuzz).
     clang libclang-rt-14-dev
+    # The format check of scripts/test.sh (version 16 understands C++20 requires clauses).
+    clang-format-16
     # Unit tests (tests/): Catch2 v2.
     catch2
     # Benchmarks (bench/): Google Benchmark and the other libraries bench/ uses

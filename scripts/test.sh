@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Full verification: dev build + all tests (library, Asio binding, schedule_worker, server,
+# Full verification: the format check, dev build + all tests (library, Asio binding, schedule_worker, server,
 # packaging), the library tests and the parser fuzzers built with Clang, then the library tests
 # under AddressSanitizer/UBSan and under ThreadSanitizer.
 set -euo pipefail
@@ -26,6 +26,12 @@ stage() {
 }
 
 stage "install dependencies" bash scripts/install-deps.sh
+
+# Formatting: every C++ file as clang-format 16 writes it with the repo's .clang-format.
+format_check() {
+    git ls-files '*.cpp' '*.hpp' | xargs clang-format-16 --dry-run -Werror
+}
+stage "format check (clang-format 16)" format_check
 
 stage "dev: configure"  cmake --preset dev
 stage "dev: build"      cmake --build --preset dev

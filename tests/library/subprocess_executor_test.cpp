@@ -1326,3 +1326,21 @@ TEST_CASE("a command that cannot start is caught as task_not_run with reason not
         CHECK(std::string(e.what()).find("/nonexistent/program") != std::string::npos);
     }
 }
+
+TEST_CASE("drain from a completion callback on the subprocess executor's event thread throws "
+          "wait_deadlock",
+          "[subprocess][lifecycle]") {
+    btq::bounded_task_queue<btq::command, btq::subprocess_executor> queue({.max_concurrency = 1});
+    std::promise<bool> threw;
+    queue.submit(btq::command{.program = "/bin/true"},
+                 [&](btq::task_result<btq::process_result> /*result*/) noexcept {
+                     try {
+                         queue.drain();
+                         threw.set_value(false);
+                     } catch (const btq::wait_deadlock&) {
+                         threw.set_value(true);
+                     }
+                 });
+    CHECK(threw.get_future().get());
+    queue.drain();
+}

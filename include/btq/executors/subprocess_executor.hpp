@@ -80,6 +80,12 @@ class subprocess_executor {
     /// Stops running work by force: see btq::cancellable_executor.
     static constexpr bool stops_running_tasks = true;
 
+    /// @brief True on the executor's event thread, where completions (and so callbacks) run: a
+    ///        queue's drain() there would wait for itself.
+    [[nodiscard]] bool owns_this_thread() const noexcept {
+        return loop_.get_id() == std::this_thread::get_id();
+    }
+
     explicit subprocess_executor(subprocess_options options = {}) : options_(options) {
         loop_ = std::thread([this] { run_loop(); });
     }

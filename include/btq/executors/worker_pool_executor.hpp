@@ -70,6 +70,12 @@ class worker_pool_executor {
     /// Stops running work by force: see btq::cancellable_executor.
     static constexpr bool stops_running_tasks = true;
 
+    /// @brief True on the executor's event thread, where completions (and so callbacks) run: a
+    ///        queue's drain() there would wait for itself.
+    [[nodiscard]] bool owns_this_thread() const noexcept {
+        return loop_.get_id() == std::this_thread::get_id();
+    }
+
     /// @brief Starts the event thread, which starts the workers.
     /// @throws std::invalid_argument when `options.workers` is 0
     explicit worker_pool_executor(worker_pool_options options) : options_(std::move(options)) {
