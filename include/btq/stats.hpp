@@ -67,7 +67,7 @@ struct queue_stats {
 namespace detail {
 
 /// Log-linear histogram of nanosecond values: exact below 32 ns, then 16 buckets per power of
-/// two. Fixed size (about 8 KiB), no allocation; not synchronized (the queue's lock guards it).
+/// two. Fixed size (about 8 KiB), no allocation; not synchronized (see detail::latency_shards).
 class latency_histogram {
   public:
     void record(std::chrono::nanoseconds value) noexcept {
@@ -76,6 +76,16 @@ class latency_histogram {
         ++count_;
         sum_ += ns;
         max_ = std::max(max_, ns);
+    }
+
+    /// Adds every value recorded in `other` to this histogram.
+    void merge(const latency_histogram& other) noexcept {
+        for (std::size_t i = 0; i < bucket_count; ++i) {
+            buckets_[i] += other.buckets_[i];
+        }
+        count_ += other.count_;
+        sum_ += other.sum_;
+        max_ = std::max(max_, other.max_);
     }
 
     [[nodiscard]] latency_summary summary() const noexcept {

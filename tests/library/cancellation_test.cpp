@@ -39,6 +39,13 @@ std::function<void()> holding(gate& release) {
     return [&release] { release.wait(); };
 }
 
+/// A cooperative task's loop: returns once its stop token is requested.
+void sleep_until_stopped(const std::stop_token& stop) {
+    while (!stop.stop_requested()) {
+        std::this_thread::sleep_for(1ms);
+    }
+}
+
 template <class Future>
 bool ready_now(Future& future) {
     return future.wait_for(0s) == std::future_status::ready;
@@ -145,9 +152,7 @@ TEST_CASE("a running task that takes a std::stop_token sees its stop requested",
     auto answer = queue.submit(
         [&](std::stop_token stop) {
             started = true;
-            while (!stop.stop_requested()) {
-                std::this_thread::sleep_for(1ms);
-            }
+            sleep_until_stopped(stop);
             return 7;
         },
         {.stop = source.get_token()});
@@ -185,9 +190,7 @@ TEST_CASE("at its run timeout a task's caller is answered task_timeout at once w
     std::atomic<bool> saw_stop{false};
     auto slow = queue.submit(
         [&](std::stop_token stop) {
-            while (!stop.stop_requested()) {
-                std::this_thread::sleep_for(1ms);
-            }
+            sleep_until_stopped(stop);
             saw_stop = true;
             finish.wait(); // ignores the stop for a while: the slot must stay taken
             return 1;
@@ -224,9 +227,7 @@ TEST_CASE("the queue's default run timeout applies to tasks submitted without on
           "[cancel][timeout]") {
     stoppable_queue queue({.max_concurrency = 2, .run_timeout = 20ms});
     auto waits_for_stop = [](std::stop_token stop) {
-        while (!stop.stop_requested()) {
-            std::this_thread::sleep_for(1ms);
-        }
+        sleep_until_stopped(stop);
         return 0;
     };
     auto defaulted = queue.submit(waits_for_stop);

@@ -446,7 +446,7 @@ TEST_CASE("a stop requested on a running child's token ends its process group wi
     CHECK(r.standard_output == "started\n");
     CHECK(elapsed < 2s); // SIGTERM ended it; SIGKILL would have come only after 5 s
     CHECK_FALSE(read_process(r.pid).has_value()); // reaped before the answer
-    CHECK(eventually([&] { return group_gone(r.pid); }, 2s));
+    CHECK(eventually([pid = r.pid] { return group_gone(pid); }, 2s));
     CHECK(executor.running() == 0);
 }
 

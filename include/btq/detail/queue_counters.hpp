@@ -7,12 +7,14 @@
 #include <cstdint>
 
 #include "../stats.hpp"
+#include "latency_shards.hpp"
 
 namespace btq::detail {
 
-/// Counters the queue's lock guards. Everything a task does after admission (start, finish,
-/// leave the queue unstarted) is counted here, under the same lock that decides it, so a
-/// snapshot taken under the lock sees every task in exactly one state.
+/// Counters the queue's lock guards (the latency histograms keep their own shards). Everything a
+/// task does after admission (start, finish, leave the queue unstarted) is counted here, under the
+/// same lock that decides it, so a snapshot taken under the lock sees every task in exactly one
+/// state.
 struct queue_counters {
     std::size_t active = 0;
     std::size_t peak_active = 0;
@@ -25,8 +27,8 @@ struct queue_counters {
     std::uint64_t cleared = 0;
     std::uint64_t expired = 0;
     std::uint64_t cancelled = 0;
-    latency_histogram wait_times;
-    latency_histogram run_times;
+    latency_shards wait_times; ///< recorded outside the lock, as a task starts
+    latency_shards run_times;  ///< recorded outside the lock, before the task's slot is freed
 
     void take_slot() noexcept {
         ++active;

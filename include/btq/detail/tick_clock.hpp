@@ -103,7 +103,7 @@ class tick_clock {
         unsigned ebx = 0;
         unsigned ecx = 0;
         unsigned edx = 0;
-        if (__get_cpuid_max(0x80000000U, nullptr) < 0x80000007U) {
+        if (static_cast<unsigned>(__get_cpuid_max(0x80000000U, nullptr)) < 0x80000007U) {
             return false;
         }
         __get_cpuid(0x80000007U, &eax, &ebx, &ecx, &edx);

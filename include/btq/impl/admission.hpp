@@ -91,7 +91,6 @@ bool bounded_task_queue<Task, Executor>::start_at_once(Task& task, Sink& sink) {
     }
     auto* node = new node_type(this, std::move(task), std::forward<Sink>(sink));
     begin_running_locked(node);
-    counters_.wait_times.record(std::chrono::nanoseconds::zero());
     node->stamp = detail::tick_clock::now();
     lock.unlock();
     run_dispatch(node, std::chrono::nanoseconds::zero(), false);
@@ -212,7 +211,6 @@ auto bounded_task_queue<Task, Executor>::admit_locked(Task& task, Sink&& sink,
             }
             static_cast<void>(node.release());
             begin_running_locked(started);
-            counters_.wait_times.record(std::chrono::nanoseconds::zero());
             started->stamp = detail::tick_clock::now();
             lock.unlock();
             run_dispatch(started, std::chrono::nanoseconds::zero(), false);

@@ -68,7 +68,6 @@ detail::queue_node* bounded_task_queue<Task, Executor>::take_startable_locked(
         }
         begin_running_locked(node);
         waited = detail::tick_clock::between(node->stamp, now);
-        counters_.wait_times.record(waited);
         node->stamp = now;
         if (blocked_submitters_ > 0) {
             room_available_.notify_one();
@@ -104,6 +103,7 @@ void bounded_task_queue<Task, Executor>::run_dispatch(detail::queue_node* first,
     detail::node_chain expired;
     for (detail::queue_node* next = first; next != nullptr;) {
         frame.released = false;
+        counters_.wait_times.record(waited);
         next->start(waited);
         if (!more && !frame.released) {
             break;
@@ -142,6 +142,7 @@ void bounded_task_queue<Task, Executor>::finish(Node* node, bool failed, bool ti
         overran = extras->overran;
     }
     delete node;
+    counters_.run_times.record(detail::tick_clock::between(started, now)); // before drain() sees it
 
     const detail::dispatch_frame* frame = detail::find_dispatch_frame(this);
     detail::node_chain expired;
@@ -158,7 +159,6 @@ void bounded_task_queue<Task, Executor>::finish(Node* node, bool failed, bool ti
             counters_.errors += failed ? 1 : 0;
             counters_.timed_out += timed_out ? 1 : 0;
         }
-        counters_.run_times.record(detail::tick_clock::between(started, now));
         if (frame != nullptr) {
             active_.store(counters_.active, std::memory_order_seq_cst);
             const_cast<detail::dispatch_frame*>(frame)->released = true;
