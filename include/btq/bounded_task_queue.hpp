@@ -488,6 +488,7 @@ class bounded_task_queue {
     /// `more` when yet another task could start after this one.
     detail::queue_node* take_startable_locked(std::uint64_t now, detail::node_chain& expired,
                                               bool& more, std::chrono::nanoseconds& waited);
+    detail::queue_node* take_next_locked();
     /// Takes a slot for `node`, which starts now (it is running from here on).
     void begin_running_locked(detail::queue_node* node);
     template <class Node>

@@ -4,9 +4,11 @@
 #pragma once
 
 #include <condition_variable>
+#include <cstddef>
 #include <map>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "../options.hpp"
 
@@ -32,7 +34,16 @@ class deadline_timer {
     /// due; on_due removes the due entries (take_due) and may unlock while it answers them.
     template <class Mutex, class OnDue>
     handle arm(clock::time_point at, Entry entry, Mutex& mutex, OnDue on_due) {
-        const handle position = entries_.emplace(at, std::move(entry));
+        handle position;
+        if (!spare_.empty()) { // reuse a node of an entry that left: no allocation here
+            auto recycled = std::move(spare_.back());
+            spare_.pop_back();
+            recycled.key() = at;
+            recycled.mapped() = std::move(entry);
+            position = entries_.insert(std::move(recycled));
+        } else {
+            position = entries_.emplace(at, std::move(entry));
+        }
         if (position == entries_.begin()) {
             if (!thread_.joinable()) {
                 thread_ = std::thread([this, &mutex, on_due] { run(mutex, on_due); });
@@ -42,7 +53,7 @@ class deadline_timer {
         return position;
     }
 
-    void disarm(handle position) noexcept { entries_.erase(position); }
+    void disarm(handle position) noexcept { recycle(entries_.extract(position)); }
 
     /// Removes and returns the earliest entry if it is due at `now`.
     [[nodiscard]] bool take_due(clock::time_point now, Entry& out) noexcept {
@@ -50,7 +61,7 @@ class deadline_timer {
             return false;
         }
         out = std::move(entries_.begin()->second);
-        entries_.erase(entries_.begin());
+        recycle(entries_.extract(entries_.begin()));
         return true;
     }
 
@@ -71,6 +82,20 @@ class deadline_timer {
     }
 
   private:
+    using node_handle = typename std::multimap<clock::time_point, Entry>::node_type;
+    static constexpr std::size_t spare_limit = 1024;
+
+    /// Keeps the node of an entry that left for the next arm() (the queue arms and disarms a
+    /// deadline per task that has one: this keeps the allocator out of its lock).
+    void recycle(node_handle&& node) noexcept {
+        if (spare_.size() < spare_limit) {
+            try {
+                spare_.push_back(std::move(node));
+            } catch (...) { // NOLINT(bugprone-empty-catch): no room; the node is freed
+            }
+        }
+    }
+
     template <class Mutex, class OnDue>
     void run(Mutex& mutex, OnDue& on_due) {
         std::unique_lock lock(mutex);
@@ -90,6 +115,7 @@ class deadline_timer {
     }
 
     std::multimap<clock::time_point, Entry> entries_;
+    std::vector<node_handle> spare_;
     std::condition_variable_any changed_;
     std::thread thread_;
     bool stopping_ = false;

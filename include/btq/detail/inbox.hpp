@@ -62,6 +62,9 @@ class inbox {
         return head;
     }
 
+    /// The node pop() would return next, left in place, or null (consumer side only).
+    [[nodiscard]] Node* peek() noexcept { return head_ != stub_ ? head_ : wait_link(stub_); }
+
     /// True when nothing has been pushed that pop() has not returned (consumer side only).
     [[nodiscard]] bool empty() const noexcept {
         return head_ == stub_ && tail_.load(std::memory_order_seq_cst) == stub_;

@@ -79,6 +79,15 @@ class waiting_list {
         ++size_;
     }
 
+    /// The task that starts next, left in place. Precondition: not empty.
+    [[nodiscard]] queue_node* front() const noexcept {
+        std::size_t index = 0;
+        while (levels_[index].head == nullptr) {
+            ++index;
+        }
+        return levels_[index].head;
+    }
+
     /// The task that starts next. Precondition: not empty.
     [[nodiscard]] queue_node* pop_front() noexcept {
         std::size_t index = 0;

@@ -13,7 +13,7 @@
 #include <utility>
 #include <vector>
 
-#include "../detail/adaptive_mutex.hpp"
+#include "../detail/adaptive_mutex.hpp" // cpu_relax
 #include "../detail/unique_job.hpp"
 #include "../executor.hpp"
 
@@ -176,7 +176,7 @@ class thread_executor {
     // its own list, and the attached queue, whose tasks it starts itself. Work that arrives
     // meanwhile costs the submitter no dispatch and no wake-up system call, and the worker no
     // sleep. Returns true if work (or the stop) may have arrived; the lock is held again.
-    bool look_for_work(std::unique_lock<detail::adaptive_mutex>& lock, worker_context& context) {
+    bool look_for_work(std::unique_lock<std::mutex>& lock, worker_context& context) {
         const detail::task_source source = source_;
         lock.unlock();
         looking_.fetch_add(1, std::memory_order_seq_cst);
@@ -218,8 +218,11 @@ class thread_executor {
 
     static constexpr int spin_rounds = 64;
 
-    mutable detail::adaptive_mutex mutex_;
-    std::condition_variable_any work_available_;
+    // A plain mutex and condition variable: with a queue attached this lock is off the hot path,
+    // and std::condition_variable wakes a sleeper with one futex call (condition_variable_any
+    // takes an internal lock that the woken thread must then wait for too).
+    mutable std::mutex mutex_;
+    std::condition_variable work_available_;
     std::deque<detail::unique_job> jobs_;
     std::atomic<std::size_t> pending_{0}; // jobs_.size(), readable without the lock
     std::atomic<int> looking_{0};         // workers in look_for_work()

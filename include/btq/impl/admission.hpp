@@ -289,8 +289,7 @@ bool bounded_task_queue<Task, Executor>::enqueue_locked(detail::queue_node* node
         cancelled.push(node);
         return false;
     }
-    drain_inbox_locked(); // plain tasks pushed before this one stay ahead of it
-    waiting_.push_back(node);
+    waiting_.push_back(node); // plain tasks in the inbox keep their place: see take_next_locked()
     if (task_extras* extras = extras_of(node)) {
         extras->state = node_state::waiting;
         if (extras->deadline) {
@@ -304,13 +303,23 @@ template <class Task, class Executor>
     requires executor_for<Executor, Task>
 bool bounded_task_queue<Task, Executor>::displace_locked(int newcomer_priority,
                                                          detail::node_chain& displaced) {
-    drain_inbox_locked();
-    if (waiting_.empty() || waiting_.lowest_oldest()->priority > newcomer_priority) {
+    // The oldest of the lowest priority: the list's, or the inbox's oldest plain task (priority
+    // 0) when that ranks lower (ordered by submission stamps, as in take_next_locked()).
+    detail::queue_node* listed = waiting_.empty() ? nullptr : waiting_.lowest_oldest();
+    detail::queue_node* oldest_plain = inbox_.peek();
+    const bool from_inbox =
+        oldest_plain != nullptr && (listed == nullptr || listed->priority > 0 ||
+                                    (listed->priority == 0 && oldest_plain->stamp < listed->stamp));
+    detail::queue_node* victim = from_inbox ? oldest_plain : listed;
+    if (victim == nullptr || victim->priority > newcomer_priority) {
         return false;
     }
-    detail::queue_node* victim = waiting_.lowest_oldest();
-    waiting_.erase(victim);
-    forget_locked(victim);
+    if (from_inbox) {
+        static_cast<void>(inbox_.pop());
+    } else {
+        waiting_.erase(victim);
+        forget_locked(victim);
+    }
     ++counters_.displaced; // its place passes to the newcomer: the count stays as it is
     ++counters_.total_queued;
     ++answering_;

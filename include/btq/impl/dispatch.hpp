@@ -41,15 +41,9 @@ detail::queue_node* bounded_task_queue<Task, Executor>::take_startable_locked(
     more = false;
     while (!paused_.load(std::memory_order_relaxed) &&
            counters_.active < max_concurrency_.load(std::memory_order_relaxed)) {
-        detail::queue_node* node = nullptr;
-        if (!waiting_.empty()) {
-            drain_inbox_locked(); // the waiting list decides priority and order
-            node = waiting_.pop_front();
-        } else {
-            node = inbox_.pop();
-            if (node == nullptr) {
-                return nullptr;
-            }
+        detail::queue_node* node = take_next_locked();
+        if (node == nullptr) {
+            return nullptr;
         }
         unreserve();
         ++counters_.total_queued;
@@ -77,6 +71,25 @@ detail::queue_node* bounded_task_queue<Task, Executor>::take_startable_locked(
         return node;
     }
     return nullptr;
+}
+
+/// The task that starts next: the waiting list's first (highest priority), or the inbox's oldest
+/// plain task (priority 0) when it ranks first: the list's best is below priority 0, or at 0 and
+/// submitted later. Submission stamps order the two paths, so FIFO within priority 0 holds
+/// without moving the inbox into the list.
+template <class Task, class Executor>
+    requires executor_for<Executor, Task>
+detail::queue_node* bounded_task_queue<Task, Executor>::take_next_locked() {
+    detail::queue_node* oldest_plain = inbox_.peek();
+    if (waiting_.empty()) {
+        return oldest_plain != nullptr ? inbox_.pop() : nullptr;
+    }
+    const detail::queue_node* best = waiting_.front();
+    if (oldest_plain != nullptr &&
+        (best->priority < 0 || (best->priority == 0 && oldest_plain->stamp < best->stamp))) {
+        return inbox_.pop();
+    }
+    return waiting_.pop_front();
 }
 
 template <class Task, class Executor>
@@ -129,10 +142,10 @@ void bounded_task_queue<Task, Executor>::finish(Node* node, bool failed, bool ti
     const std::uint64_t now = detail::tick_clock::now();
     const std::uint64_t started = node->stamp;
     bool overran = false;
-    if (task_extras* extras = extras_of(node)) {
-        // Its timer entry and stop callback may still name the node: retire it under the lock
-        // before freeing it (its stop callback, if running, waits for the lock, then sees
-        // `left`; freeing waits for that callback to return).
+    if (task_extras* extras = extras_of(node); extras != nullptr && extras->run_timeout) {
+        // Its run timer may still name the node: retire it under the lock before freeing it.
+        // (A stop callback running meanwhile is waited for by the node's destruction, and
+        // finds the task running, which changes nothing.)
         std::lock_guard lock(mutex_);
         if (extras->timer_armed) {
             timer_.disarm(extras->timer_position);
