@@ -51,6 +51,14 @@ struct stop_hook {
 /// What only tasks with a deadline, a stop token or a run timeout carry, allocated with them.
 template <class Queue>
 struct task_extras {
+    // Recycled per thread like the nodes: allocated by the submitter, freed by the finisher.
+    static void* operator new(std::size_t /*size*/) {
+        return node_pool<sizeof(task_extras)>::allocate();
+    }
+    static void operator delete(void* memory) noexcept {
+        node_pool<sizeof(task_extras)>::deallocate(memory);
+    }
+
     node_state state = node_state::admitting;
     std::optional<clock::time_point> deadline;
     std::optional<clock::duration> run_timeout;
