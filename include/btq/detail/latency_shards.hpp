@@ -53,7 +53,7 @@ class latency_shards {
         return index;
     }
 
-    // On the heap (about 33 KiB): a queue object stays small enough for any stack.
+    // On the heap (about 32 KiB): a queue object stays small enough for any stack.
     std::unique_ptr<std::array<shard, shard_count>> shards_ =
         std::make_unique<std::array<shard, shard_count>>();
 };
