@@ -3,11 +3,11 @@
 ///        kernel itself trusts it, std::chrono::steady_clock elsewhere.
 ///
 /// A task is stamped when it is submitted, when it starts and when it ends. With steady_clock
-/// each stamp is a vDSO call (about 30 ns in a virtual machine), which is more than the rest of
-/// a fire-and-forget submission; `rdtsc` costs about a third of that. The counter is used only
-/// when the processor says it is invariant (constant rate, never stops) and, on Linux, the kernel
-/// picked it as its clock source (it checks that the counters of all CPUs agree); otherwise the
-/// stamps are steady_clock nanoseconds. Deadlines and timeouts never use this clock.
+/// each stamp is a vDSO call, which in a virtual machine is a large part of a fire-and-forget
+/// submission; `rdtsc` is cheaper. The counter is used only when the processor says it is
+/// invariant (constant rate, never stops) and, on Linux, the kernel picked it as its clock source
+/// (it checks that the counters of all CPUs agree); otherwise the stamps are steady_clock
+/// nanoseconds. Deadlines and timeouts never use this clock.
 #pragma once
 
 #include <chrono>

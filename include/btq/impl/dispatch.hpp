@@ -157,7 +157,7 @@ void bounded_task_queue<Task, Executor>::finish(Node* node, bool failed, bool ti
     delete node;
     counters_.run_times.record(detail::tick_clock::between(started, now)); // before drain() sees it
 
-    const detail::dispatch_frame* frame = detail::find_dispatch_frame(this);
+    detail::dispatch_frame* frame = detail::find_dispatch_frame(this);
     detail::node_chain expired;
     detail::queue_node* next = nullptr;
     bool more = false;
@@ -174,7 +174,7 @@ void bounded_task_queue<Task, Executor>::finish(Node* node, bool failed, bool ti
         }
         if (frame != nullptr) {
             active_.store(counters_.active, std::memory_order_seq_cst);
-            const_cast<detail::dispatch_frame*>(frame)->released = true;
+            frame->released = true;
         } else {
             next = take_startable_locked(now, expired, more, waited);
             if (next == nullptr) {
