@@ -1,5 +1,6 @@
 #include "time.hpp"
 
+#include <array>
 #include <chrono>
 
 #include "errors.hpp"
@@ -90,8 +91,8 @@ void append_digits(std::string& out, std::int64_t value, int width) {
 
 /// The local date and time of day of `utc + utc_offset`.
 struct local_parts {
-    chrono::year_month_day date;
-    chrono::hh_mm_ss<chrono::seconds> time;
+    chrono::year_month_day date{};
+    chrono::hh_mm_ss<chrono::seconds> time{};
 };
 
 local_parts split_local(std::int64_t utc, std::int32_t utc_offset) {
@@ -260,8 +261,8 @@ zoned_time parse_xmltv_time(std::string_view text, const std::string& field, std
     fields.month = 1;
     fields.day = 1;
     (void)read_digits(text, 0, 4, fields.year);
-    unsigned* const rest[] = {&fields.month, &fields.day, &fields.hour, &fields.minute,
-                              &fields.second};
+    const std::array<unsigned*, 5> rest{&fields.month, &fields.day, &fields.hour, &fields.minute,
+                                        &fields.second};
     for (std::size_t position = 4; position < digits; position += 2) {
         (void)read_digits(text, position, 2, *rest[(position - 4) / 2]);
     }
