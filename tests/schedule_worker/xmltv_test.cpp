@@ -666,6 +666,15 @@ TEST_CASE("import-schedule accepts the XMLTV DTD's other elements and attributes
               "Evening Film 2026-11-30T20:00:00+01:00 2026-11-30T21:30:00+01:00 5400",
               "Late News 2026-11-30T21:30:00+01:00 2026-11-30T22:00:00+01:00 1800"});
     CHECK(str(s.at("items").as_array()[0].as_object().at("url")) == "http://example.org/film");
+
+    // An error about the URL names the line of the <url>.
+    const answer bad_url =
+        import_guide(svc, "<tv>\n<programme start=\"2026113008\" channel=\"c\">\n"
+                          "<title>x</title>\n<url>http://a/b c</url>\n"
+                          "</programme>\n</tv>");
+    INFO(bad_url.text);
+    CHECK(bad_url.code() == "invalid_input");
+    CHECK(bad_url.line() == 4);
 }
 
 TEST_CASE("exports of imported guides are valid against the XMLTV DTD (when xmllint and the DTD "
