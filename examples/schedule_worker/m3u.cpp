@@ -32,25 +32,32 @@ bool starts_with_ignoring_case(std::string_view text, std::string_view prefix) n
 
 /// Parses the part of an `#EXTINF` line after the colon into `entry`.
 void parse_extinf(std::string_view rest, std::size_t line, m3u_entry& entry) {
-    // The duration: up to the first blank or comma.
+    // The duration: up to the first blank or comma. Empty (`#EXTINF:,Title`, common in IPTV
+    // playlists) is a missing duration, so unknown, like -1; so is a first word that is
+    // already an attribute (`#EXTINF: tvg-id="x",Title`).
     std::size_t position = rest.find_first_not_of(blanks);
     if (position == std::string_view::npos) {
         position = rest.size();
     }
-    const std::size_t duration_end = std::min(rest.find_first_of(" \t,", position), rest.size());
-    const std::string_view duration_text = rest.substr(position, duration_end - position);
-    double duration = 0;
-    const auto [stop, error] = std::from_chars(
-        duration_text.data(), duration_text.data() + duration_text.size(), duration);
-    if (duration_text.empty() || error != std::errc{} ||
-        stop != duration_text.data() + duration_text.size() || !std::isfinite(duration) ||
-        (duration < 0 && duration != -1)) {
-        throw input_error("#EXTINF duration '" + std::string(duration_text) +
-                              "' is not a number of seconds (-1 for unknown)",
-                          {}, line);
+    std::size_t duration_end = std::min(rest.find_first_of(" \t,", position), rest.size());
+    std::string_view duration_text = rest.substr(position, duration_end - position);
+    if (duration_text.find('=') != std::string_view::npos) {
+        duration_text = {};
+        duration_end = position;
     }
-    if (duration > 0) {
-        entry.duration = duration;
+    if (!duration_text.empty()) {
+        double duration = 0;
+        const auto [stop, error] = std::from_chars(
+            duration_text.data(), duration_text.data() + duration_text.size(), duration);
+        if (error != std::errc{} || stop != duration_text.data() + duration_text.size() ||
+            !std::isfinite(duration) || (duration < 0 && duration != -1)) {
+            throw input_error("#EXTINF duration '" + std::string(duration_text) +
+                                  "' is not a number of seconds (-1 or nothing for unknown)",
+                              {}, line);
+        }
+        if (duration > 0) {
+            entry.duration = duration;
+        }
     }
     position = duration_end;
 
@@ -160,6 +167,7 @@ m3u_playlist parse_m3u(std::string_view text) {
         }
         pending.reset();
         entry.url = line;
+        entry.url_line = line_number;
         if (entry.title.empty()) {
             entry.title = entry.url;
         }

@@ -22,7 +22,8 @@ struct m3u_entry {
     std::string url;                ///< the URL line, trimmed
     std::optional<double> duration; ///< seconds; nullopt when missing, `-1` or `0`
     std::string tvg_id, tvg_name, tvg_logo, group;
-    std::size_t line = 0; ///< 1-based line where the entry starts
+    std::size_t line = 0;     ///< 1-based line where the entry starts (its `#EXTINF`, else its URL)
+    std::size_t url_line = 0; ///< 1-based line of the URL
 };
 
 struct m3u_playlist {
@@ -32,7 +33,8 @@ struct m3u_playlist {
 
 /// @brief Parses a playlist: `#EXTM3U` header (optional), `#EXTINF:duration key="value"
 ///        ...,title` followed by a URL line, bare URL lines; other `#` lines and blank lines are
-///        ignored; LF or CRLF; a UTF-8 byte order mark is skipped.
+///        ignored; LF or CRLF; a UTF-8 byte order mark is skipped. An empty duration
+///        (`#EXTINF:,title`) is unknown, like `-1` and `0`.
 /// @throws input_error (only) naming the line: invalid UTF-8, a NUL byte, a bad `#EXTINF`
 ///         duration or unterminated quote, an `#EXTINF` without a URL after it, more than
 ///         max_m3u_bytes or max_m3u_entries

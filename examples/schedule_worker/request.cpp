@@ -4,12 +4,100 @@
 #include <boost/json/stream_parser.hpp>
 
 #include <cmath>
+#include <optional>
+#include <vector>
 
 #include "errors.hpp"
 #include "schedule.hpp"
 #include "text.hpp"
 
 namespace schedule {
+
+namespace {
+
+/// The path (`items[2].title`) of the string value that byte `offset` of `json` lies in, or
+/// empty when it lies elsewhere (in a key, between values) or the text before it is not JSON
+/// enough to tell. One pass over the text before `offset`, remembering only the open
+/// containers and their current key or index.
+std::string string_field_at(std::string_view json, std::size_t offset) {
+    struct container {
+        bool is_object = false;
+        bool expecting_key = true; ///< objects: the next string is a key
+        std::string key;           ///< objects: the current member
+        std::size_t index = 0;     ///< arrays: the current element
+    };
+    std::vector<container> open;
+    bool in_string = false;
+    bool escaped = false;
+    bool is_key = false;
+    std::string key;
+    for (std::size_t position = 0; position < offset && position < json.size(); ++position) {
+        const char letter = json[position];
+        if (in_string) {
+            if (escaped) {
+                escaped = false;
+                if (is_key) {
+                    return {}; // an escape in a key: not worth decoding for a message
+                }
+            } else if (letter == '\\') {
+                escaped = true;
+            } else if (letter == '"') {
+                in_string = false;
+                if (is_key) {
+                    open.back().key = std::move(key);
+                    key.clear();
+                }
+            } else if (is_key) {
+                key.push_back(letter);
+            }
+            continue;
+        }
+        switch (letter) {
+        case '"':
+            in_string = true;
+            is_key = !open.empty() && open.back().is_object && open.back().expecting_key;
+            break;
+        case '{':
+        case '[':
+            open.push_back({letter == '{', true, {}, 0});
+            break;
+        case '}':
+        case ']':
+            if (open.empty()) {
+                return {};
+            }
+            open.pop_back();
+            break;
+        case ':':
+            if (!open.empty()) {
+                open.back().expecting_key = false;
+            }
+            break;
+        case ',':
+            if (!open.empty()) {
+                open.back().expecting_key = true;
+                ++open.back().index;
+            }
+            break;
+        default:
+            break;
+        }
+    }
+    if (!in_string || is_key || open.empty()) {
+        return {};
+    }
+    std::string path;
+    for (const container& level : open) {
+        if (level.is_object) {
+            path = field_path(path, level.key);
+        } else {
+            path += "[" + std::to_string(level.index) + "]";
+        }
+    }
+    return path;
+}
+
+} // namespace
 
 boost::json::object parse_request_object(std::string_view json) {
     if (json.size() > max_request_bytes) {
@@ -18,6 +106,20 @@ boost::json::object parse_request_object(std::string_view json) {
     }
     if (trim(json).empty()) {
         return {};
+    }
+    // Checked before parsing: the JSON parser would call a byte that is not UTF-8 a syntax
+    // error. A query value or a body the server copied into the request lands here too.
+    if (const std::optional<std::size_t> invalid = find_invalid_utf8(json)) {
+        const std::size_t line = line_at(json, *invalid);
+        const std::size_t line_start = json.rfind('\n', *invalid);
+        const std::size_t column =
+            line_start == std::string_view::npos ? *invalid + 1 : *invalid - line_start;
+        const std::string field = string_field_at(json, *invalid);
+        throw input_error(
+            "the request is not valid UTF-8 (at byte " + std::to_string(*invalid + 1) + ", line " +
+                std::to_string(line) + ", column " + std::to_string(column) +
+                (field.empty() ? std::string(")") : "; in the string value of this field)"),
+            field);
     }
     boost::json::parse_options options;
     options.max_depth = 32; // requests are shallow; bounds the parser's stack

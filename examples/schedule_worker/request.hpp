@@ -14,8 +14,10 @@
 namespace schedule {
 
 /// @brief Parses a request: empty (or blank) text is `{}`; otherwise one JSON object of at
-///        most max_request_bytes, nested at most 32 deep.
-/// @throws input_error "request is not valid JSON: ..." or "the request must be a JSON object"
+///        most max_request_bytes, nested at most 32 deep, in UTF-8.
+/// @throws input_error "the request is not valid UTF-8 (at byte N, line L, column C...)" naming
+///         the field whose string value holds the first bad byte, when it is in one;
+///         "request is not valid JSON: ..." or "the request must be a JSON object"
 [[nodiscard]] boost::json::object parse_request_object(std::string_view json);
 
 /// @brief `parent.name` or `name` (for field paths).

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <numeric>
+#include <optional>
+#include <unordered_map>
 
 #include "errors.hpp"
 #include "json_writer.hpp"
@@ -97,78 +99,128 @@ void throw_if(const std::string& problem, const std::string& field, std::size_t 
     }
 }
 
-/// The import-schedule request in the XMLTV form.
-schedule parse_xmltv_request(const boost::json::object& request, std::string_view xml) {
-    xmltv_document document = read_xmltv(xml, "xmltv");
-    const std::optional<std::string_view> chosen_channel =
-        string_field(request, "channel", {}, false);
-    const std::optional<std::string_view> chosen_name = string_field(request, "name", {}, false);
-
+/// One schedule of an XMLTV guide: the programmes of `channel`, in document order.
+schedule xmltv_schedule(const xmltv_document& document, const std::string& channel,
+                        const std::vector<const xmltv_programme*>& programmes,
+                        const std::optional<std::string_view>& chosen_name,
+                        std::int64_t unknown_duration, std::vector<item_source>& sources,
+                        std::size_t& assumed) {
     schedule result;
-    if (chosen_channel) {
-        check_channel(*chosen_channel, "channel");
-        result.channel = *chosen_channel;
-        std::erase_if(document.programmes, [&](const xmltv_programme& programme) {
-            return programme.channel != result.channel;
-        });
-        if (document.programmes.empty()) {
-            throw input_error("the document has no <programme> on channel '" + result.channel + "'",
-                              "xmltv");
-        }
-    } else {
-        if (document.programmes.empty()) {
-            throw input_error("the document has no <programme>", "xmltv");
-        }
-        result.channel = document.programmes.front().channel;
-        for (const xmltv_programme& programme : document.programmes) {
-            if (programme.channel != result.channel) {
-                throw input_error("the programmes are on several channels ('" + result.channel +
-                                      "', '" + programme.channel +
-                                      "'): give \"channel\" to pick one",
-                                  "xmltv", programme.line);
-            }
-        }
-        throw_if(channel_problem(result.channel).empty()
-                     ? std::string()
-                     : "channel id " + channel_problem(result.channel),
-                 "xmltv", document.programmes.front().line);
+    result.channel = channel;
+    if (const std::string problem = channel_problem(channel); !problem.empty()) {
+        throw input_error("channel id " + problem, "xmltv", programmes.front()->line);
     }
-
     if (chosen_name) {
-        check_name(*chosen_name, "name");
         result.name = *chosen_name;
     } else {
-        result.name = result.channel;
-        for (const xmltv_channel& channel : document.channels) {
-            if (channel.id == result.channel && !channel.display_name.empty()) {
-                result.name = channel.display_name;
+        result.name = channel;
+        for (const xmltv_channel& described : document.channels) {
+            if (described.id == channel && !described.display_name.empty()) {
+                result.name = described.display_name;
                 break;
             }
         }
         throw_if(name_problem(result.name).empty()
                      ? std::string()
-                     : "the channel's display-name " + name_problem(result.name),
+                     : "the display-name of channel '" + channel + "' " + name_problem(result.name),
                  "xmltv", 0);
     }
 
-    std::vector<std::size_t> lines;
-    lines.reserve(document.programmes.size());
-    result.items.reserve(document.programmes.size());
-    for (xmltv_programme& programme : document.programmes) {
-        if (programme.stop <= programme.start) {
+    // A programme without stop ends where the next programme of its channel (by start time)
+    // begins, as the DTD says stop usually is; the last one of the channel gets
+    // unknown_duration, as a playlist entry of unknown length does.
+    std::vector<std::size_t> order(programmes.size());
+    std::iota(order.begin(), order.end(), std::size_t{0});
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t left, std::size_t right) {
+        return programmes[left]->start < programmes[right]->start;
+    });
+    std::vector<std::int64_t> stops(programmes.size());
+    std::optional<std::int64_t> next_start; // the nearest start after the current one
+    for (std::size_t position = order.size(); position-- > 0;) {
+        const xmltv_programme& current = *programmes[order[position]];
+        if (position + 1 < order.size() && programmes[order[position + 1]]->start > current.start) {
+            next_start = programmes[order[position + 1]]->start;
+        }
+        if (current.stop) {
+            stops[order[position]] = *current.stop;
+        } else if (next_start) {
+            stops[order[position]] = *next_start;
+        } else {
+            stops[order[position]] = current.start + unknown_duration;
+            ++assumed;
+        }
+    }
+
+    result.items.reserve(programmes.size());
+    for (std::size_t index = 0; index < programmes.size(); ++index) {
+        const xmltv_programme& programme = *programmes[index];
+        if (stops[index] <= programme.start) {
             throw input_error("<programme> stop is not after its start", "xmltv", programme.line);
         }
-        result.items.push_back({std::move(programme.title), std::move(programme.url),
-                                programme.start, programme.start_offset,
-                                programme.stop - programme.start});
-        lines.push_back(programme.line);
+        result.items.push_back({programme.title, programme.url, programme.start,
+                                programme.start_offset, stops[index] - programme.start});
+        sources.push_back({programme.line, programme.url_line});
     }
-    validate_schedule(result, &lines, "xmltv");
+    return result;
+}
+
+/// The import-schedule request in the XMLTV form: one schedule per channel imported.
+import_request parse_xmltv_request(const boost::json::object& request, std::string_view xml) {
+    import_request result;
+    result.from_xmltv = true;
+    result.overlap = parse_overlap_policy(request);
+    const std::optional<std::string_view> chosen_channel =
+        string_field(request, "channel", {}, false);
+    const std::optional<std::string_view> chosen_name = string_field(request, "name", {}, false);
+    const std::int64_t unknown_duration =
+        integer_field(request, "unknown_duration", {}, false, 1, max_duration)
+            .value_or(default_unknown_duration);
+    if (chosen_channel) {
+        check_channel(*chosen_channel, "channel");
+    }
+    if (chosen_name) {
+        check_name(*chosen_name, "name");
+    }
+
+    const xmltv_document document = read_xmltv(xml, "xmltv", chosen_channel);
+    if (document.programmes.empty()) {
+        throw input_error(chosen_channel ? "the document has no <programme> on channel '" +
+                                               std::string(*chosen_channel) + "'"
+                                         : std::string("the document has no <programme>"),
+                          "xmltv");
+    }
+    // The channels in the order of their first programme.
+    std::vector<std::string> channels;
+    std::unordered_map<std::string_view, std::vector<const xmltv_programme*>> by_channel;
+    for (const xmltv_programme& programme : document.programmes) {
+        auto& programmes = by_channel[programme.channel];
+        if (programmes.empty()) {
+            channels.push_back(programme.channel);
+        }
+        programmes.push_back(&programme);
+    }
+    if (chosen_name && channels.size() > 1) {
+        throw input_error("the document has programmes on " + std::to_string(channels.size()) +
+                              " channels, which become one schedule each, named after its "
+                              "channel; give \"channel\" to import one of them under this name",
+                          "name");
+    }
+    result.schedules.reserve(channels.size());
+    for (const std::string& channel : channels) {
+        std::vector<item_source> sources;
+        schedule imported = xmltv_schedule(document, channel, by_channel[channel], chosen_name,
+                                           unknown_duration, sources, result.assumed_durations);
+        const trim_counts trims = validate_schedule(imported, &sources, "xmltv", result.overlap);
+        result.trims.trimmed += trims.trimmed;
+        result.trims.dropped += trims.dropped;
+        result.schedules.push_back(std::move(imported));
+    }
     return result;
 }
 
 /// The import-schedule request in the JSON form.
-schedule parse_json_request(const boost::json::object& request) {
+import_request parse_json_request(const boost::json::object& request) {
+    const overlap_policy overlap = parse_overlap_policy(request);
     schedule result;
     result.name = *string_field(request, "name", {}, true);
     check_name(result.name, "name");
@@ -207,8 +259,11 @@ schedule parse_json_request(const boost::json::object& request) {
         parsed.duration = *integer_field(item, "duration", path, true, 1, max_duration);
         result.items.push_back(std::move(parsed));
     }
-    validate_schedule(result);
-    return result;
+    import_request parsed;
+    parsed.overlap = overlap;
+    parsed.trims = validate_schedule(result, nullptr, {}, overlap);
+    parsed.schedules.push_back(std::move(result));
+    return parsed;
 }
 
 } // namespace
@@ -233,20 +288,37 @@ void check_duration(std::int64_t seconds, const std::string& field, std::size_t 
     throw_if(duration_problem(seconds), field, line);
 }
 
-void validate_schedule(schedule& checked, const std::vector<std::size_t>* item_lines,
-                       const std::string& lines_field) {
+overlap_policy parse_overlap_policy(const boost::json::object& request) {
+    const std::optional<std::string_view> given = string_field(request, "overlap", {}, false);
+    if (!given || *given == "reject") {
+        return overlap_policy::reject;
+    }
+    if (*given == "trim") {
+        return overlap_policy::trim;
+    }
+    throw input_error(R"(must be "reject" or "trim", not ')" + std::string(*given) + "'",
+                      "overlap");
+}
+
+trim_counts validate_schedule(schedule& checked, const std::vector<item_source>* sources,
+                              const std::string& source_field, overlap_policy overlap) {
     check_name(checked.name, "name");
     check_channel(checked.channel, "channel");
     if (checked.items.empty() || checked.items.size() > max_items) {
         throw input_error("must have 1 to " + std::to_string(max_items) + " items, not " +
                               std::to_string(checked.items.size()),
-                          item_lines != nullptr ? lines_field : "items");
+                          sources != nullptr ? source_field : "items");
     }
+    const auto has_source = [&](std::size_t index) {
+        return sources != nullptr && index < sources->size();
+    };
     // Errors name the item as the caller knows it: items[i].field, or a line of the source.
     const auto fail = [&](std::size_t index, std::string_view member, const std::string& problem) {
-        if (item_lines != nullptr && index < item_lines->size()) {
-            throw input_error(std::string(member) + " " + problem, lines_field,
-                              (*item_lines)[index]);
+        if (has_source(index)) {
+            const item_source& source = (*sources)[index];
+            const std::size_t line =
+                member == "url" && source.url_line != 0 ? source.url_line : source.line;
+            throw input_error(std::string(member) + " " + problem, source_field, line);
         }
         throw input_error(problem, "items[" + std::to_string(index) + "]." + std::string(member));
     };
@@ -275,18 +347,40 @@ void validate_schedule(schedule& checked, const std::vector<std::size_t>* item_l
     std::stable_sort(order.begin(), order.end(), [&](std::size_t left, std::size_t right) {
         return checked.items[left].start < checked.items[right].start;
     });
+    trim_counts trims;
+    if (overlap == overlap_policy::trim) {
+        std::vector<std::size_t> kept;
+        kept.reserve(order.size());
+        for (const std::size_t index : order) {
+            const schedule_item& current = checked.items[index];
+            if (!kept.empty()) {
+                schedule_item& previous = checked.items[kept.back()];
+                if (previous.start == current.start) {
+                    ++trims.dropped;
+                    continue;
+                }
+                if (previous.end() > current.start) {
+                    previous.duration = current.start - previous.start;
+                    ++trims.trimmed;
+                }
+            }
+            kept.push_back(index);
+        }
+        order = std::move(kept);
+    }
     for (std::size_t position = 1; position < order.size(); ++position) {
         const schedule_item& previous = checked.items[order[position - 1]];
         const schedule_item& current = checked.items[order[position]];
         if (current.start < previous.end()) {
             const std::string other =
-                item_lines != nullptr && order[position - 1] < item_lines->size()
-                    ? "the item of line " + std::to_string((*item_lines)[order[position - 1]])
+                has_source(order[position - 1])
+                    ? "the item of line " + std::to_string((*sources)[order[position - 1]].line)
                     : "items[" + std::to_string(order[position - 1]) + "]";
             fail(order[position], "start",
                  "overlaps " + other + " ('" + previous.title + "', " +
                      format_iso8601(previous.start, previous.utc_offset) + " to " +
-                     format_iso8601(previous.end(), previous.utc_offset) + ")");
+                     format_iso8601(previous.end(), previous.utc_offset) +
+                     R"(); give "overlap": "trim" to shorten the earlier item)");
         }
     }
     std::vector<schedule_item> sorted;
@@ -295,9 +389,10 @@ void validate_schedule(schedule& checked, const std::vector<std::size_t>* item_l
         sorted.push_back(std::move(checked.items[index]));
     }
     checked.items = std::move(sorted);
+    return trims;
 }
 
-schedule parse_schedule_request(std::string_view json) {
+import_request parse_import_request(std::string_view json) {
     const boost::json::object request = parse_request_object(json);
     const std::optional<std::string_view> xml = string_field(request, "xmltv", {}, false);
     if (xml) {

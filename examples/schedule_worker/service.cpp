@@ -18,7 +18,6 @@ namespace schedule {
 
 namespace {
 
-constexpr std::int64_t default_unknown_duration = 1800;
 constexpr std::int64_t default_video_limit = 50;
 constexpr std::int64_t max_video_limit = 500;
 
@@ -200,12 +199,41 @@ service::answer service::handle(std::string_view operation,
 }
 
 std::string service::import_schedule(std::string_view request) {
-    schedule imported = parse_schedule_request(request);
-    database().insert(imported);
+    import_request imported = parse_import_request(request);
+    database().insert(imported.schedules); // one transaction: all of them or none
+    // What was derived on the way, when it could have been anything but nothing.
+    const auto write_counts = [&](json_writer& out) {
+        if (imported.from_xmltv) {
+            out.key("assumed_durations")
+                .value(static_cast<std::uint64_t>(imported.assumed_durations));
+        }
+        if (imported.overlap == overlap_policy::trim) {
+            out.key("trimmed").value(static_cast<std::uint64_t>(imported.trims.trimmed));
+            out.key("dropped").value(static_cast<std::uint64_t>(imported.trims.dropped));
+        }
+    };
     json_writer out = success();
-    out.key("id").value(imported.id);
-    out.key("schedule");
-    write_schedule_json(out, imported);
+    if (imported.schedules.size() == 1) {
+        // One schedule: the answer of a single import, as before guides could hold several.
+        const schedule& stored = imported.schedules.front();
+        out.key("id").value(stored.id);
+        write_counts(out);
+        out.key("schedule");
+        write_schedule_json(out, stored);
+    } else {
+        out.key("count").value(static_cast<std::uint64_t>(imported.schedules.size()));
+        out.key("ids").begin_array();
+        for (const schedule& stored : imported.schedules) {
+            out.value(stored.id);
+        }
+        out.end_array();
+        write_counts(out);
+        out.key("schedules").begin_array();
+        for (const schedule& stored : imported.schedules) {
+            write_schedule_json(out, stored);
+        }
+        out.end_array();
+    }
     out.end_object();
     return out.take();
 }
@@ -403,8 +431,8 @@ std::string service::schedule_playlist(std::string_view request) {
     }
 
     // Back to back from the start, in playlist order.
-    std::vector<std::size_t> lines;
-    lines.reserve(playlist.entries.size());
+    std::vector<item_source> sources;
+    sources.reserve(playlist.entries.size());
     scheduled.items.reserve(playlist.entries.size());
     std::int64_t next_start = start.utc;
     std::size_t assumed = 0;
@@ -422,10 +450,10 @@ std::string service::schedule_playlist(std::string_view request) {
         }
         scheduled.items.push_back(
             {std::move(entry.title), std::move(entry.url), next_start, start.utc_offset, duration});
-        lines.push_back(entry.line);
+        sources.push_back({entry.line, entry.url_line});
         next_start += duration;
     }
-    validate_schedule(scheduled, &lines, source_field);
+    (void)validate_schedule(scheduled, &sources, source_field);
     database().insert(scheduled);
 
     json_writer out = success();

@@ -234,46 +234,60 @@ void store::migrate() {
 }
 
 void store::insert(schedule& stored) {
+    insert(std::span<schedule>(&stored, 1));
+}
+
+void store::insert(std::span<schedule> stored) {
     transaction write(database_, "BEGIN IMMEDIATE");
-    stored.created_at = static_cast<std::int64_t>(std::time(nullptr));
+    const auto created_at = static_cast<std::int64_t>(std::time(nullptr));
     statement schedule_row(database_,
                            "INSERT INTO schedules (name, channel, created_at, item_count, "
                            "first_start, first_offset, last_end, last_offset) "
                            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
-    const schedule_item& first = stored.items.front();
-    const schedule_item& last = stored.items.back();
-    schedule_row.bind(1, stored.name);
-    schedule_row.bind(2, stored.channel);
-    schedule_row.bind(3, stored.created_at);
-    schedule_row.bind(4, static_cast<std::int64_t>(stored.items.size()));
-    schedule_row.bind(5, first.start);
-    schedule_row.bind(6, std::int64_t{first.utc_offset});
-    schedule_row.bind(7, last.end());
-    schedule_row.bind(8, std::int64_t{last.utc_offset});
-    schedule_row.step();
-    const std::int64_t id = sqlite3_last_insert_rowid(database_);
-
     statement item_row(database_,
                        "INSERT INTO schedule_items (schedule_id, position, title, url, start, "
                        "utc_offset, duration) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
-    std::int64_t position = 0;
-    for (const schedule_item& item : stored.items) {
-        item_row.bind(1, id);
-        item_row.bind(2, position++);
-        item_row.bind(3, item.title);
-        if (item.url.empty()) {
-            item_row.bind_null(4);
-        } else {
-            item_row.bind(4, item.url);
+    std::vector<std::int64_t> ids;
+    ids.reserve(stored.size());
+    for (const schedule& one : stored) {
+        const schedule_item& first = one.items.front();
+        const schedule_item& last = one.items.back();
+        schedule_row.bind(1, one.name);
+        schedule_row.bind(2, one.channel);
+        schedule_row.bind(3, created_at);
+        schedule_row.bind(4, static_cast<std::int64_t>(one.items.size()));
+        schedule_row.bind(5, first.start);
+        schedule_row.bind(6, std::int64_t{first.utc_offset});
+        schedule_row.bind(7, last.end());
+        schedule_row.bind(8, std::int64_t{last.utc_offset});
+        schedule_row.step();
+        schedule_row.reset();
+        const std::int64_t id = sqlite3_last_insert_rowid(database_);
+        ids.push_back(id);
+
+        std::int64_t position = 0;
+        for (const schedule_item& item : one.items) {
+            item_row.bind(1, id);
+            item_row.bind(2, position++);
+            item_row.bind(3, item.title);
+            if (item.url.empty()) {
+                item_row.bind_null(4);
+            } else {
+                item_row.bind(4, item.url);
+            }
+            item_row.bind(5, item.start);
+            item_row.bind(6, std::int64_t{item.utc_offset});
+            item_row.bind(7, item.duration);
+            item_row.step();
+            item_row.reset();
         }
-        item_row.bind(5, item.start);
-        item_row.bind(6, std::int64_t{item.utc_offset});
-        item_row.bind(7, item.duration);
-        item_row.step();
-        item_row.reset();
     }
     write.commit();
-    stored.id = id;
+    // Only a committed schedule has an id.
+    for (std::size_t index = 0; index < stored.size(); ++index) {
+        stored[index].id = ids[index];
+        stored[index].created_at = created_at;
+    }
 }
 
 schedule store::find(std::int64_t id) {

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -55,6 +56,11 @@ class store {
     ///        sets its id and created_at.
     /// @throws database_error
     void insert(schedule& stored);
+
+    /// @brief Stores validated schedules in one transaction (all of them or none), in order;
+    ///        sets their ids and created_at.
+    /// @throws database_error
+    void insert(std::span<schedule> stored);
 
     /// @brief The schedule `id`, items sorted by start.
     /// @throws not_found_error, database_error

@@ -1,6 +1,7 @@
 #include "time.hpp"
 
 #include <array>
+#include <chrono>
 
 #include "errors.hpp"
 
@@ -8,22 +9,18 @@ namespace schedule {
 
 namespace {
 
+namespace chrono = std::chrono;
+
 constexpr std::int64_t seconds_per_day = 86400;
 
-/// Floor division: the day of a negative time is the one before, not after, zero.
-constexpr std::int64_t floor_divide(std::int64_t value, std::int64_t divisor) noexcept {
-    const std::int64_t quotient = value / divisor;
-    return (value % divisor != 0 && (value < 0) != (divisor < 0)) ? quotient - 1 : quotient;
-}
-
-constexpr bool is_leap_year(std::int64_t year) noexcept {
-    return year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-}
-
-constexpr unsigned days_in_month(std::int64_t year, unsigned month) noexcept {
-    constexpr std::array<unsigned, 12> lengths{31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    return month == 2 && is_leap_year(year) ? 29 : lengths[month - 1];
-}
+// The range constants of time.hpp are the calendar's first and last second of years 1 and 9999.
+static_assert(
+    chrono::sys_seconds(chrono::sys_days(chrono::year(1) / 1 / 1)).time_since_epoch().count() ==
+    earliest_local);
+static_assert((chrono::sys_seconds(chrono::sys_days(chrono::year(10000) / 1 / 1)) -
+               chrono::seconds(1))
+                  .time_since_epoch()
+                  .count() == latest_local);
 
 /// Reads `count` decimal digits at `position`; false if any is not a digit.
 bool read_digits(std::string_view text, std::size_t position, std::size_t count,
@@ -45,6 +42,10 @@ bool read_digits(std::string_view text, std::size_t position, std::size_t count,
 /// The fields of a local time, checked for range.
 struct local_fields {
     unsigned year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
+
+    [[nodiscard]] chrono::year_month_day date() const noexcept {
+        return {chrono::year(static_cast<int>(year)), chrono::month(month), chrono::day(day)};
+    }
 };
 
 /// What is wrong with the fields, or nullptr.
@@ -55,7 +56,7 @@ const char* check_fields(const local_fields& fields) noexcept {
     if (fields.month < 1 || fields.month > 12) {
         return "the month must be 01 to 12";
     }
-    if (fields.day < 1 || fields.day > days_in_month(fields.year, fields.month)) {
+    if (!fields.date().ok()) {
         return "the day does not exist in that month";
     }
     if (fields.hour > 23) {
@@ -70,9 +71,12 @@ const char* check_fields(const local_fields& fields) noexcept {
     return nullptr;
 }
 
+/// Seconds from 1970-01-01T00:00:00 to the (checked) local time, as if it were UTC.
 std::int64_t local_seconds(const local_fields& fields) noexcept {
-    return days_from_civil(fields.year, fields.month, fields.day) * seconds_per_day +
-           std::int64_t{fields.hour} * 3600 + std::int64_t{fields.minute} * 60 + fields.second;
+    const chrono::sys_seconds time =
+        chrono::sys_days(fields.date()) + chrono::hours(std::int64_t{fields.hour}) +
+        chrono::minutes(std::int64_t{fields.minute}) + chrono::seconds(std::int64_t{fields.second});
+    return time.time_since_epoch().count();
 }
 
 /// Appends `value` as exactly `width` decimal digits.
@@ -85,30 +89,79 @@ void append_digits(std::string& out, std::int64_t value, int width) {
     out.append(digits.data(), static_cast<std::size_t>(width));
 }
 
-/// The local date and time of `utc + utc_offset`: (date, seconds into the day).
-std::pair<civil_date, std::int64_t> local_parts(std::int64_t utc, std::int32_t utc_offset) {
-    const std::int64_t local = utc + std::int64_t{utc_offset} * 60;
-    const std::int64_t days = floor_divide(local, seconds_per_day);
-    return {civil_from_days(days), local - days * seconds_per_day};
+/// The local date and time of day of `utc + utc_offset`.
+struct local_parts {
+    chrono::year_month_day date{};
+    chrono::hh_mm_ss<chrono::seconds> time{};
+};
+
+local_parts split_local(std::int64_t utc, std::int32_t utc_offset) {
+    const chrono::sys_seconds local{chrono::seconds(utc + std::int64_t{utc_offset} * 60)};
+    // floor, not truncation: a time before 1970 belongs to the day before, not after, zero.
+    const chrono::sys_days day = chrono::floor<chrono::days>(local);
+    return {chrono::year_month_day(day), chrono::hh_mm_ss<chrono::seconds>(local - day)};
+}
+
+/// Appends `YYYY`, `MM` and `DD` of `date` with `separator` between them (none if '\0').
+void append_date(std::string& out, const chrono::year_month_day& date, char separator) {
+    append_digits(out, static_cast<int>(date.year()), 4);
+    if (separator != '\0') {
+        out.push_back(separator);
+    }
+    append_digits(out, static_cast<unsigned>(date.month()), 2);
+    if (separator != '\0') {
+        out.push_back(separator);
+    }
+    append_digits(out, static_cast<unsigned>(date.day()), 2);
+}
+
+/// Appends `hh`, `mm` and `ss` with `separator` between them (none if '\0').
+void append_time_of_day(std::string& out, const chrono::hh_mm_ss<chrono::seconds>& time,
+                        char separator) {
+    append_digits(out, time.hours().count(), 2);
+    if (separator != '\0') {
+        out.push_back(separator);
+    }
+    append_digits(out, time.minutes().count(), 2);
+    if (separator != '\0') {
+        out.push_back(separator);
+    }
+    append_digits(out, time.seconds().count(), 2);
+}
+
+/// Appends `±hh` `separator` `mm`.
+void append_offset(std::string& out, std::int32_t utc_offset, char separator) {
+    const std::int32_t magnitude = utc_offset < 0 ? -utc_offset : utc_offset;
+    out.push_back(utc_offset < 0 ? '-' : '+');
+    append_digits(out, magnitude / 60, 2);
+    if (separator != '\0') {
+        out.push_back(separator);
+    }
+    append_digits(out, magnitude % 60, 2);
+}
+
+/// The offset of an XMLTV zone name (any case), or nullptr.
+const xmltv_zone_name* find_zone_name(std::string_view text) noexcept {
+    for (const xmltv_zone_name& zone : xmltv_zone_names) {
+        if (zone.name.size() != text.size()) {
+            continue;
+        }
+        bool same = true;
+        for (std::size_t index = 0; index < text.size() && same; ++index) {
+            char letter = text[index];
+            if (letter >= 'a' && letter <= 'z') {
+                letter = static_cast<char>(letter - 'a' + 'A');
+            }
+            same = letter == zone.name[index];
+        }
+        if (same) {
+            return &zone;
+        }
+    }
+    return nullptr;
 }
 
 } // namespace
-
-civil_date civil_from_days(std::int64_t days) noexcept {
-    days += 719468;
-    const std::int64_t era = (days >= 0 ? days : days - 146096) / 146097;
-    const auto day_of_era = static_cast<unsigned>(days - era * 146097);
-    const unsigned year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36524 - day_of_era / 146096) / 365;
-    const unsigned day_of_year =
-        day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    const unsigned month_index = (5 * day_of_year + 2) / 153;
-    const unsigned day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    const unsigned month = month_index < 10 ? month_index + 3 : month_index - 9;
-    const std::int64_t year =
-        static_cast<std::int64_t>(year_of_era) + era * 400 + (month <= 2 ? 1 : 0);
-    return {year, month, day};
-}
 
 bool is_writable(std::int64_t utc, std::int32_t utc_offset) noexcept {
     // Far outside the range the sum below could overflow; such times are not writable anyway.
@@ -174,84 +227,88 @@ zoned_time parse_iso8601(std::string_view text, const std::string& field) {
 }
 
 std::string format_iso8601(std::int64_t utc, std::int32_t utc_offset, bool z_for_utc) {
-    const auto [date, seconds] = local_parts(utc, utc_offset);
+    const local_parts local = split_local(utc, utc_offset);
     std::string out;
     out.reserve(25);
-    append_digits(out, date.year, 4);
-    out.push_back('-');
-    append_digits(out, date.month, 2);
-    out.push_back('-');
-    append_digits(out, date.day, 2);
+    append_date(out, local.date, '-');
     out.push_back('T');
-    append_digits(out, seconds / 3600, 2);
-    out.push_back(':');
-    append_digits(out, seconds / 60 % 60, 2);
-    out.push_back(':');
-    append_digits(out, seconds % 60, 2);
+    append_time_of_day(out, local.time, ':');
     if (utc_offset == 0 && z_for_utc) {
         out.push_back('Z');
         return out;
     }
-    const std::int32_t magnitude = utc_offset < 0 ? -utc_offset : utc_offset;
-    out.push_back(utc_offset < 0 ? '-' : '+');
-    append_digits(out, magnitude / 60, 2);
-    out.push_back(':');
-    append_digits(out, magnitude % 60, 2);
+    append_offset(out, utc_offset, ':');
     return out;
 }
 
 zoned_time parse_xmltv_time(std::string_view text, const std::string& field, std::size_t line) {
     const auto fail = [&](const std::string& why) -> zoned_time {
-        throw input_error(why + " (expected an XMLTV time YYYYMMDDhhmmss +hhmm, e.g. "
-                                "20261130080000 +0100)",
+        throw input_error(why + " (expected an XMLTV time YYYYMMDDhhmmss, or its first 4, 6, 8, "
+                                "10 or 12 digits, optionally followed by +hhmm, -hhmm or a zone "
+                                "name such as UTC, e.g. 20261130080000 +0100)",
                           field, line);
     };
-    local_fields fields;
-    if (!read_digits(text, 0, 4, fields.year) || !read_digits(text, 4, 2, fields.month) ||
-        !read_digits(text, 6, 2, fields.day) || !read_digits(text, 8, 2, fields.hour) ||
-        !read_digits(text, 10, 2, fields.minute)) {
+    // The DTD: "'YYYYMMDDhhmmss' or some initial substring"; the fields left out are the
+    // first of their kind (month 01, day 01, 00:00:00).
+    std::size_t digits = 0;
+    while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') {
+        ++digits;
+    }
+    if (digits < 4 || digits > 14 || digits % 2 != 0) {
         return fail("not an XMLTV time");
     }
-    std::size_t position = 12;
-    if (read_digits(text, 12, 2, fields.second)) {
-        position = 14;
+    local_fields fields;
+    fields.month = 1;
+    fields.day = 1;
+    (void)read_digits(text, 0, 4, fields.year);
+    const std::array<unsigned*, 5> rest{&fields.month, &fields.day, &fields.hour, &fields.minute,
+                                        &fields.second};
+    for (std::size_t position = 4; position < digits; position += 2) {
+        (void)read_digits(text, position, 2, *rest[(position - 4) / 2]);
     }
     if (const char* problem = check_fields(fields)) {
         return fail(problem);
     }
+    std::size_t position = digits;
     while (position < text.size() && text[position] == ' ') {
         ++position;
     }
+    // "You can also append a timezone to the end; if no explicit timezone is given, UTC is
+    // assumed": a numeric offset or a name.
     std::int32_t offset = 0;
     const std::string_view zone = text.substr(position);
-    if (!zone.empty()) {
+    if (!zone.empty() && (zone[0] == '+' || zone[0] == '-')) {
         unsigned hours = 0;
         unsigned minutes = 0;
-        if (zone.size() != 5 || (zone[0] != '+' && zone[0] != '-') ||
-            !read_digits(zone, 1, 2, hours) || !read_digits(zone, 3, 2, minutes) || hours > 23 ||
-            minutes > 59) {
-            return fail("the UTC offset must be ±hhmm");
+        if (zone.size() != 5 || !read_digits(zone, 1, 2, hours) ||
+            !read_digits(zone, 3, 2, minutes) || hours > 23 || minutes > 59) {
+            return fail("the UTC offset must be ±hhmm with hh 00 to 23 and mm 00 to 59");
         }
         offset = static_cast<std::int32_t>(hours * 60 + minutes) * (zone[0] == '-' ? -1 : 1);
+    } else if (!zone.empty()) {
+        const xmltv_zone_name* named = find_zone_name(zone);
+        if (named == nullptr) {
+            std::string known;
+            for (const xmltv_zone_name& candidate : xmltv_zone_names) {
+                known += known.empty() ? "" : " ";
+                known += candidate.name;
+            }
+            return fail("unknown time zone '" + std::string(zone) +
+                        "'; give it as ±hhmm (the names known are " + known + ")");
+        }
+        offset = named->utc_offset;
     }
     return {local_seconds(fields) - std::int64_t{offset} * 60, offset};
 }
 
 std::string format_xmltv_time(std::int64_t utc, std::int32_t utc_offset) {
-    const auto [date, seconds] = local_parts(utc, utc_offset);
+    const local_parts local = split_local(utc, utc_offset);
     std::string out;
     out.reserve(20);
-    append_digits(out, date.year, 4);
-    append_digits(out, date.month, 2);
-    append_digits(out, date.day, 2);
-    append_digits(out, seconds / 3600, 2);
-    append_digits(out, seconds / 60 % 60, 2);
-    append_digits(out, seconds % 60, 2);
-    const std::int32_t magnitude = utc_offset < 0 ? -utc_offset : utc_offset;
+    append_date(out, local.date, '\0');
+    append_time_of_day(out, local.time, '\0');
     out.push_back(' ');
-    out.push_back(utc_offset < 0 ? '-' : '+');
-    append_digits(out, magnitude / 60, 2);
-    append_digits(out, magnitude % 60, 2);
+    append_offset(out, utc_offset, '\0');
     return out;
 }
 

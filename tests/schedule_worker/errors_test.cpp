@@ -132,12 +132,21 @@ std::vector<bad_request> bad_imports() {
     add(R"({"xmltv":""})", std::nullopt);
     add(R"({"xmltv":"<tv>\n<channel id=\"a\"/>\n<programme start=\"bad\" stop=\"20261130090000 +0000\" channel=\"a\"><title>x</title></programme>\n</tv>"})",
         std::nullopt, 3);
-    add(R"({"xmltv":"<tv>\n<programme start=\"20261130080000 +0000\" channel=\"a\"><title>x</title></programme>\n</tv>"})",
-        std::nullopt, 2);
+    // A time zone name the worker does not know; a stop before its start.
+    add(R"({"xmltv":"<tv>\n<programme start=\"20261130080000 XST\" channel=\"a\"><title>x</title></programme>\n</tv>"})",
+        "xmltv", 2);
+    add(R"({"xmltv":"<tv>\n<programme start=\"20261130080000\" stop=\"20261130075959\" channel=\"a\"><title>x</title></programme>\n</tv>"})",
+        "xmltv", 2);
+    // A name for several schedules; an overlap policy that does not exist.
+    add(R"({"name":"n","xmltv":"<tv><programme start=\"2026113008\" channel=\"a\"><title>x</title></programme><programme start=\"2026113008\" channel=\"b\"><title>y</title></programme></tv>"})",
+        "name");
+    add(R"({"overlap":"merge","xmltv":"<tv><programme start=\"2026113008\" channel=\"a\"><title>x</title></programme></tv>"})",
+        "overlap");
+    add(R"({"overlap":"trim","unknown_duration":604801,"xmltv":"<tv><programme start=\"2026113008\" channel=\"a\"><title>x</title></programme></tv>"})",
+        "unknown_duration");
+    add(R"({"name":"n","channel":"c","overlap":true,"items":[)" + ok_item + "]}", "overlap");
     add(R"({"xmltv":"<tv>\n<programme start=\"20261130080000 +0000\" stop=\"20261130090000 +0000\" channel=\"a\"></programme>\n</tv>"})",
         std::nullopt, 2);
-    add(R"({"xmltv":"<tv><programme start=\"20261130080000 +0000\" stop=\"20261130090000 +0000\" channel=\"a\"><title>x</title></programme><programme start=\"20261130080000 +0000\" stop=\"20261130090000 +0000\" channel=\"b\"><title>y</title></programme></tv>"})",
-        std::nullopt);
     add(R"({"xmltv":"<tv><programme start=\"20261130080000 +0000\" stop=\"20261130090000 +0000\" channel=\"a\"><title>x</title></programme></tv>","channel":"zzz"})",
         std::nullopt);
     add(R"({"xmltv":"<tv></tv>"})", std::nullopt);

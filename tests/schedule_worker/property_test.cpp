@@ -1,4 +1,4 @@
-// Property: whatever the bytes, parse_m3u and parse_schedule_request either succeed or throw
+// Property: whatever the bytes, parse_m3u and parse_import_request either succeed or throw
 // schedule::input_error; nothing else escapes. 20,000 inputs: random bytes and mutations
 // (byte flips, insertions, deletions, truncations, splices) of valid M3U, JSON and XMLTV
 // requests. Seeded and deterministic: the seed is printed (SCHEDULE_PROPERTY_SEED overrides it).
@@ -145,7 +145,7 @@ std::string mutate(std::string text, std::mt19937_64& random) {
 
 } // namespace
 
-TEST_CASE("parse_m3u and parse_schedule_request let only input_error escape, for any bytes") {
+TEST_CASE("parse_m3u and parse_import_request let only input_error escape, for any bytes") {
     std::uint64_t seed = 20261130;
     if (const char* given = std::getenv("SCHEDULE_PROPERTY_SEED")) {
         seed = std::strtoull(given, nullptr, 10);
@@ -156,14 +156,12 @@ TEST_CASE("parse_m3u and parse_schedule_request let only input_error escape, for
     const auto samples = seeds();
     // The seeds themselves are valid for their parser.
     CHECK_NOTHROW(schedule::parse_m3u(samples[0]));
-    CHECK_NOTHROW(schedule::parse_schedule_request(samples[2]));
-    CHECK_NOTHROW(schedule::parse_schedule_request(samples[3]));
-    CHECK_NOTHROW(schedule::parse_schedule_request(samples[4]));
+    CHECK_NOTHROW(schedule::parse_import_request(samples[2]));
+    CHECK_NOTHROW(schedule::parse_import_request(samples[3]));
+    CHECK_NOTHROW(schedule::parse_import_request(samples[4]));
 
     const auto m3u = [](std::string_view text) { return schedule::parse_m3u(text); };
-    const auto request = [](std::string_view text) {
-        return schedule::parse_schedule_request(text);
-    };
+    const auto request = [](std::string_view text) { return schedule::parse_import_request(text); };
     std::size_t failures = 0;
     for (int i = 0; i < 20000; ++i) {
         std::string input;
