@@ -95,8 +95,9 @@ std::string exported_title(const server_process& server, std::int64_t id) {
     if (response.status != 200) {
         return "<status " + std::to_string(response.status) + ">";
     }
-    const json::object& schedule = json_body(response).at("schedule").as_object();
-    return text_of(schedule.at("items").as_array().at(0).as_object(), "title");
+    const json::object body = json_body(response);
+    return text_of(body.at("schedule").as_object().at("items").as_array().at(0).as_object(),
+                   "title");
 }
 
 } // namespace
