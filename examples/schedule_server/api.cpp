@@ -181,18 +181,17 @@ api_response api::error(unsigned status, std::string_view message) {
     return response;
 }
 
-api_response api::input_error(std::string_view message, std::string_view field,
-                              std::size_t line) {
+api_response api::input_error(std::string_view message, std::string_view field, std::size_t line) {
     // The worker's shape: "field line N: message", with field and line also apart.
     std::string where(field);
     if (line != 0) {
         where += where.empty() ? "line " : " line ";
         where += std::to_string(line);
     }
-    json::object body{{"status", "error"},
-                      {"code", "invalid_input"},
-                      {"message", where.empty() ? std::string(message)
-                                                : where + ": " + std::string(message)}};
+    json::object body{
+        {"status", "error"},
+        {"code", "invalid_input"},
+        {"message", where.empty() ? std::string(message) : where + ": " + std::string(message)}};
     if (!field.empty()) {
         body["field"] = field;
     }

@@ -96,9 +96,8 @@ class api {
 
     /// 400 for bad input found by the server, in the worker's shape: `code` invalid_input and,
     /// when known, the `field` and `line` at fault.
-    [[nodiscard]] static api_response input_error(std::string_view message,
-                                                  std::string_view field = {},
-                                                  std::size_t line = 0);
+    [[nodiscard]] static api_response
+    input_error(std::string_view message, std::string_view field = {}, std::size_t line = 0);
 
     /// Shutdown has begun: /readyz fails and new queued requests get 503.
     void begin_shutdown() noexcept { shutting_down_.store(true, std::memory_order_release); }

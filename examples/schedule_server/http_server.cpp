@@ -16,11 +16,11 @@
 #include <cstdio>
 #include <iterator>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <string_view>
-#include <mutex>
-#include <stop_token>
 #include <unordered_map>
 #include <utility>
 
@@ -196,14 +196,14 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
         auto armed = std::make_shared<bool>(true);
         auto expired = std::make_shared<bool>(false);
         asio::steady_timer deadline(client.stream.get_executor(), limit);
-        deadline.async_wait([armed, expired, &socket = client.stream.socket()](
-                                const beast::error_code& error) {
-            if (!error && *armed) {
-                *expired = true;
-                beast::error_code ignored;
-                socket.cancel(ignored);
-            }
-        });
+        deadline.async_wait(
+            [armed, expired, &socket = client.stream.socket()](const beast::error_code& error) {
+                if (!error && *armed) {
+                    *expired = true;
+                    beast::error_code ignored;
+                    socket.cancel(ignored);
+                }
+            });
         auto [error, bytes] = co_await read();
         *armed = false;
         deadline.cancel();
@@ -302,8 +302,7 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
     /// Writes one response to `request` (its body is moved from) and logs it; false if the
     /// write failed.
     asio::awaitable<bool> reply(connection& client, api_response& response,
-                                const http::request<http::string_body>& request,
-                                bool keep_alive) {
+                                const http::request<http::string_body>& request, bool keep_alive) {
         http::response<http::string_body> message{static_cast<http::status>(response.status),
                                                   request.version() == 10 ? 10U : 11U};
         message.set(http::field::server, "btq-schedule-server");
@@ -322,15 +321,15 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
             co_await http::async_write(client.stream, message, as_tuple_awaitable);
         endpoints.record(response);
         if (options.access_log) {
-            const std::string_view method =
-                request.method_string().empty() ? std::string_view("-")
+            const std::string_view method = request.method_string().empty()
+                                                ? std::string_view("-")
                                                 : std::string_view(request.method_string());
-            const std::string_view target =
-                request.target().empty() ? std::string_view("-") : std::string_view(request.target());
+            const std::string_view target = request.target().empty()
+                                                ? std::string_view("-")
+                                                : std::string_view(request.target());
             std::fprintf(stderr, "%.*s %.*s %u wait_ms=%.3f run_ms=%.3f bytes=%zu\n",
                          static_cast<int>(method.size()), method.data(),
-                         static_cast<int>(std::min(target.find('?'), target.size())),
-                         target.data(),
+                         static_cast<int>(std::min(target.find('?'), target.size())), target.data(),
                          response.status, milliseconds(response.wait_time),
                          milliseconds(response.run_time), bytes);
         }

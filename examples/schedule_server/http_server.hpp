@@ -25,7 +25,7 @@ struct http_options {
     /// Reading a request's body; then 408 and the connection closed.
     std::chrono::milliseconds body_timeout{60'000};
     std::chrono::milliseconds io_timeout{30'000}; ///< writing one response
-    bool access_log = true;                ///< one line per request on stderr
+    bool access_log = true;                       ///< one line per request on stderr
 };
 
 /// @brief Accepts connections and serves each with a coroutine, on one of the pool's

@@ -49,9 +49,8 @@ bool valid_uri_host(std::string_view host) noexcept {
             return std::all_of(inside.begin(), inside.end(),
                                [](char c) { return is_reg_name_char(c) || c == ':'; });
         }
-        return std::all_of(inside.begin(), inside.end(), [](char c) {
-            return hex_value(c) >= 0 || c == ':' || c == '.';
-        });
+        return std::all_of(inside.begin(), inside.end(),
+                           [](char c) { return hex_value(c) >= 0 || c == ':' || c == '.'; });
     }
     for (std::size_t i = 0; i < host.size(); ++i) {
         if (host[i] == '%') {
@@ -190,7 +189,8 @@ std::variant<request_target, std::string> parse_request_target(std::string_view 
     if (scheme_end != std::string_view::npos && scheme_like &&
         target.substr(scheme_end, 3) == "://") {
         if (!iequals(scheme, "http") && !iequals(scheme, "https")) {
-            return "request target '" + printable(target) + "': only http and https URIs are served";
+            return "request target '" + printable(target) +
+                   "': only http and https URIs are served";
         }
         const std::string_view after = target.substr(scheme_end + 3);
         const std::size_t authority_end = std::min(after.find('/'), after.find('?'));
@@ -203,10 +203,10 @@ std::variant<request_target, std::string> parse_request_target(std::string_view 
         }
         parsed.form = target_form::absolute;
         parsed.authority = std::string(authority);
-        return split_path_and_query(
-            authority_end == std::string_view::npos ? std::string_view{}
-                                                    : after.substr(authority_end),
-            std::move(parsed));
+        return split_path_and_query(authority_end == std::string_view::npos
+                                        ? std::string_view{}
+                                        : after.substr(authority_end),
+                                    std::move(parsed));
     }
     // authority-form: host ":" port (CONNECT's).
     const std::size_t colon = target.rfind(':');

@@ -19,9 +19,9 @@ enum class target_form { origin, absolute, asterisk, authority };
 /// A request target taken apart.
 struct request_target {
     target_form form = target_form::origin;
-    std::string path;                          ///< not decoded: the endpoints' paths are ASCII
-    std::map<std::string, std::string> query;  ///< decoded; keys and values are valid UTF-8
-    std::string authority;                     ///< absolute- and authority-form: host[:port]
+    std::string path;                         ///< not decoded: the endpoints' paths are ASCII
+    std::map<std::string, std::string> query; ///< decoded; keys and values are valid UTF-8
+    std::string authority;                    ///< absolute- and authority-form: host[:port]
 };
 
 /// Percent-decoding of one query component ('+' is a space); nothing when a '%' is not followed
@@ -37,7 +37,8 @@ parse_query(std::string_view query);
 /// the four forms, or an absolute URI that is not http(s) with a valid host and no user info.
 /// The absolute-form's path and query are served like the origin-form's; its authority
 /// replaces the Host field (RFC 9112 section 3.2.2).
-[[nodiscard]] std::variant<request_target, std::string> parse_request_target(std::string_view target);
+[[nodiscard]] std::variant<request_target, std::string>
+parse_request_target(std::string_view target);
 
 /// Whether `value` is a valid Host field value: `uri-host [ ":" port ]` (RFC 9110 section 7.2,
 /// RFC 3986 section 3.2.2); an empty host is valid (RFC 9112 section 3.2).

@@ -155,10 +155,10 @@ api_response api::system_info() const {
     json::object server{
         {"version", options_.version},
         {"pid", static_cast<std::uint64_t>(::getpid())},
-        {"uptimeSeconds", static_cast<std::uint64_t>(
-                              std::chrono::duration_cast<std::chrono::seconds>(
-                                  std::chrono::steady_clock::now() - started_)
-                                  .count())},
+        {"uptimeSeconds",
+         static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(
+                                        std::chrono::steady_clock::now() - started_)
+                                        .count())},
         {"mode", mode_name(backend_.options().mode)},
         {"poolSize", backend_.options().pool_size},
         {"queueCapacity", backend_.options().queue_capacity},

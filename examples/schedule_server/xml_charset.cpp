@@ -92,8 +92,8 @@ std::optional<named_encoding> look_up(std::string_view name) {
         {"iso646-us", {xml_encoding::ascii}},
     }};
     const std::string wanted = lower(trim(name));
-    const auto* const found = std::find_if(names.begin(), names.end(),
-                                           [&](const entry& e) { return e.name == wanted; });
+    const auto* const found =
+        std::find_if(names.begin(), names.end(), [&](const entry& e) { return e.name == wanted; });
     if (found == names.end()) {
         return std::nullopt;
     }
@@ -276,8 +276,7 @@ struct decoder {
                 if (next < 0xDC00U || next > 0xDFFFU) {
                     return invalid("a high surrogate without a low one");
                 }
-                put(static_cast<char32_t>(0x10000U + ((unit - 0xD800U) << 10U) +
-                                          (next - 0xDC00U)));
+                put(static_cast<char32_t>(0x10000U + ((unit - 0xD800U) << 10U) + (next - 0xDC00U)));
                 at += 2;
                 continue;
             }
@@ -360,9 +359,9 @@ std::optional<std::string> charset_parameter(std::string_view content_type) {
             return value;
         }
         const std::size_t next = consumed < rest.size() ? rest.find(';', consumed) : rest.npos;
-        at = next == std::string_view::npos ? next
-                                            : static_cast<std::size_t>(rest.data() + next -
-                                                                       content_type.data());
+        at = next == std::string_view::npos
+                 ? next
+                 : static_cast<std::size_t>(rest.data() + next - content_type.data());
     }
     return std::nullopt;
 }

@@ -31,8 +31,7 @@ std::string message_of(const http_response& response) {
 /// One request written on a raw socket with `Connection: close`; what came back.
 std::string raw_exchange(const server_process& server, const std::string& request_line,
                          const std::string& fields = "Host: 127.0.0.1\r\n") {
-    return send_raw(server.port(), request_line + "\r\n" + fields + "Connection: close\r\n\r\n",
-                    5s)
+    return send_raw(server.port(), request_line + "\r\n" + fields + "Connection: close\r\n\r\n", 5s)
         .received;
 }
 
@@ -90,8 +89,7 @@ http_response import_guide(const server_process& server, const std::string& guid
 
 /// The title of the first item of schedule `id`, as export-schedule-json answers it.
 std::string exported_title(const server_process& server, std::int64_t id) {
-    const http_response response =
-        server.get("/api/export-schedule-json?id=" + std::to_string(id));
+    const http_response response = server.get("/api/export-schedule-json?id=" + std::to_string(id));
     if (response.status != 200) {
         return "<status " + std::to_string(response.status) + ">";
     }
@@ -107,10 +105,9 @@ std::string exported_title(const server_process& server, std::int64_t id) {
 TEST_CASE("an HTTP/1.1 request without Host, with two Host lines or an invalid Host gets 400",
           "[server]") {
     server_process server(server_config{});
-    for (const char* fields :
-         {"", "Host: 127.0.0.1\r\nHost: 127.0.0.1\r\n", "Host: two words\r\n",
-          "Host: example.org:80x\r\n", "Host: example.org/path\r\n", "Host: [::1\r\n",
-          "Host: a@example.org\r\n"}) {
+    for (const char* fields : {"", "Host: 127.0.0.1\r\nHost: 127.0.0.1\r\n", "Host: two words\r\n",
+                               "Host: example.org:80x\r\n", "Host: example.org/path\r\n",
+                               "Host: [::1\r\n", "Host: a@example.org\r\n"}) {
         CAPTURE(fields);
         const std::string answer = raw_exchange(server, "GET /healthz HTTP/1.1", fields);
         CHECK(starts_with(answer, "HTTP/1.1 400 "));
@@ -179,8 +176,8 @@ TEST_CASE("Expect: 100-continue on a refused request gets the final status at on
          "Content-Length: 1000\r\n" +
              token + expect + "\r\n",
          "415"},
-        {"POST /api/nothing-here HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n" +
-             expect + "\r\n",
+        {"POST /api/nothing-here HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n" + expect +
+             "\r\n",
          "404"},
         {"POST /api/schedules HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n" + expect +
              "\r\n",
@@ -234,9 +231,9 @@ TEST_CASE("an absolute-form target is served by its path and query; malformed ta
     }
     {
         // The target's authority, not Host, names the server; the query is kept.
-        const std::string answer =
-            raw_exchange(server, "GET HTTP://Example.ORG/api/infowars-videos?offset=0&limit=1 HTTP/1.1",
-                         "Host: elsewhere.example\r\n");
+        const std::string answer = raw_exchange(
+            server, "GET HTTP://Example.ORG/api/infowars-videos?offset=0&limit=1 HTTP/1.1",
+            "Host: elsewhere.example\r\n");
         INFO(answer);
         CHECK(starts_with(answer, "HTTP/1.1 200 "));
         CHECK(json_body(http_response{200, {}, body_of(answer)}).at("videos").as_array().size() ==
@@ -272,7 +269,7 @@ TEST_CASE("a request that stops before its header ends gets 408 and Connection c
           "[server]") {
     server_config config;
     config.extra_arguments = {"--header-timeout-ms", "300", "--idle-timeout-ms", "600",
-                              "--body-timeout-ms", "300"};
+                              "--body-timeout-ms",   "300"};
     server_process server(config);
 
     for (const char* partial : {"GET /heal", "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n",
@@ -321,8 +318,8 @@ TEST_CASE("an XMLTV guide in ISO-8859-1 imports and its text comes back as UTF-8
         CHECK(exported_title(server, int_of(json_body(response), "id")) == title_utf8);
     }
     SECTION("named by the Content-Type charset, over the declaration") {
-        const http_response response = import_guide(server, guide("UTF-8", title_latin1),
-                                                    "text/xml; charset=\"latin1\"");
+        const http_response response =
+            import_guide(server, guide("UTF-8", title_latin1), "text/xml; charset=\"latin1\"");
         INFO(response.body);
         REQUIRE(response.status == 200);
         CHECK(exported_title(server, int_of(json_body(response), "id")) == title_utf8);
@@ -343,9 +340,9 @@ TEST_CASE("XMLTV guides in UTF-16 and UTF-32 import, with or without a byte orde
                               form{2, true, false, "UTF-16"}, form{4, false, true, ""},
                               form{4, true, false, "UTF-32"}}) {
         CAPTURE(tried.width, tried.big_endian, tried.bom);
-        const http_response response = import_guide(
-            server, widen(guide(tried.declared, title_latin1), tried.width, tried.big_endian,
-                          tried.bom));
+        const http_response response =
+            import_guide(server, widen(guide(tried.declared, title_latin1), tried.width,
+                                       tried.big_endian, tried.bom));
         INFO(response.body);
         REQUIRE(response.status == 200);
         CHECK(exported_title(server, int_of(json_body(response), "id")) == "Caf\xC3\xA9");
