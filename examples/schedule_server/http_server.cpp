@@ -126,28 +126,8 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
             client.busy = true;
             const api_request call = describe(parser.get());
             api::routed job = endpoints.route(call);
-            if (!parser.is_done()) {
-                // The client waits before it sends the body (route() answered every expectation
-                // but 100-continue with 417).
-                if (call.version >= 11 && !call.expect.empty()) {
-                    if (!job.immediate) {
-                        job.immediate = endpoints.refuse_before_body(job);
-                    }
-                    if (job.immediate) { // refused before the client sent its body: never read
-                        co_await reply(client, *job.immediate, parser.get(), false);
-                        co_return;
-                    }
-                    if (!co_await send_continue(client)) {
-                        co_return;
-                    }
-                }
-                const read_result body = co_await read_timed(client, options.body_timeout, [&] {
-                    return http::async_read(client.stream, buffer, parser, as_tuple_awaitable);
-                });
-                if (body.error) {
-                    co_await refuse(client, refusal_for(body, "body", options.body_timeout));
-                    co_return;
-                }
+            if (!co_await read_body(client, buffer, parser, call, job)) {
+                co_return;
             }
             endpoints.take_body(job, std::move(parser.get().body()), call.content_type);
 
@@ -166,6 +146,38 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
                 co_return;
             }
         }
+    }
+
+    /// Reads the body of a routed request, after `100 Continue` when the client waits for one.
+    /// A client that waits and is refused gets the refusal at once, and its body is never read.
+    /// False when the connection is to be closed (the refusal, if any, written).
+    asio::awaitable<bool> read_body(connection& client, beast::flat_buffer& buffer,
+                                    http::request_parser<http::string_body>& parser,
+                                    const api_request& call, api::routed& job) {
+        if (parser.is_done()) {
+            co_return true;
+        }
+        // route() answered every expectation but 100-continue with 417.
+        if (call.version >= 11 && !call.expect.empty()) {
+            if (!job.immediate) {
+                job.immediate = endpoints.refuse_before_body(job);
+            }
+            if (job.immediate) {
+                co_await reply(client, *job.immediate, parser.get(), false);
+                co_return false;
+            }
+            if (!co_await send_continue(client)) {
+                co_return false;
+            }
+        }
+        const read_result body = co_await read_timed(client, options.body_timeout, [&] {
+            return http::async_read(client.stream, buffer, parser, as_tuple_awaitable);
+        });
+        if (body.error) {
+            co_await refuse(client, refusal_for(body, "body", options.body_timeout));
+            co_return false;
+        }
+        co_return true;
     }
 
     /// Waits, at most the idle timeout, for the first byte of the next request (it may already
