@@ -57,7 +57,7 @@ stage "clang: configure" cmake --preset clang
 stage "clang: build"     cmake --build --preset clang --target btq_library_tests btq_asio_tests
 stage "clang: test"      ctest --preset clang --parallel "${JOBS}"
 # libFuzzer targets for the worker's parsers (tests/fuzz), each run for a bounded time.
-stage "clang: build fuzzers" cmake --build --preset clang --target btq_fuzz_m3u btq_fuzz_schedule_request
+stage "clang: build fuzzers" cmake --build --preset clang --target btq_fuzz_m3u btq_fuzz_schedule_request btq_fuzz_request_text
 stage "clang: fuzz"      ctest --test-dir build/clang -L fuzz --output-on-failure --parallel "${JOBS}"
 
 for preset in asan tsan; do

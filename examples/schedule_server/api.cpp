@@ -1,24 +1,17 @@
 #include "api.hpp"
 
-#include <boost/json.hpp>
+#include "query.hpp"
+#include "utf8.hpp"
+#include "xml_charset.hpp"
 
-#include <sys/sysinfo.h>
-#include <sys/utsname.h>
-#include <unistd.h>
+#include <boost/json.hpp>
 
 #include <algorithm>
 #include <array>
 #include <cctype>
 #include <charconv>
 #include <cmath>
-#include <cstdio>
-#include <ctime>
-#include <fstream>
-#include <map>
-#include <optional>
-#include <set>
 #include <string>
-#include <thread>
 #include <variant>
 
 namespace schedule_server {
@@ -36,7 +29,7 @@ struct queued_route {
 };
 
 constexpr std::array<queued_route, 8> queued_routes{{
-    {"/api/import-schedule", "POST", "import-schedule", {"name", "channel", {}}},
+    {"/api/import-schedule", "POST", "import-schedule", {"name", "channel", "overlap"}},
     {"/api/schedule-playlist", "POST", "schedule-playlist", {}},
     {"/api/schedules", "GET", "schedules", {}},
     {"/api/playlists", "GET", "playlists", {}},
@@ -46,90 +39,11 @@ constexpr std::array<queued_route, 8> queued_routes{{
     {"/api/infowars-videos", "GET", "infowars-videos", {"offset", "limit", {}}},
 }};
 
-/// The endpoints that never wait in the queue.
-constexpr std::array<std::string_view, 5> direct_paths{"/api/queue-stats", "/api/system-info",
-                                                       "/metrics", "/healthz", "/readyz"};
-
-std::string escape_json(std::string_view text) {
-    return json::serialize(json::string(text));
-}
+/// The methods the server serves anywhere (OPTIONS * and CONNECT are answered with them).
+constexpr std::string_view served_methods = "GET, POST";
 
 std::string error_body(std::string_view message) {
-    return R"({"status":"error","message":)" + escape_json(message) + "}";
-}
-
-int hex_value(char c) {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
-/// Percent-decoding of one query component ('+' is a space).
-std::optional<std::string> decode_component(std::string_view text) {
-    std::string out;
-    out.reserve(text.size());
-    for (std::size_t i = 0; i < text.size(); ++i) {
-        const char c = text[i];
-        if (c == '+') {
-            out += ' ';
-        } else if (c == '%') {
-            if (i + 2 >= text.size()) {
-                return std::nullopt;
-            }
-            const int high = hex_value(text[i + 1]);
-            const int low = hex_value(text[i + 2]);
-            if (high < 0 || low < 0) {
-                return std::nullopt;
-            }
-            out += static_cast<char>(high * 16 + low);
-            i += 2;
-        } else {
-            out += c;
-        }
-    }
-    return out;
-}
-
-struct parsed_target {
-    std::string_view path; ///< not decoded: the endpoints' paths are plain ASCII
-    std::map<std::string, std::string> query;
-};
-
-/// Splits "path?query" and decodes the query; an error message when it is malformed.
-std::variant<parsed_target, std::string> parse_target(std::string_view target) {
-    parsed_target parsed;
-    const std::size_t mark = target.find('?');
-    parsed.path = target.substr(0, mark);
-    if (mark == std::string_view::npos) {
-        return parsed;
-    }
-    std::string_view rest = target.substr(mark + 1);
-    while (!rest.empty()) {
-        const std::size_t amp = rest.find('&');
-        const std::string_view pair = rest.substr(0, amp);
-        rest = amp == std::string_view::npos ? std::string_view{} : rest.substr(amp + 1);
-        if (pair.empty()) {
-            continue;
-        }
-        const std::size_t equals = pair.find('=');
-        auto key = decode_component(pair.substr(0, equals));
-        auto value = decode_component(equals == std::string_view::npos ? std::string_view{}
-                                                                       : pair.substr(equals + 1));
-        if (!key || !value) {
-            return std::string("malformed percent-encoding in the query string");
-        }
-        if (!parsed.query.emplace(std::move(*key), std::move(*value)).second) {
-            return "query parameter '" + std::string(pair.substr(0, equals)) + "' given twice";
-        }
-    }
-    return parsed;
+    return json::serialize(json::object{{"status", "error"}, {"message", message}});
 }
 
 /// A query value as JSON: an integer when it is one (so `?id=3` reaches the worker as 3),
@@ -144,15 +58,25 @@ json::value query_value(const std::string& text) {
     return json::string(text);
 }
 
-bool media_type_is(std::string_view content_type, std::string_view wanted) {
-    const std::string_view bare = content_type.substr(0, content_type.find(';'));
-    auto trimmed = bare;
-    while (!trimmed.empty() && trimmed.back() == ' ') {
-        trimmed.remove_suffix(1);
+bool iequals(std::string_view a, std::string_view b) noexcept {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+               return std::tolower(static_cast<unsigned char>(x)) ==
+                      std::tolower(static_cast<unsigned char>(y));
+           });
+}
+
+std::string_view trim(std::string_view text) noexcept {
+    while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) {
+        text.remove_prefix(1);
     }
-    return trimmed.size() == wanted.size() &&
-           std::equal(trimmed.begin(), trimmed.end(), wanted.begin(),
-                      [](char a, char b) { return std::tolower(a) == std::tolower(b); });
+    while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) {
+        text.remove_suffix(1);
+    }
+    return text;
+}
+
+bool media_type_is(std::string_view content_type, std::string_view wanted) {
+    return iequals(trim(content_type.substr(0, content_type.find(';'))), wanted);
 }
 
 /// Compares without an early exit, so the time taken does not reveal the token's prefix.
@@ -163,74 +87,6 @@ bool same_secret(std::string_view given, std::string_view expected) {
             given[i] ^ expected[i % std::max<std::size_t>(expected.size(), 1)]);
     }
     return difference == 0 && !expected.empty();
-}
-
-std::string iso_timestamp_now() {
-    const auto now = std::chrono::system_clock::now();
-    const auto seconds = std::chrono::time_point_cast<std::chrono::seconds>(now);
-    const auto millis =
-        std::chrono::duration_cast<std::chrono::milliseconds>(now - seconds).count();
-    const std::time_t t = std::chrono::system_clock::to_time_t(seconds);
-    std::tm utc{};
-    gmtime_r(&t, &utc);
-    std::array<char, 64> buffer{};
-    std::snprintf(buffer.data(), buffer.size(), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-                  utc.tm_year + 1900, utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min,
-                  utc.tm_sec, static_cast<int>(millis));
-    return buffer.data();
-}
-
-/// `"key":` (keys are plain ASCII names: no escaping needed).
-void append_key(std::string& out, std::string_view key) {
-    out += '"';
-    out += key;
-    out += "\":";
-}
-
-void append_field(std::string& out, std::string_view key, std::uint64_t value) {
-    append_key(out, key);
-    append_number(out, value);
-    out += ',';
-}
-
-void append_milliseconds(std::string& out, std::string_view key, std::chrono::nanoseconds value) {
-    append_key(out, key);
-    append_number(out, std::round(static_cast<double>(value.count()) / 1e3) / 1e3);
-    out += ',';
-}
-
-void append_latency(std::string& out, std::string_view key, const btq::latency_summary& summary) {
-    append_key(out, key);
-    out += '{';
-    append_field(out, "count", summary.count);
-    append_milliseconds(out, "meanMs", summary.mean);
-    append_milliseconds(out, "p50Ms", summary.p50);
-    append_milliseconds(out, "p90Ms", summary.p90);
-    append_milliseconds(out, "p99Ms", summary.p99);
-    append_milliseconds(out, "maxMs", summary.max);
-    out.back() = '}';
-    out += ',';
-}
-
-void append_metric(std::string& out, std::string_view name, std::string_view type,
-                   std::string_view help, double value) {
-    out += "# HELP ";
-    out += name;
-    out += ' ';
-    out += help;
-    out += "\n# TYPE ";
-    out += name;
-    out += ' ';
-    out += type;
-    out += '\n';
-    out += name;
-    out += ' ';
-    append_number(out, value);
-    out += '\n';
-}
-
-std::string_view mode_name(run_mode mode) {
-    return mode == run_mode::pool ? "pool" : "spawn";
 }
 
 /// Seconds a refused client should wait before retrying: the time for the queue ahead of it to
@@ -263,6 +119,57 @@ unsigned status_for_error_code(std::string_view body) {
     return 500;
 }
 
+/// 405 naming the method that came and the ones allowed (also in `Allow`).
+api_response method_not_allowed(std::string_view method, std::string_view path,
+                                std::string_view allowed) {
+    api_response refused = api::error(405, "method " + std::string(method) + " not allowed on " +
+                                               std::string(path) + "; use " + std::string(allowed));
+    refused.headers.emplace_back("Allow", std::string(allowed));
+    return refused;
+}
+
+/// The answer to a target that is not a path: OPTIONS * (what the server allows), or a
+/// refusal; nothing for a path (origin- or absolute-form).
+std::optional<api_response> answer_for_form(std::string_view method, target_form form) {
+    if (method == "CONNECT") {
+        api_response refused = api::error(405, "CONNECT is not served: this is no proxy");
+        refused.headers.emplace_back("Allow", std::string(served_methods));
+        return refused;
+    }
+    if (form == target_form::asterisk) {
+        if (method != "OPTIONS") {
+            return api::error(400, "the request target '*' is only for OPTIONS");
+        }
+        api_response allowed;
+        allowed.status = 204;
+        allowed.content_type.clear();
+        allowed.headers.emplace_back("Allow", std::string(served_methods));
+        return allowed;
+    }
+    if (form == target_form::authority) {
+        return api::error(400, "a request target host:port is only for CONNECT");
+    }
+    return std::nullopt;
+}
+
+/// 400 for a Host field that RFC 9112 section 3.2 refuses; nothing when it is fine. An
+/// absolute-form target names the host itself, so the field's value is not looked at then.
+std::optional<api_response> refuse_host(const api_request& request, target_form form) {
+    if (request.host_fields > 1) {
+        return api::error(400, "more than one Host field");
+    }
+    if (request.host_fields == 0) {
+        if (request.version >= 11) {
+            return api::error(400, "an HTTP/1.1 request needs a Host field");
+        }
+        return std::nullopt;
+    }
+    if (form != target_form::absolute && !valid_host(request.host)) {
+        return api::error(400, "the Host field is not host[:port]");
+    }
+    return std::nullopt;
+}
+
 } // namespace
 
 api::api(backend& queue, api_options options) : backend_(queue), options_(std::move(options)) {}
@@ -274,18 +181,32 @@ api_response api::error(unsigned status, std::string_view message) {
     return response;
 }
 
-namespace {
-
-/// 405 naming the method that came and the one the endpoint takes (also in `Allow`).
-api_response method_not_allowed(std::string_view method, std::string_view path,
-                                std::string_view allowed) {
-    api_response refused = api::error(405, "method " + std::string(method) + " not allowed on " +
-                                               std::string(path) + "; use " + std::string(allowed));
-    refused.headers.emplace_back("Allow", std::string(allowed));
-    return refused;
+api_response api::input_error(std::string_view message, std::string_view field, std::size_t line) {
+    // The worker's shape: "field line N: message", with field and line also apart.
+    std::string where(field);
+    if (line != 0) {
+        where += where.empty() ? "line " : " line ";
+        where += std::to_string(line);
+    }
+    json::object body{
+        {"status", "error"},
+        {"code", "invalid_input"},
+        {"message", where.empty() ? std::string(message) : where + ": " + std::string(message)}};
+    if (!field.empty()) {
+        body["field"] = field;
+    }
+    if (line != 0) {
+        body["line"] = line;
+    }
+    api_response response;
+    response.status = 400;
+    response.body = json::serialize(body) + '\n';
+    return response;
 }
 
-} // namespace
+bool api::expects_continue(const api_request& request) noexcept {
+    return request.version >= 11 && iequals(trim(request.expect), "100-continue");
+}
 
 bool api::authorized(const api_request& request) const {
     if (options_.auth_token.empty()) {
@@ -293,55 +214,51 @@ bool api::authorized(const api_request& request) const {
     }
     constexpr std::string_view scheme = "Bearer ";
     const std::string_view given = request.authorization;
-    if (given.size() < scheme.size() ||
-        !std::equal(scheme.begin(), scheme.end(), given.begin(),
-                    [](char a, char b) { return std::tolower(a) == std::tolower(b); })) {
+    if (given.size() < scheme.size() || !iequals(given.substr(0, scheme.size()), scheme)) {
         return false;
     }
     return same_secret(given.substr(scheme.size()), options_.auth_token);
 }
 
-api::routed api::route(api_request& request) {
-    auto target = parse_target(request.target);
+api::routed api::route(const api_request& request) {
+    auto target = parse_request_target(request.target);
     if (auto* message = std::get_if<std::string>(&target)) {
         return error(400, *message);
     }
-    auto& parsed = std::get<parsed_target>(target);
+    auto& parsed = std::get<request_target>(target);
+    if (auto refused = refuse_host(request, parsed.form)) {
+        return std::move(*refused);
+    }
+    if (auto answer = answer_for_form(request.method, parsed.form)) {
+        return std::move(*answer);
+    }
+    if (request.version >= 11 && !trim(request.expect).empty() && !expects_continue(request)) {
+        return error(417, "the expectation '" + std::string(trim(request.expect)) +
+                              "' is not supported (only 100-continue)");
+    }
 
-    for (const std::string_view path : direct_paths) {
-        if (parsed.path != path) {
-            continue;
-        }
+    if (parsed.path == "/api/queue-stats" || parsed.path == "/api/system-info" ||
+        parsed.path == "/metrics" || parsed.path == "/healthz" || parsed.path == "/readyz") {
         if (request.method != "GET") {
             return method_not_allowed(request.method, parsed.path, "GET");
         }
-        if (path == "/api/queue-stats") {
+        if (parsed.path == "/api/queue-stats") {
             return queue_stats();
         }
-        if (path == "/api/system-info") {
+        if (parsed.path == "/api/system-info") {
             return system_info();
         }
-        if (path == "/metrics") {
+        if (parsed.path == "/metrics") {
             return metrics_text();
         }
-        if (path == "/healthz") {
-            api_response ok;
-            ok.body = R"({"status":"success","healthy":true})";
-            return ok;
-        }
-        if (shutting_down()) {
-            return error(503, "shutting down");
-        }
-        api_response ready;
-        ready.body = R"({"status":"success","ready":true})";
-        return ready;
+        return parsed.path == "/healthz" ? healthz() : readyz();
     }
 
     const auto* const route =
         std::find_if(queued_routes.begin(), queued_routes.end(),
                      [&](const queued_route& r) { return r.path == parsed.path; });
     if (route == queued_routes.end()) {
-        return error(404, "no endpoint " + std::string(parsed.path));
+        return error(404, "no endpoint " + parsed.path);
     }
     if (request.method != route->method) {
         return method_not_allowed(request.method, parsed.path, route->method);
@@ -355,37 +272,34 @@ api::routed api::route(api_request& request) {
         if (std::find(route->parameters.begin(), route->parameters.end(), key) ==
                 route->parameters.end() ||
             key.empty()) {
-            return error(400,
-                         "unknown query parameter '" + key + "' for " + std::string(parsed.path));
+            return error(400, "unknown query parameter '" + key + "' for " + parsed.path);
         }
     }
 
     // The worker's request: the query for GETs, the body for POSTs (an XMLTV body is wrapped
-    // into the worker's {"xmltv": ...} form).
-    std::string body;
+    // into the worker's {"xmltv": ...} form by take_body).
+    routed job;
+    job.operation = std::string(route->operation);
     if (route->method == "GET") {
         json::object object;
         for (const auto& [key, value] : parsed.query) {
             object[key] = query_value(value);
         }
-        body = json::serialize(object);
-    } else if (media_type_is(request.content_type, "application/xml") ||
-               media_type_is(request.content_type, "text/xml")) {
+        job.body = json::serialize(object);
+        job.get = true;
+        return job;
+    }
+    if (media_type_is(request.content_type, "application/xml") ||
+        media_type_is(request.content_type, "text/xml")) {
         if (route->operation != "import-schedule") {
             return error(415, "this endpoint takes JSON");
         }
-        json::object object;
-        object["xmltv"] = json::string(request.body);
-        for (const auto& [key, value] : parsed.query) {
-            object[key] = json::string(value);
-        }
-        body = json::serialize(object);
+        job.xml_body = true;
     } else if (request.content_type.empty() ||
                media_type_is(request.content_type, "application/json")) {
         if (!parsed.query.empty()) {
             return error(400, "query parameters are only used with an XMLTV body");
         }
-        body = std::move(request.body);
     } else {
         return error(415,
                      "unsupported Content-Type '" + std::string(request.content_type) +
@@ -394,10 +308,55 @@ api::routed api::route(api_request& request) {
                                                                 : std::string()) +
                          " (with curl: -H 'Content-Type: application/json')");
     }
-    routed job;
-    job.operation = std::string(route->operation);
-    job.body = std::move(body);
+    job.query = std::move(parsed.query);
     return job;
+}
+
+std::optional<api_response> api::refuse_before_body(const routed& job) const {
+    if (job.immediate) {
+        return std::nullopt;
+    }
+    if (shutting_down()) {
+        api_response refused = error(503, "Server shutting down");
+        refused.headers.emplace_back("Retry-After", std::to_string(options_.retry_after_seconds));
+        return refused;
+    }
+    // Nothing would start it now and nowhere could it wait: the queue would refuse it.
+    const btq::queue_stats stats = backend_.stats();
+    if (stats.active >= stats.max_concurrency && stats.queued >= stats.capacity) {
+        api_response refused = error(503, "queue full: try again later");
+        refused.headers.emplace_back(
+            "Retry-After", std::to_string(retry_after(stats, options_.retry_after_seconds)));
+        return refused;
+    }
+    return std::nullopt;
+}
+
+void api::take_body(routed& job, std::string body, std::string_view content_type) const {
+    if (job.immediate || job.get) {
+        return; // a GET's body is not looked at
+    }
+    if (!job.xml_body) {
+        if (const auto invalid = find_invalid_utf8(body)) {
+            job.immediate = input_error("the request body is not valid UTF-8 (at byte " +
+                                            std::to_string(*invalid) + ")",
+                                        {}, line_at(body, *invalid));
+            return;
+        }
+        job.body = std::move(body);
+        return;
+    }
+    auto decoded = xml_to_utf8(body, content_type);
+    if (auto* failure = std::get_if<xml_charset_error>(&decoded)) {
+        job.immediate = input_error(failure->message, "xmltv", failure->line);
+        return;
+    }
+    json::object object;
+    object["xmltv"] = std::get<std::string>(decoded);
+    for (const auto& [key, value] : job.query) {
+        object[key] = value;
+    }
+    job.body = json::serialize(object);
 }
 
 boost::asio::awaitable<api_response> api::run(routed& job, const std::stop_token& stop) {
@@ -471,95 +430,6 @@ boost::asio::awaitable<api_response> api::run(routed& job, const std::stop_token
     co_return response;
 }
 
-api_response api::queue_stats() const {
-    const btq::queue_stats stats = backend_.stats();
-    api_response response;
-    std::string& out = response.body;
-    out.reserve(1024);
-    // The seed's shape first, key for key, then what btq adds beside it.
-    out += R"({"status":"success","processPool":{)";
-    append_field(out, "totalProcessed", stats.total_processed);
-    append_field(out, "totalQueued", stats.total_queued);
-    append_field(out, "totalErrors", stats.total_errors);
-    append_field(out, "peakActive", stats.peak_active);
-    append_field(out, "peakQueueSize", stats.peak_queue_size);
-    append_field(out, "activeProcesses", stats.active);
-    append_field(out, "queuedTasks", stats.queued);
-    append_field(out, "maxConcurrency", stats.max_concurrency);
-    out += R"("utilizationPercent":)";
-    append_number(out, std::round(stats.utilization_percent * 10) / 10);
-    out += R"(},"timestamp":")";
-    out += iso_timestamp_now();
-    out += R"(","queue":{"mode":")";
-    out += mode_name(backend_.options().mode);
-    out += "\",";
-    append_field(out, "capacity", stats.capacity);
-    append_field(out, "submitted", stats.submitted);
-    append_field(out, "rejected", stats.rejected);
-    append_field(out, "cleared", stats.cleared);
-    append_field(out, "expired", stats.expired);
-    append_field(out, "cancelled", stats.cancelled);
-    append_field(out, "timedOut", stats.timed_out);
-    out += R"("closed":)";
-    out += stats.closed ? "true," : "false,";
-    append_latency(out, "waitTime", stats.wait_time);
-    append_latency(out, "runTime", stats.run_time);
-    out.back() = '}';
-    out += "}\n";
-    return response;
-}
-
-api_response api::system_info() const {
-    api_response response;
-    std::string& out = response.body;
-    out += R"({"status":"success","system":{)";
-    utsname names{};
-    if (::uname(&names) == 0) {
-        out += R"("hostname":)" + escape_json(std::string_view(std::data(names.nodename))) +
-               R"(,"platform":)" + escape_json(std::string_view(std::data(names.sysname))) +
-               R"(,"release":)" + escape_json(std::string_view(std::data(names.release))) +
-               R"(,"arch":)" + escape_json(std::string_view(std::data(names.machine))) + ',';
-    }
-    append_field(out, "cpus", std::thread::hardware_concurrency());
-    struct sysinfo info {};
-    if (::sysinfo(&info) == 0) {
-        append_field(out, "totalMemory", std::uint64_t{info.totalram} * info.mem_unit);
-        append_field(out, "freeMemory", std::uint64_t{info.freeram} * info.mem_unit);
-        append_field(out, "uptimeSeconds", static_cast<std::uint64_t>(info.uptime));
-        out += R"("loadAverage":[)";
-        for (const unsigned long load : info.loads) {
-            append_number(out, std::round(static_cast<double>(load) /
-                                          static_cast<double>(1U << SI_LOAD_SHIFT) * 100) /
-                                   100);
-            out += ',';
-        }
-        out.back() = ']';
-        out += ',';
-    }
-    out.back() = '}';
-    out += R"(,"server":{"version":)" + escape_json(options_.version) + ',';
-    append_field(out, "pid", static_cast<std::uint64_t>(::getpid()));
-    append_field(out, "uptimeSeconds",
-                 static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(
-                                                std::chrono::steady_clock::now() - started_)
-                                                .count()));
-    out += R"("mode":")";
-    out += mode_name(backend_.options().mode);
-    out += "\",";
-    append_field(out, "poolSize", backend_.options().pool_size);
-    append_field(out, "queueCapacity", backend_.options().queue_capacity);
-    std::ifstream status("/proc/self/status");
-    for (std::string line; std::getline(status, line);) {
-        if (line.rfind("VmRSS:", 0) == 0) {
-            append_field(out, "residentKiB", std::strtoull(line.c_str() + 6, nullptr, 10));
-        }
-    }
-    append_field(out, "openConnections", open_connections.load(std::memory_order_relaxed));
-    out.back() = '}';
-    out += R"(,"timestamp":")" + iso_timestamp_now() + "\"}\n";
-    return response;
-}
-
 void api::record(const api_response& response) noexcept {
     const unsigned status_class = std::min(response.status / 100, 5U);
     metrics_.responses_by_class[status_class].fetch_add(1, std::memory_order_relaxed);
@@ -567,74 +437,6 @@ void api::record(const api_response& response) noexcept {
         metrics_.wait.record(response.wait_time);
         metrics_.run.record(response.run_time);
     }
-}
-
-api_response api::metrics_text() const {
-    const btq::queue_stats stats = backend_.stats();
-    api_response response;
-    response.content_type = "text/plain; version=0.0.4; charset=utf-8";
-    std::string& out = response.body;
-    out.reserve(4096);
-    append_metric(out, "btq_queue_active", "gauge", "Requests running in schedule_worker now.",
-                  static_cast<double>(stats.active));
-    append_metric(out, "btq_queue_queued", "gauge", "Requests waiting for a slot now.",
-                  static_cast<double>(stats.queued));
-    append_metric(out, "btq_queue_capacity", "gauge", "Most requests that may wait.",
-                  static_cast<double>(stats.capacity));
-    append_metric(out, "btq_queue_max_concurrency", "gauge", "Most requests that may run at once.",
-                  static_cast<double>(stats.max_concurrency));
-    append_metric(out, "btq_queue_peak_active", "gauge", "Most requests ever running at once.",
-                  static_cast<double>(stats.peak_active));
-    append_metric(out, "btq_queue_peak_queued", "gauge", "Most requests ever waiting at once.",
-                  static_cast<double>(stats.peak_queue_size));
-
-    out += "# HELP btq_tasks_total Queued requests by how they ended.\n"
-           "# TYPE btq_tasks_total counter\n";
-    const std::uint64_t failed = stats.total_errors - std::min(stats.total_errors, stats.timed_out);
-    const std::array<std::pair<std::string_view, std::uint64_t>, 4> outcomes{{
-        {"succeeded", stats.total_processed - std::min(stats.total_processed, stats.total_errors)},
-        {"failed", failed},
-        {"timed_out", stats.timed_out},
-        {"not_run", stats.rejected + stats.cleared + stats.expired + stats.cancelled},
-    }};
-    for (const auto& [outcome, count] : outcomes) {
-        out += "btq_tasks_total{outcome=\"";
-        out += outcome;
-        out += "\"} ";
-        append_number(out, count);
-        out += '\n';
-    }
-    out += "# HELP btq_rejections_total Queued requests that never started, by reason.\n"
-           "# TYPE btq_rejections_total counter\n";
-    const std::array<std::pair<std::string_view, std::uint64_t>, 5> reasons{{
-        {"queue_full", stats.rejected - std::min(stats.rejected, stats.displaced)},
-        {"displaced", stats.displaced},
-        {"expired", stats.expired},
-        {"cleared", stats.cleared},
-        {"cancelled", stats.cancelled},
-    }};
-    for (const auto& [reason, count] : reasons) {
-        out += "btq_rejections_total{reason=\"";
-        out += reason;
-        out += "\"} ";
-        append_number(out, count);
-        out += '\n';
-    }
-    metrics_.wait.write(out, "btq_queue_wait_seconds", "Time queued requests waited for a slot.");
-    metrics_.run.write(out, "btq_task_run_seconds", "Time queued requests ran in schedule_worker.");
-    out += "# HELP btq_http_responses_total Responses sent, by status class.\n"
-           "# TYPE btq_http_responses_total counter\n";
-    for (unsigned status_class = 1; status_class <= 5; ++status_class) {
-        out += "btq_http_responses_total{code=\"" + std::to_string(status_class) + "xx\"} ";
-        append_number(out,
-                      metrics_.responses_by_class[status_class].load(std::memory_order_relaxed));
-        out += '\n';
-    }
-    append_metric(out, "btq_http_open_connections", "gauge", "Client connections open now.",
-                  static_cast<double>(open_connections.load(std::memory_order_relaxed)));
-    append_metric(out, "btq_server_ready", "gauge", "1 while the server accepts work.",
-                  shutting_down() ? 0.0 : 1.0);
-    return response;
 }
 
 } // namespace schedule_server

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <map>
 #include <optional>
 #include <stop_token>
 #include <string>
@@ -20,12 +21,16 @@
 
 namespace schedule_server {
 
-/// A request as the HTTP layer parsed it. The views point into the HTTP layer's own message,
-/// which outlives the handling of the request.
+/// A request as the HTTP layer parsed it: its header first (route() needs nothing more), its
+/// body later (take_body()). The views point into the HTTP layer's own message, which outlives
+/// the handling of the request.
 struct api_request {
     std::string_view method;
-    std::string_view target; ///< path and query, as received
-    std::string body;
+    std::string_view target; ///< as received: origin-form, absolute-form, ...
+    unsigned version = 11;   ///< 10 for HTTP/1.0, 11 for HTTP/1.1
+    std::size_t host_fields = 0;
+    std::string_view host; ///< the Host field's value (when there is one)
+    std::string_view expect;
     std::string_view content_type;
     std::string_view authorization;
 };
@@ -57,12 +62,25 @@ class api {
             : immediate(std::move(answer)) {}
         std::optional<api_response> immediate;
         std::string operation; ///< schedule_worker's operation
-        std::string body;      ///< its request JSON
+        std::string body;      ///< its request JSON (after take_body)
+        std::map<std::string, std::string> query;
+        bool xml_body = false; ///< the body is XMLTV, to be wrapped into {"xmltv": ...}
+        bool get = false;      ///< the worker's request is the query
     };
 
-    /// Routes one request and answers everything that does not wait in the queue (the direct
-    /// endpoints, and every error found before the queue); never throws.
-    [[nodiscard]] routed route(api_request& request);
+    /// Routes one request by its header and answers everything that needs no body: the direct
+    /// endpoints, and every refusal (400 for a bad target, Host or query; 401, 404, 405, 415,
+    /// 417, 503 once shutdown has begun); never throws.
+    [[nodiscard]] routed route(const api_request& request);
+
+    /// For a request that expects `100 Continue`: the refusal it would get later anyway, given
+    /// now so its body need not be sent (503 while the queue is full); nothing if it may go on.
+    [[nodiscard]] std::optional<api_response> refuse_before_body(const routed& job) const;
+
+    /// Builds the worker's request from the body of a routed request, or answers it (400 for a
+    /// body that is not UTF-8, or an XMLTV body in an encoding that cannot be read); never
+    /// throws.
+    void take_body(routed& job, std::string body, std::string_view content_type) const;
 
     /// Runs a routed request through the queue and answers it; never throws. The caller
     /// requests `stop` if the client goes away while the request waits or runs (see
@@ -70,8 +88,16 @@ class api {
     [[nodiscard]] boost::asio::awaitable<api_response> run(routed& job,
                                                            const std::stop_token& stop);
 
+    /// Whether the request names the expectation `100-continue` (HTTP/1.1 only).
+    [[nodiscard]] static bool expects_continue(const api_request& request) noexcept;
+
     /// An answer the HTTP layer produces itself (bad request line, body too large, ...).
     [[nodiscard]] static api_response error(unsigned status, std::string_view message);
+
+    /// 400 for bad input found by the server, in the worker's shape: `code` invalid_input and,
+    /// when known, the `field` and `line` at fault.
+    [[nodiscard]] static api_response
+    input_error(std::string_view message, std::string_view field = {}, std::size_t line = 0);
 
     /// Shutdown has begun: /readyz fails and new queued requests get 503.
     void begin_shutdown() noexcept { shutting_down_.store(true, std::memory_order_release); }
@@ -89,6 +115,8 @@ class api {
     [[nodiscard]] api_response queue_stats() const;
     [[nodiscard]] api_response system_info() const;
     [[nodiscard]] api_response metrics_text() const;
+    [[nodiscard]] api_response healthz() const;
+    [[nodiscard]] api_response readyz() const;
     [[nodiscard]] bool authorized(const api_request& request) const;
 
     backend& backend_;

@@ -5,6 +5,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -13,8 +14,13 @@
 
 #include <atomic>
 #include <cstdio>
+#include <iterator>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <stop_token>
+#include <string>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 
@@ -95,83 +101,46 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
         self->endpoints.open_connections.fetch_sub(1, std::memory_order_relaxed);
     }
 
+    /// Beast's session loop: wait for a request, read its header, route it, read its body
+    /// (after `100 Continue` when the client waits for one), answer, and go on while the
+    /// connection is kept alive.
     asio::awaitable<void> serve_requests(connection& client) {
         // The argument is the buffer's largest size (headers up to the parser's 16 KiB limit
         // must fit; a body streams through it). It starts at 512 bytes and grows only as a
         // request needs, so an idle connection costs little.
         beast::flat_buffer buffer(std::size_t{64} * 1024);
         for (;;) {
+            if (!co_await wait_for_request(client, buffer)) {
+                co_return; // closed, or idle: no request began, so nothing to answer
+            }
             http::request_parser<http::string_body> parser;
             parser.body_limit(options.body_limit);
             parser.header_limit(16 * 1024);
-            client.stream.expires_after(options.idle_timeout);
-            auto [read_error, read_bytes] =
-                co_await http::async_read(client.stream, buffer, parser, as_tuple_awaitable);
-            if (read_error) {
-                const bool too_large = read_error == http::error::body_limit;
-                const bool quiet_end = read_error == http::error::end_of_stream ||
-                                       read_error == asio::error::eof ||
-                                       read_error == beast::error::timeout ||
-                                       read_error == asio::error::operation_aborted ||
-                                       read_error == asio::error::connection_reset ||
-                                       read_error == http::error::partial_message;
-                if (too_large || !quiet_end) {
-                    api_response refusal =
-                        too_large
-                            ? api::error(413, "request body larger than " +
-                                                  std::to_string(options.body_limit) + " bytes")
-                            : api::error(400, "malformed HTTP request: " + read_error.message());
-                    const std::string unknown = "-";
-                    co_await reply(client, refusal, unknown, unknown, false, 11);
-                }
+            const read_result header = co_await read_timed(client, options.header_timeout, [&] {
+                return http::async_read_header(client.stream, buffer, parser, as_tuple_awaitable);
+            });
+            if (header.error) {
+                co_await refuse(client, refusal_for(header, "header", options.header_timeout));
                 co_return;
             }
             client.busy = true;
-            http::request<http::string_body> request = parser.release();
-            api_request call;
-            call.method = request.method_string();
-            call.target = request.target();
-            call.content_type = request[http::field::content_type];
-            call.authorization = request[http::field::authorization];
-            call.body = std::move(request.body());
-
+            const api_request call = describe(parser.get());
             api::routed job = endpoints.route(call);
-            api_response response;
+            if (!co_await read_body(client, buffer, parser, call, job)) {
+                co_return;
+            }
+            endpoints.take_body(job, std::move(parser.get().body()), call.content_type);
+
             bool client_left = false;
+            api_response response;
             if (job.immediate) {
                 response = std::move(*job.immediate);
-            } else {
-                // While the request waits or runs, watch for the client closing the connection:
-                // its hang-up requests stop on the request (submit_options::stop). Still
-                // waiting, it is answered at once and never starts; running in spawn mode, its
-                // process is stopped; in pool mode, its worker is stopped and replaced. Only
-                // queued requests pay for the watch.
-                std::stop_source hang_up;
-                client.stream.expires_never();
-                const int fd = client.stream.socket().native_handle();
-                client.stream.socket().async_wait(
-                    tcp::socket::wait_read, [hang_up, fd](const beast::error_code& error) mutable {
-                        if (error) {
-                            return;
-                        }
-                        char byte = 0;
-                        if (::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0) {
-                            hang_up.request_stop();
-                        }
-                    });
-                const std::stop_token stop = hang_up.get_token();
-                response = co_await endpoints.run(job, stop);
-                client_left = stop.stop_requested();
-                beast::error_code ignored;
-                client.stream.socket().cancel(ignored);
+            } else { // (not in a ?: expression: GCC 12 miscompiles co_await there)
+                response = co_await run_watched(client, job, client_left);
             }
-
-            const bool keep_alive =
-                request.keep_alive() && !stopping.load(std::memory_order_acquire) && !client_left;
-            const std::string method(request.method_string());
-            const std::string target(request.target());
-            const bool written =
-                co_await reply(client, response, method, target, keep_alive, request.version());
+            const bool keep_alive = parser.get().keep_alive() &&
+                                    !stopping.load(std::memory_order_acquire) && !client_left;
+            const bool written = co_await reply(client, response, parser.get(), keep_alive);
             client.busy = false;
             if (!written || !keep_alive) {
                 co_return;
@@ -179,14 +148,179 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
         }
     }
 
-    /// Writes one response (its body is moved from) and logs it; false if the write failed.
+    /// Reads the body of a routed request, after `100 Continue` when the client waits for one.
+    /// A client that waits and is refused gets the refusal at once, and its body is never read.
+    /// False when the connection is to be closed (the refusal, if any, written).
+    asio::awaitable<bool> read_body(connection& client, beast::flat_buffer& buffer,
+                                    http::request_parser<http::string_body>& parser,
+                                    const api_request& call, api::routed& job) {
+        if (parser.is_done()) {
+            co_return true;
+        }
+        // route() answered every expectation but 100-continue with 417.
+        if (call.version >= 11 && !call.expect.empty()) {
+            if (!job.immediate) {
+                job.immediate = endpoints.refuse_before_body(job);
+            }
+            if (job.immediate) {
+                co_await reply(client, *job.immediate, parser.get(), false);
+                co_return false;
+            }
+            if (!co_await send_continue(client)) {
+                co_return false;
+            }
+        }
+        const read_result body = co_await read_timed(client, options.body_timeout, [&] {
+            return http::async_read(client.stream, buffer, parser, as_tuple_awaitable);
+        });
+        if (body.error) {
+            co_await refuse(client, refusal_for(body, "body", options.body_timeout));
+            co_return false;
+        }
+        co_return true;
+    }
+
+    /// Waits, at most the idle timeout, for the first byte of the next request (it may already
+    /// be in `buffer`); false if the connection closed or stayed idle.
+    asio::awaitable<bool> wait_for_request(connection& client, beast::flat_buffer& buffer) {
+        if (buffer.size() > 0) {
+            co_return true;
+        }
+        client.stream.expires_after(options.idle_timeout);
+        auto [error, received] =
+            co_await client.stream.async_read_some(buffer.prepare(512), as_tuple_awaitable);
+        buffer.commit(received);
+        co_return !error && received > 0;
+    }
+
+    struct read_result {
+        beast::error_code error;
+        bool expired = false; ///< the deadline passed; the socket is still open
+    };
+
+    /// Runs `read` (a read on the client's socket) with a deadline. When it passes, the read is
+    /// cancelled but the socket stays open (the stream's own timeout would close it), so the
+    /// client can still be told 408.
+    template <class Read>
+    asio::awaitable<read_result> read_timed(connection& client, std::chrono::milliseconds limit,
+                                            Read read) {
+        client.stream.expires_never();
+        auto armed = std::make_shared<bool>(true);
+        auto expired = std::make_shared<bool>(false);
+        asio::steady_timer deadline(client.stream.get_executor(), limit);
+        deadline.async_wait(
+            [armed, expired, &socket = client.stream.socket()](const beast::error_code& error) {
+                if (!error && *armed) {
+                    *expired = true;
+                    beast::error_code ignored;
+                    socket.cancel(ignored);
+                }
+            });
+        auto [error, bytes] = co_await read();
+        *armed = false;
+        deadline.cancel();
+        co_return read_result{error, *expired};
+    }
+
+    /// The answer to a read that failed, or nothing when there is nobody to answer (the client
+    /// closed or reset the connection, or shutdown closed it between requests).
+    [[nodiscard]] std::optional<api_response> refusal_for(const read_result& read,
+                                                          std::string_view part,
+                                                          std::chrono::milliseconds limit) const {
+        if (read.expired) {
+            return api::error(408, "request " + std::string(part) + " not received within " +
+                                       std::to_string(limit.count()) + " ms");
+        }
+        const beast::error_code& error = read.error;
+        if (error == http::error::body_limit) {
+            return api::error(413, "request body larger than " +
+                                       std::to_string(options.body_limit) + " bytes");
+        }
+        const bool client_gone =
+            error == http::error::end_of_stream || error == asio::error::eof ||
+            error == beast::error::timeout || error == asio::error::operation_aborted ||
+            error == asio::error::connection_reset || error == http::error::partial_message;
+        if (client_gone) {
+            return std::nullopt;
+        }
+        return api::error(400, "malformed HTTP request: " + error.message());
+    }
+
+    /// Writes a refusal, if there is one, and lets the connection close.
+    asio::awaitable<void> refuse(connection& client, std::optional<api_response> refusal) {
+        if (refusal) {
+            co_await reply(client, *refusal, http::request<http::string_body>{}, false);
+        }
+    }
+
+    /// What the endpoints need of a request's header.
+    static api_request describe(const http::request<http::string_body>& request) {
+        api_request call;
+        call.method = request.method_string();
+        call.target = request.target();
+        call.version = request.version();
+        const auto hosts = request.equal_range(http::field::host);
+        call.host_fields = static_cast<std::size_t>(std::distance(hosts.first, hosts.second));
+        if (call.host_fields > 0) {
+            call.host = hosts.first->value();
+        }
+        call.expect = request[http::field::expect];
+        call.content_type = request[http::field::content_type];
+        call.authorization = request[http::field::authorization];
+        return call;
+    }
+
+    /// The interim answer a client that sent `Expect: 100-continue` waits for.
+    asio::awaitable<bool> send_continue(connection& client) {
+        http::response<http::empty_body> interim{http::status::continue_, 11};
+        client.stream.expires_after(options.io_timeout);
+        auto [error, written] =
+            co_await http::async_write(client.stream, interim, as_tuple_awaitable);
+        co_return !error;
+    }
+
+    /// Runs a queued request while watching the connection: the client's hang-up requests stop
+    /// on the request (submit_options::stop). Still waiting, it is answered at once and never
+    /// starts; running in spawn mode, its process is stopped; in pool mode, its worker is
+    /// stopped and replaced. Only queued requests pay for the watch.
+    asio::awaitable<api_response> run_watched(connection& client, api::routed& job,
+                                              bool& client_left) {
+        std::stop_source hang_up;
+        watch_for_hangup(client, hang_up);
+        const std::stop_token stop = hang_up.get_token();
+        api_response response = co_await endpoints.run(job, stop);
+        client_left = stop.stop_requested();
+        beast::error_code ignored;
+        client.stream.socket().cancel(ignored);
+        co_return response;
+    }
+
+    /// Requests stop on `hang_up` when the client closes its end of the connection.
+    static void watch_for_hangup(connection& client, std::stop_source hang_up) {
+        client.stream.expires_never();
+        const int fd = client.stream.socket().native_handle();
+        client.stream.socket().async_wait(
+            tcp::socket::wait_read, [hang_up, fd](const beast::error_code& error) mutable {
+                if (error) {
+                    return;
+                }
+                char byte = 0;
+                if (::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0) {
+                    hang_up.request_stop();
+                }
+            });
+    }
+
+    /// Writes one response to `request` (its body is moved from) and logs it; false if the
+    /// write failed.
     asio::awaitable<bool> reply(connection& client, api_response& response,
-                                const std::string& method, const std::string& target,
-                                bool keep_alive, unsigned version) {
+                                const http::request<http::string_body>& request, bool keep_alive) {
         http::response<http::string_body> message{static_cast<http::status>(response.status),
-                                                  version};
+                                                  request.version() == 10 ? 10U : 11U};
         message.set(http::field::server, "btq-schedule-server");
-        message.set(http::field::content_type, response.content_type);
+        if (!response.content_type.empty()) {
+            message.set(http::field::content_type, response.content_type);
+        }
         for (auto& [name, value] : response.headers) {
             message.set(name, value);
         }
@@ -199,9 +333,15 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
             co_await http::async_write(client.stream, message, as_tuple_awaitable);
         endpoints.record(response);
         if (options.access_log) {
-            const std::size_t query = target.find('?');
-            std::fprintf(stderr, "%s %.*s %u wait_ms=%.3f run_ms=%.3f bytes=%zu\n", method.c_str(),
-                         static_cast<int>(std::min(query, target.size())), target.c_str(),
+            const std::string_view method = request.method_string().empty()
+                                                ? std::string_view("-")
+                                                : std::string_view(request.method_string());
+            const std::string_view target = request.target().empty()
+                                                ? std::string_view("-")
+                                                : std::string_view(request.target());
+            std::fprintf(stderr, "%.*s %.*s %u wait_ms=%.3f run_ms=%.3f bytes=%zu\n",
+                         static_cast<int>(method.size()), method.data(),
+                         static_cast<int>(std::min(target.find('?'), target.size())), target.data(),
                          response.status, milliseconds(response.wait_time),
                          milliseconds(response.run_time), bytes);
         }

@@ -18,9 +18,14 @@ struct http_options {
     std::string address = "127.0.0.1";
     unsigned short port = 5000;
     std::size_t body_limit = std::size_t{8} << 20;
-    std::chrono::seconds idle_timeout{60}; ///< a keep-alive connection with no request
-    std::chrono::seconds io_timeout{30};   ///< reading one request, writing one response
-    bool access_log = true;                ///< one line per request on stderr
+    /// A connection with no byte of a (next) request for this long is closed, without a word.
+    std::chrono::milliseconds idle_timeout{60'000};
+    /// From a request's first byte to the end of its header; then 408 and the connection closed.
+    std::chrono::milliseconds header_timeout{30'000};
+    /// Reading a request's body; then 408 and the connection closed.
+    std::chrono::milliseconds body_timeout{60'000};
+    std::chrono::milliseconds io_timeout{30'000}; ///< writing one response
+    bool access_log = true;                       ///< one line per request on stderr
 };
 
 /// @brief Accepts connections and serves each with a coroutine, on one of the pool's

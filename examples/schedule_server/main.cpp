@@ -120,6 +120,21 @@ int run(int argc, char** argv) {
     app.add_option("--body-limit", http.body_limit, "Largest request body in bytes (413 above)")
         ->check(CLI::Range(std::size_t{1}, std::size_t{64} << 20))
         ->capture_default_str();
+    long idle_timeout_ms = http.idle_timeout.count();
+    long header_timeout_ms = http.header_timeout.count();
+    long body_timeout_ms = http.body_timeout.count();
+    app.add_option("--idle-timeout-ms", idle_timeout_ms,
+                   "A connection with no byte of a (next) request is closed after this time")
+        ->check(CLI::Range(1L, 3'600'000L))
+        ->capture_default_str();
+    app.add_option("--header-timeout-ms", header_timeout_ms,
+                   "A request header not complete this long after its first byte gets 408")
+        ->check(CLI::Range(1L, 3'600'000L))
+        ->capture_default_str();
+    app.add_option("--body-timeout-ms", body_timeout_ms,
+                   "A request body not complete this long after its header gets 408")
+        ->check(CLI::Range(1L, 3'600'000L))
+        ->capture_default_str();
     app.add_option("--shutdown-grace-ms", grace_ms,
                    "On SIGTERM/SIGINT: how long running requests may take to finish")
         ->check(CLI::Range(0L, 600'000L))
@@ -138,6 +153,9 @@ int run(int argc, char** argv) {
     queue.task_timeout = std::chrono::milliseconds(task_timeout_ms);
     queue.worker_program = worker.empty() ? default_worker() : fs::path(worker);
     http.access_log = !no_access_log;
+    http.idle_timeout = std::chrono::milliseconds(idle_timeout_ms);
+    http.header_timeout = std::chrono::milliseconds(header_timeout_ms);
+    http.body_timeout = std::chrono::milliseconds(body_timeout_ms);
 
     std::error_code error;
     if (!fs::exists(queue.worker_program, error) ||

@@ -259,4 +259,110 @@ raw_answer send_raw(unsigned short port, const std::string& raw,
     }
 }
 
+namespace {
+
+/// Waits at most until `deadline` for `fd` to be readable, then reads what is there into `out`.
+/// 1: bytes read; 0: the peer closed; -1: the deadline passed (or an error).
+int read_some(int fd, std::string& out, std::chrono::steady_clock::time_point deadline) {
+    for (;;) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0) {
+            return -1;
+        }
+        pollfd waiting{fd, POLLIN, 0};
+        const int ready = ::poll(&waiting, 1, static_cast<int>(left.count()));
+        if (ready < 0 && errno == EINTR) {
+            continue;
+        }
+        if (ready <= 0) {
+            return -1;
+        }
+        char buffer[65536];
+        const ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && errno == ECONNRESET) {
+            return 0;
+        }
+        if (n <= 0) {
+            return n == 0 ? 0 : -1;
+        }
+        out.append(buffer, static_cast<std::size_t>(n));
+        return 1;
+    }
+}
+
+/// The Content-Length of a response header ("" or absent: 0).
+std::size_t content_length(std::string_view header) {
+    const std::string lowered = lower(header);
+    constexpr std::string_view name = "\r\ncontent-length:";
+    const std::size_t at = lowered.find(name);
+    if (at == std::string::npos) {
+        return 0;
+    }
+    std::size_t position = at + name.size();
+    while (position < lowered.size() && lowered[position] == ' ') {
+        ++position;
+    }
+    std::size_t length = 0;
+    while (position < lowered.size() && lowered[position] >= '0' && lowered[position] <= '9') {
+        length = length * 10 + static_cast<std::size_t>(lowered[position] - '0');
+        ++position;
+    }
+    return length;
+}
+
+} // namespace
+
+struct raw_connection::impl {
+    explicit impl(unsigned short port) : socket(port) {}
+    raw_socket socket;
+    std::string pending; ///< received, not yet returned
+};
+
+raw_connection::raw_connection(unsigned short port) : impl_(std::make_unique<impl>(port)) {}
+
+raw_connection::~raw_connection() = default;
+
+void raw_connection::send(std::string_view data) {
+    impl_->socket.send_all(data);
+}
+
+std::string raw_connection::read_response(std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    std::string& pending = impl_->pending;
+    for (;;) {
+        const std::size_t header_end = pending.find("\r\n\r\n");
+        if (header_end != std::string::npos) {
+            const std::size_t size =
+                header_end + 4 + content_length(std::string_view(pending).substr(0, header_end));
+            if (pending.size() >= size) {
+                std::string response = pending.substr(0, size);
+                pending.erase(0, size);
+                return response;
+            }
+        }
+        if (read_some(impl_->socket.fd(), pending, deadline) <= 0) {
+            return {};
+        }
+    }
+}
+
+bool raw_connection::closed_within(std::chrono::milliseconds timeout, std::size_t* discarded) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    std::string& pending = impl_->pending;
+    for (;;) {
+        const int got = read_some(impl_->socket.fd(), pending, deadline);
+        if (got <= 0) {
+            if (discarded != nullptr) {
+                *discarded = pending.size();
+            }
+            pending.clear();
+            return got == 0;
+        }
+    }
+}
+
 } // namespace srv_test

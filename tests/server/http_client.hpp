@@ -3,9 +3,11 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -87,5 +89,33 @@ struct raw_answer {
 
 /// Raw socket: connects, writes `raw`, then reads until the server closes or `timeout` passes.
 raw_answer send_raw(unsigned short port, const std::string& raw, std::chrono::milliseconds timeout);
+
+/// Raw socket kept open for exchanges a whole-request client cannot make: a header sent before
+/// its body (Expect: 100-continue), a request that stops half-way.
+class raw_connection {
+  public:
+    /// Connects. @throws std::runtime_error
+    explicit raw_connection(unsigned short port);
+    ~raw_connection();
+    raw_connection(const raw_connection&) = delete;
+    raw_connection& operator=(const raw_connection&) = delete;
+    raw_connection(raw_connection&&) = delete;
+    raw_connection& operator=(raw_connection&&) = delete;
+
+    /// Writes all of `data`. @throws std::runtime_error (the server closed the connection, ...)
+    void send(std::string_view data);
+
+    /// Reads one response (interim or final): its header, then `Content-Length` bytes of body.
+    /// The whole response as received, or "" if it has not come within `timeout`.
+    std::string read_response(std::chrono::milliseconds timeout);
+
+    /// True if the server closes the connection within `timeout`; whatever it sent before is
+    /// discarded (and counted in `discarded`).
+    bool closed_within(std::chrono::milliseconds timeout, std::size_t* discarded = nullptr);
+
+  private:
+    struct impl;
+    std::unique_ptr<impl> impl_;
+};
 
 } // namespace srv_test

@@ -1,0 +1,258 @@
+// The endpoints that never wait in the queue: /api/queue-stats and /api/system-info (JSON,
+// written with Boost.JSON), /metrics (Prometheus text), /healthz and /readyz.
+#include "api.hpp"
+
+#include <boost/json.hpp>
+
+#include <sys/sysinfo.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <fstream>
+#include <limits>
+#include <string>
+#include <thread>
+
+namespace schedule_server {
+namespace {
+
+namespace json = boost::json;
+
+/// A JSON answer: the object and a final newline.
+api_response json_answer(const json::object& object) {
+    api_response response;
+    response.body = json::serialize(object) + '\n';
+    return response;
+}
+
+/// A number as JSON: an integer when it is one (so 25.0 is written `25`, as before the JSON was
+/// written with Boost.JSON), otherwise a double.
+json::value number(double value) {
+    constexpr double exact = 9007199254740992.0; // 2^53: every integer below is a double
+    if (!std::isfinite(value)) {
+        return 0;
+    }
+    if (std::trunc(value) == value && std::fabs(value) < exact) {
+        return static_cast<std::int64_t>(value);
+    }
+    return value;
+}
+
+/// Milliseconds with microsecond precision.
+json::value milliseconds(std::chrono::nanoseconds value) {
+    return number(std::round(static_cast<double>(value.count()) / 1e3) / 1e3);
+}
+
+json::object latency(const btq::latency_summary& summary) {
+    return {{"count", summary.count},
+            {"meanMs", milliseconds(summary.mean)},
+            {"p50Ms", milliseconds(summary.p50)},
+            {"p90Ms", milliseconds(summary.p90)},
+            {"p99Ms", milliseconds(summary.p99)},
+            {"maxMs", milliseconds(summary.max)}};
+}
+
+std::string iso_timestamp_now() {
+    const auto now = std::chrono::system_clock::now();
+    const auto seconds = std::chrono::time_point_cast<std::chrono::seconds>(now);
+    const auto millis =
+        std::chrono::duration_cast<std::chrono::milliseconds>(now - seconds).count();
+    const std::time_t t = std::chrono::system_clock::to_time_t(seconds);
+    std::tm utc{};
+    gmtime_r(&t, &utc);
+    std::array<char, 64> buffer{};
+    std::snprintf(buffer.data(), buffer.size(), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+                  utc.tm_year + 1900, utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min,
+                  utc.tm_sec, static_cast<int>(millis));
+    return buffer.data();
+}
+
+std::string_view mode_name(run_mode mode) {
+    return mode == run_mode::pool ? "pool" : "spawn";
+}
+
+void append_metric(std::string& out, std::string_view name, std::string_view type,
+                   std::string_view help, double value) {
+    out += "# HELP ";
+    out += name;
+    out += ' ';
+    out += help;
+    out += "\n# TYPE ";
+    out += name;
+    out += ' ';
+    out += type;
+    out += '\n';
+    out += name;
+    out += ' ';
+    append_number(out, value);
+    out += '\n';
+}
+
+} // namespace
+
+api_response api::queue_stats() const {
+    const btq::queue_stats stats = backend_.stats();
+    // The seed's shape first, key for key, then what btq adds beside it.
+    const json::object pool{
+        {"totalProcessed", stats.total_processed},
+        {"totalQueued", stats.total_queued},
+        {"totalErrors", stats.total_errors},
+        {"peakActive", stats.peak_active},
+        {"peakQueueSize", stats.peak_queue_size},
+        {"activeProcesses", stats.active},
+        {"queuedTasks", stats.queued},
+        {"maxConcurrency", stats.max_concurrency},
+        {"utilizationPercent", number(std::round(stats.utilization_percent * 10) / 10)},
+    };
+    const json::object queue{
+        {"mode", mode_name(backend_.options().mode)},
+        {"capacity", stats.capacity},
+        {"submitted", stats.submitted},
+        {"rejected", stats.rejected},
+        {"cleared", stats.cleared},
+        {"expired", stats.expired},
+        {"cancelled", stats.cancelled},
+        {"timedOut", stats.timed_out},
+        {"closed", stats.closed},
+        {"waitTime", latency(stats.wait_time)},
+        {"runTime", latency(stats.run_time)},
+    };
+    return json_answer({{"status", "success"},
+                        {"processPool", pool},
+                        {"timestamp", iso_timestamp_now()},
+                        {"queue", queue}});
+}
+
+api_response api::system_info() const {
+    json::object system;
+    utsname names{};
+    if (::uname(&names) == 0) {
+        system["hostname"] = std::data(names.nodename);
+        system["platform"] = std::data(names.sysname);
+        system["release"] = std::data(names.release);
+        system["arch"] = std::data(names.machine);
+    }
+    system["cpus"] = std::thread::hardware_concurrency();
+    struct sysinfo info {};
+    if (::sysinfo(&info) == 0) {
+        system["totalMemory"] = std::uint64_t{info.totalram} * info.mem_unit;
+        system["freeMemory"] = std::uint64_t{info.freeram} * info.mem_unit;
+        system["uptimeSeconds"] = static_cast<std::uint64_t>(info.uptime);
+        json::array loads;
+        for (const unsigned long load : info.loads) {
+            loads.push_back(number(std::round(static_cast<double>(load) /
+                                              static_cast<double>(1U << SI_LOAD_SHIFT) * 100) /
+                                   100));
+        }
+        system["loadAverage"] = std::move(loads);
+    }
+    json::object server{
+        {"version", options_.version},
+        {"pid", static_cast<std::uint64_t>(::getpid())},
+        {"uptimeSeconds",
+         static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(
+                                        std::chrono::steady_clock::now() - started_)
+                                        .count())},
+        {"mode", mode_name(backend_.options().mode)},
+        {"poolSize", backend_.options().pool_size},
+        {"queueCapacity", backend_.options().queue_capacity},
+    };
+    std::ifstream status("/proc/self/status");
+    for (std::string line; std::getline(status, line);) {
+        if (line.rfind("VmRSS:", 0) == 0) {
+            server["residentKiB"] = std::strtoull(line.c_str() + 6, nullptr, 10);
+        }
+    }
+    server["openConnections"] = open_connections.load(std::memory_order_relaxed);
+    return json_answer({{"status", "success"},
+                        {"system", std::move(system)},
+                        {"server", std::move(server)},
+                        {"timestamp", iso_timestamp_now()}});
+}
+
+api_response api::healthz() const {
+    return json_answer({{"status", "success"}, {"healthy", true}});
+}
+
+api_response api::readyz() const {
+    if (shutting_down()) {
+        return error(503, "shutting down");
+    }
+    return json_answer({{"status", "success"}, {"ready", true}});
+}
+
+api_response api::metrics_text() const {
+    const btq::queue_stats stats = backend_.stats();
+    api_response response;
+    response.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    std::string& out = response.body;
+    out.reserve(4096);
+    append_metric(out, "btq_queue_active", "gauge", "Requests running in schedule_worker now.",
+                  static_cast<double>(stats.active));
+    append_metric(out, "btq_queue_queued", "gauge", "Requests waiting for a slot now.",
+                  static_cast<double>(stats.queued));
+    append_metric(out, "btq_queue_capacity", "gauge", "Most requests that may wait.",
+                  static_cast<double>(stats.capacity));
+    append_metric(out, "btq_queue_max_concurrency", "gauge", "Most requests that may run at once.",
+                  static_cast<double>(stats.max_concurrency));
+    append_metric(out, "btq_queue_peak_active", "gauge", "Most requests ever running at once.",
+                  static_cast<double>(stats.peak_active));
+    append_metric(out, "btq_queue_peak_queued", "gauge", "Most requests ever waiting at once.",
+                  static_cast<double>(stats.peak_queue_size));
+
+    out += "# HELP btq_tasks_total Queued requests by how they ended.\n"
+           "# TYPE btq_tasks_total counter\n";
+    const std::uint64_t failed = stats.total_errors - std::min(stats.total_errors, stats.timed_out);
+    const std::array<std::pair<std::string_view, std::uint64_t>, 4> outcomes{{
+        {"succeeded", stats.total_processed - std::min(stats.total_processed, stats.total_errors)},
+        {"failed", failed},
+        {"timed_out", stats.timed_out},
+        {"not_run", stats.rejected + stats.cleared + stats.expired + stats.cancelled},
+    }};
+    for (const auto& [outcome, count] : outcomes) {
+        out += "btq_tasks_total{outcome=\"";
+        out += outcome;
+        out += "\"} ";
+        append_number(out, count);
+        out += '\n';
+    }
+    out += "# HELP btq_rejections_total Queued requests that never started, by reason.\n"
+           "# TYPE btq_rejections_total counter\n";
+    const std::array<std::pair<std::string_view, std::uint64_t>, 5> reasons{{
+        {"queue_full", stats.rejected - std::min(stats.rejected, stats.displaced)},
+        {"displaced", stats.displaced},
+        {"expired", stats.expired},
+        {"cleared", stats.cleared},
+        {"cancelled", stats.cancelled},
+    }};
+    for (const auto& [reason, count] : reasons) {
+        out += "btq_rejections_total{reason=\"";
+        out += reason;
+        out += "\"} ";
+        append_number(out, count);
+        out += '\n';
+    }
+    metrics_.wait.write(out, "btq_queue_wait_seconds", "Time queued requests waited for a slot.");
+    metrics_.run.write(out, "btq_task_run_seconds", "Time queued requests ran in schedule_worker.");
+    out += "# HELP btq_http_responses_total Responses sent, by status class.\n"
+           "# TYPE btq_http_responses_total counter\n";
+    for (unsigned status_class = 1; status_class <= 5; ++status_class) {
+        out += "btq_http_responses_total{code=\"" + std::to_string(status_class) + "xx\"} ";
+        append_number(out,
+                      metrics_.responses_by_class[status_class].load(std::memory_order_relaxed));
+        out += '\n';
+    }
+    append_metric(out, "btq_http_open_connections", "gauge", "Client connections open now.",
+                  static_cast<double>(open_connections.load(std::memory_order_relaxed)));
+    append_metric(out, "btq_server_ready", "gauge", "1 while the server accepts work.",
+                  shutting_down() ? 0.0 : 1.0);
+    return response;
+}
+
+} // namespace schedule_server
