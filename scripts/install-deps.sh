@@ -20,6 +20,9 @@ PACKAGES=(
     libsqlite3-dev libpugixml-dev
     # The example server's command line (examples/schedule_server): CLI11.
     libcli11-dev
+    # The tests validate the worker's XMLTV exports against the XMLTV DTD with xmllint: Debian's
+    # libxmltv-perl ships the DTD, libxml2-utils xmllint.
+    libxmltv-perl libxml2-utils
 )
 
 if [ "${1:-}" = "--bench" ]; then

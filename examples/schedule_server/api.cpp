@@ -1,4 +1,5 @@
 #include "api.hpp"
+#include "json_text.hpp"
 
 #include "query.hpp"
 #include "utf8.hpp"
@@ -43,7 +44,7 @@ constexpr std::array<queued_route, 8> queued_routes{{
 constexpr std::string_view served_methods = "GET, POST";
 
 std::string error_body(std::string_view message) {
-    return json::serialize(json::object{{"status", "error"}, {"message", message}});
+    return to_json_text(json::object{{"status", "error"}, {"message", message}});
 }
 
 /// A query value as JSON: an integer when it is one (so `?id=3` reaches the worker as 3),
@@ -200,7 +201,7 @@ api_response api::input_error(std::string_view message, std::string_view field, 
     }
     api_response response;
     response.status = 400;
-    response.body = json::serialize(body) + '\n';
+    response.body = to_json_text(body) + '\n';
     return response;
 }
 
@@ -285,7 +286,7 @@ api::routed api::route(const api_request& request) {
         for (const auto& [key, value] : parsed.query) {
             object[key] = query_value(value);
         }
-        job.body = json::serialize(object);
+        job.body = to_json_text(object);
         job.get = true;
         return job;
     }
@@ -356,7 +357,7 @@ void api::take_body(routed& job, std::string body, std::string_view content_type
     for (const auto& [key, value] : job.query) {
         object[key] = value;
     }
-    job.body = json::serialize(object);
+    job.body = to_json_text(object);
 }
 
 boost::asio::awaitable<api_response> api::run(routed& job, const std::stop_token& stop) {

@@ -1,6 +1,7 @@
 // The endpoints that never wait in the queue: /api/queue-stats and /api/system-info (JSON,
 // written with Boost.JSON), /metrics (Prometheus text), /healthz and /readyz.
 #include "api.hpp"
+#include "json_text.hpp"
 
 #include <boost/json.hpp>
 
@@ -27,7 +28,7 @@ namespace json = boost::json;
 /// A JSON answer: the object and a final newline.
 api_response json_answer(const json::object& object) {
     api_response response;
-    response.body = json::serialize(object) + '\n';
+    response.body = to_json_text(object) + '\n';
     return response;
 }
 

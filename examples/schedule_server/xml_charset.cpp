@@ -379,19 +379,15 @@ std::variant<detected_encoding, xml_charset_error>
 detect_xml_encoding(std::string_view document, std::string_view content_type) {
     const auto mark = byte_order_mark(document);
     const std::optional<std::string> charset = charset_parameter(content_type);
+    // RFC 7303 (section 3): a byte order mark outranks the charset parameter (RFC 3023 had it
+    // first), since a mark cannot be wrong about the bytes that follow it.
+    if (charset && mark) {
+        return detected_encoding{mark->first, mark->second, "its byte order mark names"};
+    }
     if (charset) {
         const auto named = look_up(*charset);
         if (!named) {
             return unsupported(*charset);
-        }
-        if (mark) {
-            if (!agrees(*named, mark->first)) {
-                return xml_charset_error{"the Content-Type names charset " + quoted_name(*charset) +
-                                         " but the document starts with a " +
-                                         std::string(encoding_name(mark->first)) +
-                                         " byte order mark"};
-            }
-            return detected_encoding{mark->first, mark->second, "its byte order mark names"};
         }
         const auto pattern = wide_pattern(document);
         if (pattern && agrees(*named, *pattern)) {
