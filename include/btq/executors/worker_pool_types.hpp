@@ -107,6 +107,10 @@ struct worker_pool_stats {
     std::uint64_t protocol_errors = 0; ///< workers stopped for breaking the protocol
     std::uint64_t recycles = 0;        ///< workers replaced after max tasks or max memory
     std::size_t ready = 0;             ///< workers idle or busy now
+    /// Failed starts since a worker last answered its first request; sets the restart delay.
+    /// Above `workers`, with no worker ready, the pool fails requests at once
+    /// (worker_pool_options::restart_backoff).
+    std::size_t start_failures_in_a_row = 0;
 };
 
 } // namespace btq
