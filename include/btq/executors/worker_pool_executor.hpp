@@ -49,6 +49,27 @@ namespace btq {
 /// SIGKILL) and replaced, its task failing with btq::task_timeout. Workers are recycled after
 /// `max_tasks_per_worker` tasks or above `max_resident_bytes`.
 ///
+/// Failed starts. A start fails when the worker cannot be spawned; when it exits, closes its
+/// response descriptor or breaks the protocol before its hello; when no hello comes within
+/// `handshake_timeout`; and also when, after its hello, it exits, closes its response descriptor
+/// or breaks the protocol (an unrequested result, a second hello) before it has answered its
+/// first request. Only an answered request ends a run of failed starts, so a program that greets
+/// and dies is restarted with the back-off of worker_pool_options::restart_backoff, not in a
+/// loop. Each failed start answers one request: the one its worker held (btq::worker_failure),
+/// or else the oldest waiting one (btq::worker_start_error, saying what happened: "exited with
+/// code 0 after its hello, before answering a request"). Once more starts in a row have failed
+/// than the pool has workers, and while no worker is idle or busy, every waiting request, and
+/// every one handed over later, fails at once with btq::worker_start_error carrying the last
+/// failure, until a worker says hello. So a request never waits on a pool that cannot start a
+/// worker longer than two rounds of attempts: at most about 2 × (`handshake_timeout` +
+/// `max_restart_backoff`) for workers that never say hello, a fraction of a second for ones that
+/// fail at once. (A request sent to a worker is bounded by its run timeout.)
+///
+/// A worker whose response descriptor reaches end of file is noticed at once, idle or busy: it
+/// can answer nothing more, so it is killed (SIGKILL to its process group) and replaced, and gets
+/// no further request. If it was still running it counts as a protocol error; one that closed
+/// the descriptor by exiting is an ordinary exit (a crash if it held a task).
+///
 /// A stop requested on a task's completion::stop_token() (submit_options::stop, or the queue's
 /// run timeout):
 /// - while its request is in flight: the worker's process group is killed (SIGKILL: a worker's
