@@ -150,8 +150,11 @@ btq::command echo_worker() {
 /// group, prints "hanging" on stdout and sleeps), die-leaving-output (starts a grandchild
 /// `sleep 0.3` that inherits its stdout and stderr, prints "dying", exits with 9 50 ms later),
 /// crash-leaving-child (starts a grandchild `sleep 30` in its process group, exits with 9),
-/// answer-twice (two results with the body, in one write).
-/// argv[1] "bad-hello" makes it greet with the wrong protocol version.
+/// answer-twice (two results with the body, in one write), close-responses (answers "closing",
+/// then closes its response descriptor and sleeps, idle and alive, without reading requests).
+/// argv[1] "bad-hello" makes it greet with the wrong protocol version; "hello-then-result" sends
+/// an unrequested result right after its hello, "hello-twice" a second hello (each in the same
+/// write as the hello).
 /// 3 s after it starts, it writes "tick" on stdout and on stderr: should the pool's event thread
 /// ever block reading a worker's output that does not come, this ends the wait, and the test
 /// fails on its timing instead of hanging.
@@ -183,8 +186,17 @@ ticker = threading.Timer(3.0, tick)
 ticker.daemon = True
 ticker.start()
 
+def frame(kind, payload=b""):
+    return struct.pack(">I", len(payload) + 1) + kind + payload
+
 mode = sys.argv[1] if len(sys.argv) > 1 else ""
-send(b"H", b"btq-worker 2" if mode == "bad-hello" else b"btq-worker 1")
+hello = frame(b"H", b"btq-worker 2" if mode == "bad-hello" else b"btq-worker 1")
+if mode == "hello-then-result":
+    write_all(hello + frame(b"R", b"unasked"))  # one write: read by btq in one piece
+elif mode == "hello-twice":
+    write_all(hello + hello)
+else:
+    write_all(hello)
 while True:
     (length,) = struct.unpack(">I", read_exact(4))
     frame = read_exact(length)
@@ -213,6 +225,10 @@ while True:
     elif operation == "answer-twice":
         frame = struct.pack(">I", len(body) + 1) + b"R" + body
         write_all(frame + frame)
+    elif operation == "close-responses":
+        send(b"R", b"closing")
+        os.close(4)
+        time.sleep(60)
     elif operation == "crash-leaving-child":
         subprocess.Popen(["sleep", "30"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         os._exit(9)
@@ -299,7 +315,8 @@ std::string describe(const btq::worker_pool_stats& s) {
     std::ostringstream out;
     out << "starts " << s.starts << ", start_failures " << s.start_failures << ", crashes "
         << s.crashes << ", timeouts " << s.timeouts << ", protocol_errors " << s.protocol_errors
-        << ", recycles " << s.recycles << ", ready " << s.ready;
+        << ", recycles " << s.recycles << ", ready " << s.ready << ", start_failures_in_a_row "
+        << s.start_failures_in_a_row;
     return out.str();
 }
 
@@ -912,7 +929,10 @@ TEST_CASE("a worker that never sends its hello fails the waiting tasks with work
         CHECK(elapsed < 5s);
         const btq::worker_pool_stats stats = queue.executor().stats();
         INFO(describe(stats));
-        CHECK(stats.start_failures >= 3); // each failed start answers one waiting task
+        // The first failed start answers one waiting task; the second (more in a row than the
+        // pool has workers, and none ready) every waiting one, and the next at once.
+        CHECK(stats.start_failures >= 2);
+        CHECK(stats.start_failures_in_a_row >= 2);
         CHECK(stats.ready == 0);
     }
     const auto left = new_children(before);
@@ -1026,6 +1046,163 @@ TEST_CASE("a worker that exits at once with code 1 fails tasks with worker_start
     const auto left = new_children(before);
     INFO("children left: " << listing_of(left));
     CHECK(left.empty());
+}
+
+// ---- failed starts after the hello, and a worker that hangs up while idle ------------------
+
+namespace {
+
+/// How many workers the pool starts during `window`.
+std::uint64_t starts_during(pool_queue& queue, std::chrono::milliseconds window) {
+    const std::uint64_t before = queue.executor().stats().starts;
+    std::this_thread::sleep_for(window);
+    return queue.executor().stats().starts - before;
+}
+
+/// The message of the error a task failed with: worker_start_error when it waited, or
+/// worker_failure when it was in flight to the failing worker; empty if it succeeded.
+std::string start_or_failure_message(std::future<btq::worker_response>& future) {
+    REQUIRE(future.wait_for(answer_limit) == std::future_status::ready);
+    try {
+        const btq::worker_response r = future.get();
+        UNSCOPED_INFO("the task succeeded instead: '" << r.body.substr(0, 100) << "'");
+    } catch (const btq::worker_start_error& error) {
+        retained_errors::keep(std::current_exception());
+        return std::string("worker_start_error: ") + error.what();
+    } catch (const btq::worker_failure& error) {
+        retained_errors::keep(std::current_exception());
+        return std::string("worker_failure: ") + error.what();
+    } catch (const std::exception& error) {
+        retained_errors::keep(std::current_exception());
+        return std::string("another error: ") + error.what();
+    }
+    return {};
+}
+
+} // namespace
+
+TEST_CASE(
+    "a worker that exits right after its hello counts as a failed start, so its restarts "
+    "back off and every waiting request fails within seconds saying it exited after its hello",
+    "[worker_pool]") {
+    const watchdog guard;
+    // Fast to start (a shell's printf, no interpreter): without a back-off this restarts
+    // hundreds of times a second.
+    auto options = pool_options(
+        btq::command{.program = "/bin/sh",
+                     .arguments = {"-c", R"(printf '\000\000\000\015Hbtq-worker 1' >&4)"}});
+    options.task_timeout = 30s;
+    options.restart_backoff = 20ms;
+    options.max_restart_backoff = 400ms;
+    pool_queue queue({.max_concurrency = 1, .capacity = 8}, options);
+
+    const auto submitted = steady::now();
+    std::vector<std::future<btq::worker_response>> futures;
+    for (int i = 0; i < 3; ++i) {
+        futures.push_back(queue.submit(request("echo", "never answered")));
+    }
+    for (auto& future : futures) {
+        const std::string message = start_or_failure_message(future);
+        INFO("error: " << message);
+        CHECK((message.rfind("worker_start_error: ", 0) == 0 ||
+               message.rfind("worker_failure: ", 0) == 0));
+        CHECK(contains(message, "exited with code 0 after its hello"));
+        CHECK(!contains(message, "before its hello"));
+    }
+    const auto elapsed = steady::now() - submitted;
+    INFO("answered after " << std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count()
+                           << " ms");
+    CHECK(elapsed < 5s); // the documented bound is far larger; these workers fail at once
+
+    // Backing off 20 ms doubling to 400 ms: a handful of starts in 2 s (no back-off: hundreds).
+    const std::uint64_t starts = starts_during(queue, 2000ms);
+    const btq::worker_pool_stats stats = queue.executor().stats();
+    INFO("starts in 2 s: " << starts << "; " << describe(stats));
+    CHECK(starts <= 12);
+    CHECK(starts >= 2); // capped, not given up
+    CHECK(stats.start_failures + 1 >= stats.starts);
+}
+
+TEST_CASE("a worker that sends an unrequested frame right after its hello counts as a failed "
+          "start, so its restarts back off and every waiting request fails within seconds naming "
+          "the frame",
+          "[worker_pool]") {
+    const watchdog guard;
+    std::string mode;
+    SECTION("a result with no request in flight") {
+        mode = "hello-then-result";
+    }
+    SECTION("a second hello") {
+        mode = "hello-twice";
+    }
+    auto options = pool_options(python_worker(mode), 2);
+    options.task_timeout = 30s;
+    options.restart_backoff = 20ms;
+    options.max_restart_backoff = 400ms;
+    pool_queue queue({.max_concurrency = 2, .capacity = 8}, options);
+
+    const auto submitted = steady::now();
+    std::vector<std::future<btq::worker_response>> futures;
+    for (int i = 0; i < 4; ++i) {
+        futures.push_back(queue.submit(request("echo", "never answered")));
+    }
+    for (auto& future : futures) {
+        const auto error = failure_of<btq::worker_start_error>(future);
+        REQUIRE(error.has_value());
+        INFO("error: " << error->what());
+        CHECK(contains(error->what(), "after its hello, before answering a request"));
+        CHECK(contains(error->what(), mode == "hello-twice"
+                                          ? "the worker sent a second hello"
+                                          : "the worker sent a result ('R') with no request"));
+        CHECK(!contains(error->what(), "before its hello"));
+    }
+    const auto elapsed = steady::now() - submitted;
+    INFO("answered after " << std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count()
+                           << " ms");
+    CHECK(elapsed < 10s); // two rounds of Python start-ups at most, on a loaded machine
+
+    const std::uint64_t starts = starts_during(queue, 2000ms);
+    const btq::worker_pool_stats stats = queue.executor().stats();
+    INFO("starts in 2 s: " << starts << "; " << describe(stats));
+    CHECK(starts <= 16); // two workers, each at most every 400 ms once capped
+    CHECK(stats.protocol_errors >= 2);
+    CHECK(stats.start_failures + 2 >= stats.starts);
+    CHECK(stats.crashes == 0);
+}
+
+TEST_CASE("a worker that closes its response descriptor while idle is replaced at once and the "
+          "next request is answered by the replacement long before the task timeout",
+          "[worker_pool]") {
+    const watchdog guard;
+    auto options = pool_options(python_worker());
+    options.task_timeout = 30s;
+    pool_queue queue({.max_concurrency = 1, .capacity = 4}, options);
+
+    const btq::worker_response first = answer(queue.submit(request("close-responses")));
+    CHECK(first.body == "closing");
+    // Noticed when it happens, with no request to send it: killed, reaped and replaced.
+    CHECK(eventually([&] { return reaped(first.worker_pid); }, 5s));
+    CHECK(eventually(
+        [&] {
+            const btq::worker_pool_stats s = queue.executor().stats();
+            return s.starts == 2 && s.ready == 1;
+        },
+        10s));
+
+    const auto submitted = steady::now();
+    const btq::worker_response next = answer(queue.submit(request("pid")));
+    const auto elapsed = steady::now() - submitted;
+    INFO("answered after " << std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count()
+                           << " ms");
+    CHECK(next.worker_pid != first.worker_pid);
+    CHECK(next.body == std::to_string(next.worker_pid));
+    CHECK(elapsed < 5s); // the task timeout is 30 s
+    const btq::worker_pool_stats stats = queue.executor().stats();
+    INFO(describe(stats));
+    CHECK(stats.protocol_errors == 1); // a live worker that can no longer answer
+    CHECK(stats.timeouts == 0);
+    CHECK(stats.crashes == 0);
+    CHECK(stats.start_failures == 0); // it had answered a request: a good start
 }
 
 // ---- recycling -----------------------------------------------------------------------------

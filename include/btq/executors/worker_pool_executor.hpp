@@ -49,6 +49,27 @@ namespace btq {
 /// SIGKILL) and replaced, its task failing with btq::task_timeout. Workers are recycled after
 /// `max_tasks_per_worker` tasks or above `max_resident_bytes`.
 ///
+/// Failed starts. A start fails when the worker cannot be spawned; when it exits, closes its
+/// response descriptor or breaks the protocol before its hello; when no hello comes within
+/// `handshake_timeout`; and also when, after its hello, it exits, closes its response descriptor
+/// or breaks the protocol (an unrequested result, a second hello) before it has answered its
+/// first request. Only an answered request ends a run of failed starts, so a program that greets
+/// and dies is restarted with the back-off of worker_pool_options::restart_backoff, not in a
+/// loop. Each failed start answers one request: the one its worker held (btq::worker_failure),
+/// or else the oldest waiting one (btq::worker_start_error, saying what happened: "exited with
+/// code 0 after its hello, before answering a request"). Once more starts in a row have failed
+/// than the pool has workers, and while no worker is idle or busy, every waiting request, and
+/// every one handed over later, fails at once with btq::worker_start_error carrying the last
+/// failure, until a worker says hello. So a request never waits on a pool that cannot start a
+/// worker longer than two rounds of attempts: at most about 2 × (`handshake_timeout` +
+/// `max_restart_backoff`) for workers that never say hello, a fraction of a second for ones that
+/// fail at once. (A request sent to a worker is bounded by its run timeout.)
+///
+/// A worker whose response descriptor reaches end of file is noticed at once, idle or busy: it
+/// can answer nothing more, so it is killed (SIGKILL to its process group) and replaced, and gets
+/// no further request. If it was still running it counts as a protocol error; one that closed
+/// the descriptor by exiting is an ordinary exit (a crash if it held a task).
+///
 /// A stop requested on a task's completion::stop_token() (submit_options::stop, or the queue's
 /// run timeout):
 /// - while its request is in flight: the worker's process group is killed (SIGKILL: a worker's
@@ -154,6 +175,7 @@ class worker_pool_executor {
         out.protocol_errors = protocol_errors_.load();
         out.recycles = recycles_.load();
         out.ready = ready_.load();
+        out.start_failures_in_a_row = start_failures_in_a_row_.load();
         return out;
     }
 
@@ -184,6 +206,7 @@ class worker_pool_executor {
         shutdown,
         cancel,    // cancel_running()
         requested, // its task's stop token
+        hang_up,   // its response descriptor reached end of file: it can answer nothing more
     };
 
     struct worker;
@@ -255,15 +278,22 @@ class worker_pool_executor {
 
     // A worker's life.
     void start_worker(worker& w);
-    /// A worker could not be started or did not get to its hello: back off, and tell the
-    /// oldest waiting request, so callers get an answer instead of a hang.
-    void start_failed(worker& w, const std::string& why);
+    /// A worker could not be started, or ended before answering its first request: back off,
+    /// and answer one request with the failure, so callers get an answer instead of a hang:
+    /// the worker's own (`held_task`, already answered), or else the oldest waiting one.
+    void start_failed(worker& w, const std::string& why, bool held_task = false);
+    /// More than `workers` starts in a row have failed and no worker is idle or busy: every
+    /// waiting request fails at once with the last failure instead of waiting for a worker.
+    [[nodiscard]] bool failing() const;
+    /// The worker's response descriptor reached end of file: it can answer nothing more.
+    void hung_up(worker& w);
     void protocol_failure(worker& w, const std::string& why);
     /// Starts stopping a worker: closes its input (it exits at end of input), then SIGTERM and
     /// SIGKILL on deadlines. Its in-flight task, if any, is answered when it is reaped.
     void begin_stop(worker& w, stop_reason reason, std::string message);
     void reap(worker& w);
-    /// Reads whatever the (exited) worker left in its response pipe, and handles those frames.
+    /// Reads what an exited worker left in its response pipe: the answer of a busy one, or the
+    /// hello of a starting one (so its failure is told as coming after its hello).
     void drain_responses(worker& w);
 
     // Output and deadlines.
@@ -313,6 +343,11 @@ class worker_pool_executor {
         deadlines_.push({clock_type::now() + after, w.index, w.generation, kind});
     }
 
+    void set_start_failures_in_a_row(std::size_t count) {
+        consecutive_start_failures_ = count;
+        start_failures_in_a_row_.store(count, std::memory_order_relaxed);
+    }
+
     int next_timeout_ms() {
         return deadlines_.empty() ? -1 : process::milliseconds_until(deadlines_.top().at);
     }
@@ -337,6 +372,7 @@ class worker_pool_executor {
     std::deque<std::unique_ptr<pending_request>> waiting_;
     std::priority_queue<deadline, std::vector<deadline>, std::greater<>> deadlines_;
     std::size_t consecutive_start_failures_ = 0;
+    std::string last_start_failure_; ///< the message of the last failed start
 
     std::atomic<std::uint64_t> starts_{0};
     std::atomic<std::uint64_t> start_failures_{0};
@@ -345,6 +381,7 @@ class worker_pool_executor {
     std::atomic<std::uint64_t> protocol_errors_{0};
     std::atomic<std::uint64_t> recycles_{0};
     std::atomic<std::size_t> ready_{0};
+    std::atomic<std::size_t> start_failures_in_a_row_{0};
     std::atomic<std::thread::id> loop_id_{};
     std::thread loop_; // last: started once everything above exists
 };

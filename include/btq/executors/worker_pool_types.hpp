@@ -60,9 +60,10 @@ class worker_failure : public std::runtime_error {
     int signal_;
 };
 
-/// @brief No worker could be started (spawn failed, it exited before its hello, or the hello
-///        did not come in time), or the pool is shutting down. The task never ran: a
-///        btq::task_not_run with reason not_started.
+/// @brief No worker could be started (spawn failed; it exited or broke the protocol before its
+///        hello, or after it but before answering a request; or the hello did not come in
+///        time), or the pool is shutting down. The task never ran: a btq::task_not_run with
+///        reason not_started. The message says which (worker_pool_executor, "Failed starts").
 class worker_start_error : public task_not_run {
   public:
     explicit worker_start_error(const std::string& message)
@@ -86,8 +87,11 @@ struct worker_pool_options {
     std::chrono::milliseconds task_timeout{30'000};
     /// How long a new worker has to send its hello.
     std::chrono::milliseconds handshake_timeout{10'000};
-    /// Delay before restarting a worker that failed to start; doubles per consecutive failure.
+    /// Delay before restarting a worker that failed to start (also after its hello, before its
+    /// first answer); doubles with each failed start in a row, pool-wide, until a worker answers
+    /// a request.
     std::chrono::milliseconds restart_backoff{100};
+    /// The most restart_backoff grows to.
     std::chrono::milliseconds max_restart_backoff{5'000};
     /// On shutdown: how long in-flight tasks may take before the workers' input is closed.
     std::chrono::milliseconds shutdown_grace{5'000};
@@ -100,13 +104,21 @@ struct worker_pool_options {
 
 /// @brief Counters of a worker pool.
 struct worker_pool_stats {
-    std::uint64_t starts = 0;          ///< workers spawned
-    std::uint64_t start_failures = 0;  ///< spawns that failed, or workers gone before their hello
-    std::uint64_t crashes = 0;         ///< workers that died while holding a task
-    std::uint64_t timeouts = 0;        ///< workers stopped because a task ran past its timeout
-    std::uint64_t protocol_errors = 0; ///< workers stopped for breaking the protocol
-    std::uint64_t recycles = 0;        ///< workers replaced after max tasks or max memory
-    std::size_t ready = 0;             ///< workers idle or busy now
+    std::uint64_t starts = 0; ///< workers spawned
+    /// Spawns that failed, or workers gone (or stopped for breaking the protocol) before their
+    /// first answer, hello or not.
+    std::uint64_t start_failures = 0;
+    std::uint64_t crashes = 0;  ///< workers that died while holding a task
+    std::uint64_t timeouts = 0; ///< workers stopped because a task ran past its timeout
+    /// Workers stopped for breaking the protocol, including a worker that closed its response
+    /// descriptor while still running.
+    std::uint64_t protocol_errors = 0;
+    std::uint64_t recycles = 0; ///< workers replaced after max tasks or max memory
+    std::size_t ready = 0;      ///< workers idle or busy now
+    /// Failed starts in a row, pool-wide (a worker answering its first request ends the run):
+    /// the restart delay grows with it (worker_pool_options::restart_backoff). Above `workers`,
+    /// with no worker ready, requests fail at once.
+    std::size_t start_failures_in_a_row = 0;
 };
 
 } // namespace btq

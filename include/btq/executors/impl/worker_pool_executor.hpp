@@ -162,10 +162,15 @@ inline void worker_pool_executor::read_responses(worker& w) {
         return; // a late answer from a worker being stopped: its task is already decided
     }
     if (got <= 0) {
-        close_stream(w, stream::responses); // the worker closed it: exit follows
-        if (w.reader.pending() > 0 && w.current != state::stopping) {
-            protocol_failure(w, "end of output in the middle of a frame");
+        close_stream(w, stream::responses);
+        if (w.current == state::stopping) {
+            return;
         }
+        if (w.reader.pending() > 0) {
+            protocol_failure(w, "end of output in the middle of a frame");
+            return;
+        }
+        hung_up(w);
         return;
     }
     w.reader.feed(buffer.data(), static_cast<std::size_t>(got));
@@ -189,22 +194,35 @@ inline void worker_pool_executor::on_frame(worker& w, protocol::frame frame) {
                                     "' as the first frame");
             return;
         }
+        // The run of failed starts goes on until this worker answers a request: a worker that
+        // says hello and then dies or misbehaves has not started either.
         w.current = state::idle;
         w.said_hello = true;
         ++w.generation; // cancels the handshake deadline
-        consecutive_start_failures_ = 0;
         ready_.fetch_add(1, std::memory_order_relaxed);
         return;
     }
-    if (w.current != state::busy ||
-        (frame.type != frame_type::result && frame.type != frame_type::error)) {
-        protocol_failure(w, "unexpected frame '" + std::string(1, static_cast<char>(frame.type)) +
-                                "' with no request in flight");
+    if (frame.type == frame_type::hello) {
+        protocol_failure(w, "the worker sent a second hello");
+        return;
+    }
+    if (frame.type == frame_type::request) {
+        protocol_failure(w, "the worker sent a request frame ('Q'), which only btq sends");
+        return;
+    }
+    if (w.current != state::busy) {
+        protocol_failure(
+            w, std::string("the worker sent ") +
+                   (frame.type == frame_type::result ? "a result ('R')" : "an error ('E')") +
+                   " with no request in flight");
         return;
     }
     std::unique_ptr<pending_request> job = std::move(w.task);
     w.current = state::idle;
     ++w.generation; // cancels the task deadline
+    if (w.tasks_done == 0) {
+        set_start_failures_in_a_row(0); // its first answer: the worker has started
+    }
     ++w.tasks_done;
     if (frame.type == frame_type::result) {
         worker_response response;
@@ -307,6 +325,13 @@ inline void worker_pool_executor::run_loop() {
             if (all_gone) {
                 return;
             }
+        } else if (failing()) {
+            if (!waiting_.empty()) {
+                fail_all_waiting(last_start_failure_);
+                // Those answers may have handed this thread the queue's next requests: look at
+                // them now rather than at the next deadline.
+                poller_.wake();
+            }
         } else {
             assign_waiting();
         }
@@ -404,9 +429,9 @@ inline void worker_pool_executor::start_worker(worker& w) {
     schedule(w, options_.handshake_timeout, deadline_kind::handshake);
 }
 
-inline void worker_pool_executor::start_failed(worker& w, const std::string& why) {
+inline void worker_pool_executor::start_failed(worker& w, const std::string& why, bool held_task) {
     start_failures_.fetch_add(1, std::memory_order_relaxed);
-    ++consecutive_start_failures_;
+    set_start_failures_in_a_row(consecutive_start_failures_ + 1);
     close_all(w);
     w.current = state::empty;
     const auto backoff = std::min<std::chrono::milliseconds>(
@@ -415,12 +440,40 @@ inline void worker_pool_executor::start_failed(worker& w, const std::string& why
         options_.max_restart_backoff);
     ++w.generation;
     schedule(w, backoff, deadline_kind::restart);
-    if (!waiting_.empty()) {
+    last_start_failure_ = "btq: cannot start a worker: " + why;
+    // (While the pool is failing(), the event loop answers every waiting request after this.)
+    if (!held_task && !waiting_.empty()) {
         std::unique_ptr<pending_request> job = std::move(waiting_.front());
         waiting_.pop_front();
-        job->done.set_exception(
-            std::make_exception_ptr(worker_start_error("btq: cannot start a worker: " + why)));
+        job->done.set_exception(std::make_exception_ptr(worker_start_error(last_start_failure_)));
     }
+}
+
+inline bool worker_pool_executor::failing() const {
+    if (consecutive_start_failures_ <= slots_.size()) {
+        return false;
+    }
+    return std::none_of(slots_.begin(), slots_.end(), [](const auto& slot) {
+        return slot->current == state::idle || slot->current == state::busy;
+    });
+}
+
+inline void worker_pool_executor::hung_up(worker& w) {
+    // Either the worker is exiting (its exit closed the descriptor) or it closed it and lives
+    // on, unable to answer. Either way it gets no request: SIGKILL, and reap() tells the two
+    // apart by how it ended.
+    if (w.current == state::starting) {
+        w.current = state::stopping;
+        w.stopping_for = stop_reason::hang_up;
+        w.stop_message = "the worker closed its response descriptor before its hello";
+    } else {
+        begin_stop(w, stop_reason::hang_up,
+                   w.current == state::busy
+                       ? "btq: the worker closed its response descriptor while handling the "
+                         "request"
+                       : "the worker closed its response descriptor while idle");
+    }
+    ::kill(-w.pid, SIGKILL);
 }
 
 inline void worker_pool_executor::protocol_failure(worker& w, const std::string& why) {
@@ -458,16 +511,32 @@ inline void worker_pool_executor::reap(worker& w) {
         return;
     }
     flush_log(w);
-    if (w.current == state::busy) {
-        drain_responses(w); // an answer written just before the exit still counts
+    if (w.current == state::busy || w.current == state::starting) {
+        drain_responses(w); // an answer (or a hello) written just before the exit still counts
     }
     const bool exited = info.si_code == CLD_EXITED;
     const std::string how = exited ? "exited with code " + std::to_string(info.si_status)
                                    : "was killed by signal " + std::to_string(info.si_status);
+    if (w.stopping_for == stop_reason::hang_up) {
+        // Only a worker that was still running for hung_up()'s SIGKILL hung up; one that had
+        // closed the descriptor by exiting ended on its own, and is reported as such.
+        if (info.si_code == CLD_KILLED && info.si_status == SIGKILL) {
+            protocol_errors_.fetch_add(1, std::memory_order_relaxed);
+        } else {
+            w.stopping_for = stop_reason::none;
+        }
+    }
+    // A worker that ends of itself or for breaking the protocol before it has answered a
+    // request has failed to start, hello or not.
+    const bool failed_start =
+        w.tasks_done == 0 &&
+        (!w.said_hello || w.stopping_for == stop_reason::none ||
+         w.stopping_for == stop_reason::protocol || w.stopping_for == stop_reason::hang_up);
     const state was = w.current;
     if (was == state::idle || was == state::busy) {
         ready_.fetch_sub(1, std::memory_order_relaxed);
     }
+    const bool held_task = w.task != nullptr;
     if (w.task) {
         std::unique_ptr<pending_request> job = std::move(w.task);
         std::exception_ptr error;
@@ -476,6 +545,7 @@ inline void worker_pool_executor::reap(worker& w) {
             error = std::make_exception_ptr(task_timeout(w.stop_message));
             break;
         case stop_reason::protocol:
+        case stop_reason::hang_up:
         case stop_reason::shutdown:
         case stop_reason::cancel:
         case stop_reason::requested:
@@ -485,9 +555,11 @@ inline void worker_pool_executor::reap(worker& w) {
             break;
         default:
             crashes_.fetch_add(1, std::memory_order_relaxed);
-            error = std::make_exception_ptr(
-                worker_failure("btq: the worker " + how + " while handling the request",
-                               exited ? info.si_status : -1, exited ? 0 : info.si_status));
+            error = std::make_exception_ptr(worker_failure(
+                "btq: the worker " + how +
+                    (failed_start ? " after its hello, while handling the request (its first)"
+                                  : " while handling the request"),
+                exited ? info.si_status : -1, exited ? 0 : info.si_status));
             break;
         }
         job->done.set_exception(std::move(error));
@@ -495,9 +567,27 @@ inline void worker_pool_executor::reap(worker& w) {
     close_all(w);
     w.current = state::empty;
     if (!w.said_hello) {
-        start_failed(w, w.stopping_for == stop_reason::protocol
+        start_failed(w, w.stopping_for == stop_reason::protocol ||
+                                w.stopping_for == stop_reason::hang_up
                             ? w.stop_message
                             : "the worker " + how + " before its hello");
+        return;
+    }
+    if (failed_start) {
+        constexpr std::string_view when = " after its hello, before answering a request";
+        std::string why;
+        switch (w.stopping_for) {
+        case stop_reason::protocol:
+            why = w.stop_message + " (" + std::string(when.substr(1)) + "; the worker " + how + ")";
+            break;
+        case stop_reason::hang_up:
+            why = "the worker closed its response descriptor" + std::string(when);
+            break;
+        default:
+            why = "the worker " + how + std::string(when);
+            break;
+        }
+        start_failed(w, why, held_task);
         return;
     }
     if (!stopping_seen()) {
@@ -510,7 +600,8 @@ inline void worker_pool_executor::reap(worker& w) {
 
 inline void worker_pool_executor::drain_responses(worker& w) {
     std::array<char, 65536> buffer; // NOLINT(cppcoreguidelines-pro-type-member-init)
-    while (w.responses && w.current == state::busy) {
+    const state was = w.current;
+    while (w.responses && w.current == was) {
         const ssize_t got = ::read(w.responses.get(), buffer.data(), buffer.size());
         if (got < 0 && errno == EINTR) {
             continue;
@@ -520,7 +611,7 @@ inline void worker_pool_executor::drain_responses(worker& w) {
         }
         w.reader.feed(buffer.data(), static_cast<std::size_t>(got));
         try {
-            while (w.current == state::busy) {
+            while (w.current == was) {
                 auto frame = w.reader.next();
                 if (!frame) {
                     break;
