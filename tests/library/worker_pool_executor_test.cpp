@@ -1006,8 +1006,10 @@ TEST_CASE("a worker program that does not exist fails tasks with worker_start_er
     CHECK(gaps.back() >= 300);              // it did back off...
     CHECK(gaps.back() < 560);               // ...no further than the cap (uncapped: 640)
     CHECK(gaps.back() >= 3 * gaps.front()); // the gaps grew
+    // Never shrinking (1 ms sampling), except within the cap: once there, one gap seen late by
+    // a descheduled sampler (422 ms) is followed by an on-time one (401 ms).
     for (std::size_t i = 1; i < gaps.size(); ++i) {
-        CHECK(gaps[i] + 15 >= gaps[i - 1]); // never shrinking (1 ms sampling)
+        CHECK(gaps[i] + 15 >= std::min<long long>(gaps[i - 1], 340));
     }
 }
 
