@@ -118,7 +118,8 @@ class bounded_task_queue {
     template <class... ExecutorArgs>
         requires(!gated)
     explicit bounded_task_queue(queue_options options = {}, ExecutorArgs&&... executor_args)
-        : bounded_task_queue(std::in_place, nullptr, options, std::forward<ExecutorArgs>(executor_args)...) {}
+        : bounded_task_queue(std::in_place, nullptr, options,
+                             std::forward<ExecutorArgs>(executor_args)...) {}
 
     /// @brief Creates a queue whose tasks start only with a permit of `gate` (see
     ///        btq::start_gate); otherwise as the constructor above. The queue attaches itself
@@ -134,7 +135,8 @@ class bounded_task_queue {
         requires gated
     explicit bounded_task_queue(Gate& gate, queue_options options = {},
                                 ExecutorArgs&&... executor_args)
-        : bounded_task_queue(std::in_place, &gate, options, std::forward<ExecutorArgs>(executor_args)...) {
+        : bounded_task_queue(std::in_place, &gate, options,
+                             std::forward<ExecutorArgs>(executor_args)...) {
         gate_->attach(waker());
     }
 
@@ -482,8 +484,7 @@ class bounded_task_queue {
 
     [[nodiscard]] bool is_plain(const submit_options& options) const noexcept {
         return options.priority == 0 && !options.deadline && !queue_timeout_ &&
-               !options.stop.stop_possible() && !options.run_timeout && !run_timeout_ &&
-               !revocable;
+               !options.stop.stop_possible() && !options.run_timeout && !run_timeout_ && !revocable;
     }
 
     [[nodiscard]] std::size_t waiting_count() const noexcept {
@@ -568,7 +569,9 @@ class bounded_task_queue {
     void answer_unstarted(detail::node_chain& chain, const std::exception_ptr& error) noexcept;
 
     // The start gate (gated queues only; defined in impl/dispatch.hpp).
-    [[nodiscard]] start_gate_waker waker() noexcept { return start_gate_waker{&on_gate_wake, this}; }
+    [[nodiscard]] start_gate_waker waker() noexcept {
+        return start_gate_waker{&on_gate_wake, this};
+    }
     /// The waker the gate calls: ask the gate again on this thread, or, inside this queue's
     /// dispatch loop on this thread, let that loop ask (dispatch never recurses).
     static void on_gate_wake(void* context) noexcept;

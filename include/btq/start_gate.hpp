@@ -25,9 +25,9 @@ namespace btq {
 
 /// @brief What a queue tells its gate when it asks to start one task.
 struct start_request {
-    int priority = 0;         ///< the priority of the task that would start
-    std::size_t running = 0;  ///< tasks of this queue running now (holding its permits)
-    std::size_t waiting = 0;  ///< tasks of this queue waiting now, this one included
+    int priority = 0;            ///< the priority of the task that would start
+    std::size_t running = 0;     ///< tasks of this queue running now (holding its permits)
+    std::size_t waiting = 0;     ///< tasks of this queue waiting now, this one included
     const void* queue = nullptr; ///< the asking queue, the same as its waker's `context`
 };
 
@@ -59,7 +59,8 @@ struct start_gate_waker {
 ///   admission, a lease). The queue keeps it with the task from its start until the task
 ///   ends, whatever the ending (success, exception, run timeout, cancellation while running,
 ///   a running task outliving clear()), and then destroys it, exactly once: destruction is
-///   the release. Its move constructor and destructor must not throw.
+///   the release. Its move constructor and destructor must not throw; a moved-from permit
+///   releases nothing (the queue may destroy one under its lock). It need not be assignable.
 /// - `try_acquire(const start_request&) -> std::optional<permit_type>`: called by a queue
 ///   under its lock, on any thread, for the task that would start next (highest priority,
 ///   FIFO within a priority). It must not block (an asynchronous gate answers from what it
@@ -92,13 +93,15 @@ struct start_gate_waker {
 /// static_assert(btq::start_gate<one_at_a_time>);
 /// @endcode
 template <class G>
-concept start_gate =
-    std::move_constructible<typename G::permit_type> && std::destructible<typename G::permit_type> &&
-    requires(G& gate, const start_request& request, start_gate_waker waker) {
-        { gate.try_acquire(request) } -> std::same_as<std::optional<typename G::permit_type>>;
-        gate.attach(waker);
-        gate.detach(waker);
-    };
+concept start_gate = std::move_constructible<typename G::permit_type> &&
+                     std::destructible<typename G::permit_type> &&
+                     requires(G& gate, const start_request& request, start_gate_waker waker) {
+                         {
+                             gate.try_acquire(request)
+                         } -> std::same_as<std::optional<typename G::permit_type>>;
+                         gate.attach(waker);
+                         gate.detach(waker);
+                     };
 
 /// @brief A permit that can be lost while its task runs (a lease that expired): the queue
 ///        calls `bind_stop(source)` with the task's own stop source (under the queue's lock,
@@ -107,9 +110,8 @@ concept start_gate =
 ///        (completion::stop_token()), as for a run timeout. A queue whose gate has such permits
 ///        gives every task its own stop source, so plain tasks take the locked path.
 template <class Permit>
-concept revocable_permit = requires(Permit& permit, std::stop_source source) {
-    permit.bind_stop(source);
-};
+concept revocable_permit =
+    requires(Permit& permit, std::stop_source source) { permit.bind_stop(source); };
 
 /// @brief The default gate: every start is granted. bounded_task_queue recognises it and leaves
 ///        the gate out entirely (no member, no call, no atomic).

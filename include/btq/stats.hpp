@@ -62,7 +62,8 @@ struct queue_stats {
     /// without a gate. A task stops being held when it starts or leaves (cleared, expired,
     /// cancelled, displaced).
     std::size_t held_by_gate = 0;
-    /// Tasks ever held back by the start gate: each counted once, when first held.
+    /// Tasks ever held back by the start gate: each counted once, when first held (a held task
+    /// overtaken by a higher priority one and held again later is counted again).
     std::uint64_t gate_holds_total = 0;
     bool closed = false; ///< close() or shutdown() has been called
     bool paused = false; ///< pause() is in effect

@@ -29,8 +29,8 @@ struct queue_counters {
     std::uint64_t cancelled = 0;
     std::size_t held_by_gate = 0; ///< waiting nodes marked queue_node::held_by_gate
     std::uint64_t gate_holds = 0; ///< nodes ever marked so
-    latency_shards wait_times; ///< recorded outside the lock, as a task starts
-    latency_shards run_times;  ///< recorded outside the lock, before the task's slot is freed
+    latency_shards wait_times;    ///< recorded outside the lock, as a task starts
+    latency_shards run_times;     ///< recorded outside the lock, before the task's slot is freed
 
     void take_slot() noexcept {
         ++active;

@@ -97,13 +97,14 @@ class waiting_list {
         ++size_;
     }
 
-    /// Calls `visit(node)` for the first `count` nodes in start order.
+    /// Calls `visit(node, position)` for the first `count` nodes in start order.
     template <class Visit>
     void visit_front(std::size_t count, Visit visit) const {
+        std::size_t position = 0;
         for (const level& each : levels_) {
-            for (queue_node* node = each.head; node != nullptr && count > 0; node = node->next) {
-                visit(node);
-                --count;
+            for (queue_node* node = each.head; node != nullptr && position < count;
+                 node = node->next) {
+                visit(node, position++);
             }
         }
     }

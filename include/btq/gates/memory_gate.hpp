@@ -71,7 +71,8 @@ namespace memory_readings {
             return std::nullopt;
         }
         std::uint64_t kib = 0;
-        const auto [rest, error] = std::from_chars(line.data() + digits, line.data() + line.size(), kib);
+        const auto [rest, error] =
+            std::from_chars(line.data() + digits, line.data() + line.size(), kib);
         if (error != std::errc{} || kib > (UINT64_MAX >> 10)) {
             return std::nullopt;
         }
@@ -139,7 +140,8 @@ struct cgroup_paths {
         const std::string_view line = text.substr(at, end - at);
         at = end + 1;
         const std::size_t first = line.find(':');
-        const std::size_t second = first == std::string_view::npos ? first : line.find(':', first + 1);
+        const std::size_t second =
+            first == std::string_view::npos ? first : line.find(':', first + 1);
         if (second == std::string_view::npos) {
             continue;
         }
@@ -176,13 +178,16 @@ struct cgroup_paths {
 
 /// @brief The tightest `limit - usage` of the cgroup directory `leaf` and its parents up to
 ///        `root` (a limit anywhere above binds too). Empty when no level has a limit.
-[[nodiscard]] inline std::optional<std::uint64_t>
-cgroup_headroom(const std::string& root, std::string leaf, std::string_view limit_file,
-                std::string_view usage_file) {
+[[nodiscard]] inline std::optional<std::uint64_t> cgroup_headroom(const std::string& root,
+                                                                  std::string leaf,
+                                                                  std::string_view limit_file,
+                                                                  std::string_view usage_file) {
     std::optional<std::uint64_t> tightest;
     for (;;) {
-        const std::optional<std::string> limit_text = read_text(leaf + "/" + std::string(limit_file));
-        const std::optional<std::string> usage_text = read_text(leaf + "/" + std::string(usage_file));
+        const std::optional<std::string> limit_text =
+            read_text(leaf + "/" + std::string(limit_file));
+        const std::optional<std::string> usage_text =
+            read_text(leaf + "/" + std::string(usage_file));
         if (limit_text && usage_text) {
             const std::optional<std::uint64_t> limit = parse_cgroup_bytes(*limit_text);
             const std::optional<std::uint64_t> usage = parse_cgroup_bytes(*usage_text);
@@ -227,9 +232,9 @@ cgroup_headroom(const std::string& root, std::string leaf, std::string_view limi
         const cgroup_paths paths = parse_proc_self_cgroup(*self);
         if (paths.v2) {
             const std::string root = "/sys/fs/cgroup";
-            out.cgroup_available = cgroup_headroom(
-                root, cgroup_directory(root, *paths.v2, "memory.current"), "memory.max",
-                "memory.current");
+            out.cgroup_available =
+                cgroup_headroom(root, cgroup_directory(root, *paths.v2, "memory.current"),
+                                "memory.max", "memory.current");
         }
         if (!out.cgroup_available && paths.v1_memory) {
             const std::string root = "/sys/fs/cgroup/memory";
@@ -360,7 +365,8 @@ class memory_gate {
     /// @brief btq::start_gate: a permit if the last reading admits, or, with the progress
     ///        guarantee, if none of this gate's permits is out. Called under a queue's lock;
     ///        lock-free, never blocks.
-    [[nodiscard]] std::optional<permit_type> try_acquire(const start_request& /*request*/) noexcept {
+    [[nodiscard]] std::optional<permit_type>
+    try_acquire(const start_request& /*request*/) noexcept {
         if (admitting_.load(std::memory_order_seq_cst)) {
             out_.fetch_add(1, std::memory_order_seq_cst);
             return permit_type(this, false);

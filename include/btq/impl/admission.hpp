@@ -13,7 +13,7 @@ template <class Task, class Executor, class Gate>
     requires executor_for<Executor, Task> && start_gate<Gate>
 template <class Sink>
 auto bounded_task_queue<Task, Executor, Gate>::admit(Task& task, Sink&& sink,
-                                               const submit_options& options, bool may_block)
+                                                     const submit_options& options, bool may_block)
     -> admission {
     if (options.stop.stop_requested()) {
         std::lock_guard lock(mutex_);
@@ -43,7 +43,8 @@ auto bounded_task_queue<Task, Executor, Gate>::admit(Task& task, Sink&& sink,
 
 template <class Task, class Executor, class Gate>
     requires executor_for<Executor, Task> && start_gate<Gate>
-bool bounded_task_queue<Task, Executor, Gate>::fast_refusal(const submit_options& options) noexcept {
+bool bounded_task_queue<Task, Executor, Gate>::fast_refusal(
+    const submit_options& options) noexcept {
     if (overflow_ == overflow_policy::drop_oldest || !is_plain(options)) {
         return false;
     }
@@ -148,8 +149,8 @@ template <class Task, class Executor, class Gate>
     requires executor_for<Executor, Task> && start_gate<Gate>
 template <class Sink>
 auto bounded_task_queue<Task, Executor, Gate>::make_node(Task& task, Sink&& sink,
-                                                   const submit_options& options,
-                                                   std::optional<clock::time_point> deadline)
+                                                         const submit_options& options,
+                                                         std::optional<clock::time_point> deadline)
     -> std::unique_ptr<task_node<std::decay_t<Sink>>> {
     auto node = std::make_unique<task_node<std::decay_t<Sink>>>(this, std::move(task),
                                                                 std::forward<Sink>(sink));
@@ -174,8 +175,8 @@ template <class Task, class Executor, class Gate>
     requires executor_for<Executor, Task> && start_gate<Gate>
 template <class Sink>
 auto bounded_task_queue<Task, Executor, Gate>::admit_locked(Task& task, Sink&& sink,
-                                                      const submit_options& options, bool may_block)
-    -> admission {
+                                                            const submit_options& options,
+                                                            bool may_block) -> admission {
     using node_type = task_node<std::decay_t<Sink>>;
     const clock::time_point now = clock::now();
     std::optional<clock::time_point> deadline = options.deadline;
@@ -219,7 +220,13 @@ auto bounded_task_queue<Task, Executor, Gate>::admit_locked(Task& task, Sink&& s
         std::optional<permit_type> permit; // gated: the start at once needs the gate's yes
         if (!paused_.load(std::memory_order_relaxed) &&
             counters_.active < max_concurrency_.load(std::memory_order_relaxed) && word == 0 &&
-            (!gated || (permit = ask_gate_locked(options.priority)))) {
+            (!gated || [&] {
+                if (std::optional<permit_type> granted = ask_gate_locked(options.priority)) {
+                    permit.emplace(std::move(*granted));
+                    return true;
+                }
+                return false;
+            }())) {
             // Nothing waits and a slot is free: start at once, without a place in the queue.
             detail::queue_node* started = nullptr;
             try {
@@ -312,7 +319,7 @@ bool bounded_task_queue<Task, Executor, Gate>::watch_stop_locked(detail::queue_n
 template <class Task, class Executor, class Gate>
     requires executor_for<Executor, Task> && start_gate<Gate>
 bool bounded_task_queue<Task, Executor, Gate>::enqueue_locked(detail::queue_node* node,
-                                                        detail::node_chain& cancelled) {
+                                                              detail::node_chain& cancelled) {
     if (!watch_stop_locked(node)) {
         unreserve();
         ++counters_.cancelled;
@@ -335,7 +342,7 @@ bool bounded_task_queue<Task, Executor, Gate>::enqueue_locked(detail::queue_node
 template <class Task, class Executor, class Gate>
     requires executor_for<Executor, Task> && start_gate<Gate>
 bool bounded_task_queue<Task, Executor, Gate>::displace_locked(int newcomer_priority,
-                                                         detail::node_chain& displaced) {
+                                                               detail::node_chain& displaced) {
     // The oldest of the lowest priority: the list's, or the inbox's oldest plain task (priority
     // 0) when that ranks lower (ordered by submission stamps, as in take_next_locked()).
     detail::queue_node* listed = waiting_.empty() ? nullptr : waiting_.lowest_oldest();

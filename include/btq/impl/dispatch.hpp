@@ -53,8 +53,9 @@ detail::queue_node* bounded_task_queue<Task, Executor, Gate>::take_startable_loc
             const task_extras* found = extras_of(node);
             stale = found != nullptr && found->deadline && *found->deadline <= clock::now();
             if (!stale) {
-                permit = ask_gate_locked(node->priority);
-                if (!permit) {
+                if (std::optional<permit_type> granted = ask_gate_locked(node->priority)) {
+                    permit.emplace(std::move(*granted)); // permits need not be assignable
+                } else {
                     hold_locked();
                     return nullptr; // it keeps its place; the gate's wake-up asks again
                 }
@@ -138,7 +139,8 @@ void bounded_task_queue<Task, Executor, Gate>::begin_running_locked(detail::queu
 template <class Task, class Executor, class Gate>
     requires executor_for<Executor, Task> && start_gate<Gate>
 void bounded_task_queue<Task, Executor, Gate>::run_dispatch(detail::queue_node* first,
-                                                      std::chrono::nanoseconds waited, bool more) {
+                                                            std::chrono::nanoseconds waited,
+                                                            bool more) {
     detail::dispatch_frame frame{this, detail::innermost_dispatch_frame, false};
     detail::innermost_dispatch_frame = &frame;
     detail::node_chain expired;
@@ -166,7 +168,8 @@ void bounded_task_queue<Task, Executor, Gate>::run_dispatch(detail::queue_node* 
 template <class Task, class Executor, class Gate>
     requires executor_for<Executor, Task> && start_gate<Gate>
 template <class Node>
-void bounded_task_queue<Task, Executor, Gate>::finish(Node* node, bool failed, bool timed_out) noexcept {
+void bounded_task_queue<Task, Executor, Gate>::finish(Node* node, bool failed,
+                                                      bool timed_out) noexcept {
     const std::uint64_t now = detail::tick_clock::now();
     const std::uint64_t started = node->stamp;
     bool overran = false;
@@ -282,7 +285,8 @@ void bounded_task_queue<Task, Executor, Gate>::take_all_waiting_locked(detail::n
 
 template <class Task, class Executor, class Gate>
     requires executor_for<Executor, Task> && start_gate<Gate>
-void bounded_task_queue<Task, Executor, Gate>::on_stop_requested(detail::queue_node* node) noexcept {
+void bounded_task_queue<Task, Executor, Gate>::on_stop_requested(
+    detail::queue_node* node) noexcept {
     task_extras* extras = extras_of(node);
     if (registering_stop_ == node) { // invoked inline by watch_stop_locked(), lock held
         extras->state = node_state::stop_seen;
@@ -405,12 +409,17 @@ void bounded_task_queue<Task, Executor, Gate>::hold_locked() {
         const std::size_t active = counters_.active;
         const std::size_t bound = max_concurrency_.load(std::memory_order_relaxed);
         const std::size_t free_slots = active < bound ? bound - active : 0;
+        // The first `free_slots` in start order are held now. Tasks held before and overtaken
+        // since (a higher priority arrived) lie just behind them: they are no longer held.
         const std::size_t before = counters_.held_by_gate;
-        waiting_.visit_front(free_slots, [this](detail::queue_node* node) {
-            if (!node->held_by_gate) {
+        waiting_.visit_front(free_slots + before, [&](detail::queue_node* node, std::size_t at) {
+            if (at < free_slots && !node->held_by_gate) {
                 node->held_by_gate = true;
                 ++counters_.held_by_gate;
                 ++counters_.gate_holds;
+            } else if (at >= free_slots && node->held_by_gate) {
+                node->held_by_gate = false;
+                --counters_.held_by_gate;
             }
         });
         if (counters_.held_by_gate != before) {
@@ -465,8 +474,9 @@ void bounded_task_queue<Task, Executor, Gate>::seat_permit_locked(
 template <class Task, class Executor, class Gate>
     requires executor_for<Executor, Task> && start_gate<Gate>
 void bounded_task_queue<Task, Executor, Gate>::arm_timer_locked(detail::queue_node* node,
-                                                          task_extras& extras, clock::time_point at,
-                                                          bool run_deadline) {
+                                                                task_extras& extras,
+                                                                clock::time_point at,
+                                                                bool run_deadline) {
     extras.timer_position = timer_.arm(at, timer_entry{node, run_deadline}, mutex_,
                                        [this](std::unique_lock<detail::adaptive_mutex>& lock,
                                               clock::time_point now) { on_timer_due(lock, now); });
