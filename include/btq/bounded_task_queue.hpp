@@ -100,6 +100,7 @@ class bounded_task_queue {
   public:
     using task_type = Task;
     using executor_type = Executor;
+    /// What a waiting task must pass to start (btq::no_gate: nothing).
     using gate_type = Gate;
     /// What a task produces: futures are `std::future<result_type>`.
     using result_type = executor_result_t<Executor, Task>;

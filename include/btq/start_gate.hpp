@@ -44,7 +44,9 @@ struct start_request {
 ///
 /// A permit's destructor may call it (the queue never destroys a permit under its lock).
 struct start_gate_waker {
+    /// The queue's wake-up function; called with `context`.
     void (*wake)(void* context) noexcept = nullptr;
+    /// The queue (also start_request::queue of its requests).
     void* context = nullptr;
 
     /// @brief Makes the queue ask the gate again.
