@@ -42,7 +42,9 @@ struct start_request {
 /// - never from inside try_acquire() or demand() (the queue holds its lock there);
 /// - never while holding a lock that try_acquire() or demand() takes.
 ///
-/// A permit's destructor may call it (the queue never destroys a permit under its lock).
+/// A permit's destructor may call it (the queue never destroys a permit under its lock). No
+/// wake-up is lost as long as the gate calls it after the change that lets try_acquire()
+/// succeed: the refusal and the retry it causes are ordered by the queue's lock.
 struct start_gate_waker {
     /// The queue's wake-up function; called with `context`.
     void (*wake)(void* context) noexcept = nullptr;
@@ -59,8 +61,9 @@ struct start_gate_waker {
 /// Members, and who calls them:
 /// - `typename G::permit_type`: a move-only object standing for one granted start (a memory
 ///   admission, a lease). The queue keeps it with the task from its start until the task
-///   ends, whatever the ending (success, exception, run timeout, cancellation while running,
-///   a running task outliving clear()), and then destroys it, exactly once: destruction is
+///   ends, whatever the ending (success, exception, run timeout - when the task really
+///   returns, as for its slot -, cancellation while running, a running task outliving
+///   clear()), and then destroys it, exactly once: destruction is
 ///   the release. Its move constructor and destructor must not throw; a moved-from permit
 ///   releases nothing (the queue may destroy one under its lock). It need not be assignable.
 /// - `try_acquire(const start_request&) -> std::optional<permit_type>`: called by a queue
@@ -68,8 +71,8 @@ struct start_gate_waker {
 ///   FIFO within a priority). It must not block (an asynchronous gate answers from what it
 ///   already holds and starts fetching more), must not throw (a throw is taken as a refusal),
 ///   and must not call the queue or a waker. Empty: the task stays waiting, in its place;
-///   nothing of its queue starts before it, and the queue asks again only when woken (or
-///   when one of its own tasks ends).
+///   nothing of its queue starts before it, and the queue asks again when woken (and
+///   whenever it would start a task anyway: a submit, a task's end, resume()).
 /// - `attach(start_gate_waker)`: called once by each queue's constructor; `detach(waker)` by
 ///   its destructor. After detach() returns the gate never calls that waker again and no call
 ///   of it is still running on another thread. A gate may serve many queues at once.
