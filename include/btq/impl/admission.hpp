@@ -133,7 +133,9 @@ auto bounded_task_queue<Task, Executor, Gate>::push_plain(Task& task, Sink&& sin
     node->stamp = detail::tick_clock::now();
     inbox_.push(node);
     if (slot_free()) {
-        if constexpr (pulling_executor<Executor>) {
+        // A gated queue always asks here: a refusal then marks the held tasks at once (stats'
+        // held_by_gate), rather than whenever an idle worker next looks.
+        if constexpr (pulling_executor<Executor> && !gated) {
             if (executor_.idle_pulling()) {
                 return admission::queued; // a worker looking for work takes it
             }
