@@ -89,8 +89,8 @@ std::string describe(const btq::process_result& r) {
         << r.signal << ", peak " << r.peak_resident_bytes / mebibyte << " MiB ("
         << r.peak_resident_bytes << "), run_time "
         << std::chrono::duration_cast<std::chrono::milliseconds>(r.run_time).count()
-        << " ms, stdout '" << r.standard_output << "', stderr '"
-        << r.standard_error.substr(0, 300) << "'";
+        << " ms, stdout '" << r.standard_output << "', stderr '" << r.standard_error.substr(0, 300)
+        << "'";
     return out.str();
 }
 
@@ -175,10 +175,10 @@ TEST_CASE("a child whose memory the kernel limit does not count (shared mappings
     CHECK(r.peak_resident_bytes <= limit + 160 * mebibyte);
 }
 
-TEST_CASE("a child well under its memory limit runs to the end unaffected", "[subprocess][memory]") {
+TEST_CASE("a child well under its memory limit runs to the end unaffected",
+          "[subprocess][memory]") {
     process_queue queue({.max_concurrency = 1, .capacity = 4});
-    const btq::process_result r =
-        answer(queue.submit(memory_child("steps", 64, 256 * mebibyte)));
+    const btq::process_result r = answer(queue.submit(memory_child("steps", 64, 256 * mebibyte)));
     INFO(describe(r));
     CHECK(r.succeeded());
     CHECK(r.ending == btq::process_ending::exited);

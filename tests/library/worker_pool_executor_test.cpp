@@ -1302,7 +1302,8 @@ TEST_CASE("a worker that reaches memory_limit mid-request is replaced, its task 
     for (const std::string operation : {"grow", "grow-shared"}) {
         INFO(operation);
         const pid_t before = std::stoi(answer(queue.submit(request("pid"))).body);
-        const auto failure = failure_of<btq::worker_failure>(queue.submit(request(operation, "1024")));
+        const auto failure =
+            failure_of<btq::worker_failure>(queue.submit(request(operation, "1024")));
         REQUIRE(failure.has_value());
         INFO(failure->what());
         CHECK(contains(failure->what(), "memory limit"));

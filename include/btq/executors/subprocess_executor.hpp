@@ -215,7 +215,7 @@ class subprocess_executor {
         std::chrono::milliseconds kill_grace{0};
         clock_type::time_point started;
         std::optional<clock_type::time_point> timeout_at;
-        std::optional<process_ending> stopped_for; // timed_out, output_limit, cancelled, memory
+        std::optional<process_ending> stopped_for;   // timed_out, output_limit, cancelled, memory
         std::optional<process::memory_watch> memory; // with a memory limit
         bool reaped = false;
         siginfo_t exit_info{};

@@ -211,9 +211,9 @@ class worker_pool_executor {
         timeout,
         protocol,
         shutdown,
-        cancel,    // cancel_running()
-        requested, // its task's stop token
-        hang_up,   // its response descriptor reached end of file: it can answer nothing more
+        cancel,       // cancel_running()
+        requested,    // its task's stop token
+        hang_up,      // its response descriptor reached end of file: it can answer nothing more
         memory_limit, // above worker_pool_options::memory_limit while a request ran
     };
 

@@ -129,7 +129,7 @@ struct worker_pool_stats {
     std::uint64_t recycles = 0; ///< workers replaced after max tasks or max memory
     /// Workers killed (or dead) above worker_pool_options::memory_limit while handling a request.
     std::uint64_t memory_limit_kills = 0;
-    std::size_t ready = 0;      ///< workers idle or busy now
+    std::size_t ready = 0; ///< workers idle or busy now
     /// Failed starts in a row, pool-wide (a worker answering its first request ends the run):
     /// the restart delay grows with it (worker_pool_options::restart_backoff). Above `workers`,
     /// with no worker ready, requests fail at once.

@@ -88,7 +88,8 @@ enum class process_ending {
     timed_out,    ///< it ran past command::timeout and was stopped
     output_limit, ///< it wrote past a limit with output_limit_action::kill and was killed
     cancelled,    ///< its task's stop token was requested while it ran, and it was stopped
-    memory_limit, ///< it went above command::memory_limit and was stopped (or the kernel refused it)
+    memory_limit, ///< it went above command::memory_limit and was stopped (or the kernel refused
+                  ///< it)
 };
 
 /// @brief The ending's name as written in the enum ("exited", "signaled", ...), for logs.

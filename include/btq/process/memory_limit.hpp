@@ -83,8 +83,8 @@ inline std::size_t status_kilobytes(std::string_view text, std::string_view key)
 /// Reads /proc/PID/status. Empty when the process is gone or is a zombie (its memory is freed).
 inline std::optional<memory_sample> sample_memory(pid_t pid) noexcept {
     std::array<char, 48> path{};
-    const int length = std::snprintf(path.data(), path.size(), "/proc/%d/status",
-                                     static_cast<int>(pid));
+    const int length =
+        std::snprintf(path.data(), path.size(), "/proc/%d/status", static_cast<int>(pid));
     if (length <= 0) {
         return std::nullopt;
     }
@@ -118,10 +118,10 @@ inline std::optional<memory_sample> sample_memory(pid_t pid) noexcept {
 
 /// What the event thread has seen of one limited child while it ran.
 struct memory_watch {
-    std::size_t limit = 0;              ///< bytes
-    std::size_t largest_resident = 0;   ///< largest VmHWM seen
-    std::size_t largest_data = 0;       ///< largest VmData seen
-    std::size_t resident_at_stop = 0;   ///< VmRSS when it was stopped above the limit, else 0
+    std::size_t limit = 0;            ///< bytes
+    std::size_t largest_resident = 0; ///< largest VmHWM seen
+    std::size_t largest_data = 0;     ///< largest VmData seen
+    std::size_t resident_at_stop = 0; ///< VmRSS when it was stopped above the limit, else 0
 
     /// Looks at `pid` once. Returns true when it is above the limit (the caller stops it).
     bool check(pid_t pid) noexcept {

@@ -163,17 +163,20 @@ struct kernel_sigaction {
 /// parent's memory while the parent waits (CLONE_VM | CLONE_VFORK), only reads it and makes
 /// system calls, and writes `error` and `step` if one fails.
 struct clone_plan {
-    std::array<int, 3> standard{};         // become descriptors 0, 1, 2
-    std::span<const int> extra{};          // become 3, 4, ...
-    int first_free = 3;                    // closed from here up
+    // Plain arrays and pointers: the child calls no library code, not even an inline accessor.
+    int standard[3]{};          // NOLINT(*-avoid-c-arrays): become descriptors 0, 1, 2
+    const int* extra = nullptr; // become 3, 4, ...
+    std::size_t extra_count = 0;
+    int first_free = 3; // closed from here up
     const char* working_directory = nullptr;
     bool limit_data = false;
     rlimit data_limit{};
-    const char* oom_text = nullptr;        // written to /proc/self/oom_score_adj
+    const char* oom_text = nullptr; // written to /proc/self/oom_score_adj
     std::size_t oom_length = 0;
     char* const* argv = nullptr;
     char* const* envp = nullptr;
-    std::span<const char* const> programs{}; // paths to try in order (the PATH search)
+    const char* const* programs = nullptr; // paths to try in order (the PATH search)
+    std::size_t program_count = 0;
     kernel_sigaction default_action{};
     std::uint64_t no_signals = 0;
     int error = 0; // set by the child
@@ -228,17 +231,16 @@ BTQ_CHILD_CODE inline int child_main(void* argument) noexcept {
         ::syscall(SYS_close, fd);
     }
     for (int target = 0; target < 3; ++target) {
-        if (!child_dup(plan.standard[static_cast<std::size_t>(target)], target)) {
+        if (!child_dup(plan.standard[target], target)) {
             child_failed(plan, child_step::dup2);
         }
     }
-    for (std::size_t i = 0; i < plan.extra.size(); ++i) {
+    for (std::size_t i = 0; i < plan.extra_count; ++i) {
         if (!child_dup(plan.extra[i], 3 + static_cast<int>(i))) {
             child_failed(plan, child_step::dup2);
         }
     }
-    if (plan.working_directory != nullptr &&
-        ::syscall(SYS_chdir, plan.working_directory) != 0) {
+    if (plan.working_directory != nullptr && ::syscall(SYS_chdir, plan.working_directory) != 0) {
         child_failed(plan, child_step::chdir);
     }
     if (::syscall(SYS_close_range, plan.first_free, ~0U, 0) != 0) {
@@ -248,8 +250,8 @@ BTQ_CHILD_CODE inline int child_main(void* argument) noexcept {
     // execvp()'s rule: a candidate that is missing is skipped; one that is there but refused
     // (EACCES) is skipped too, and reported if nothing else runs.
     int reported = ENOENT;
-    for (const char* program : plan.programs) {
-        ::syscall(SYS_execve, program, plan.argv, plan.envp);
+    for (std::size_t i = 0; i < plan.program_count; ++i) {
+        ::syscall(SYS_execve, plan.programs[i], plan.argv, plan.envp);
         const int failed = errno;
         if (failed == EACCES) {
             reported = EACCES;
@@ -377,8 +379,11 @@ inline child_process spawn(const command& cmd, std::span<const int> extra_fds = 
     child_process child;
     if (detail::needs_clone_path(cmd)) {
         detail::clone_plan plan;
-        plan.standard = {child_input, output.write.get(), error.write.get()};
-        plan.extra = lifted_numbers;
+        plan.standard[0] = child_input;
+        plan.standard[1] = output.write.get();
+        plan.standard[2] = error.write.get();
+        plan.extra = lifted_numbers.data();
+        plan.extra_count = lifted_numbers.size();
         plan.first_free = first_free;
         if (!cmd.working_directory.empty()) {
             plan.working_directory = cmd.working_directory.c_str();
@@ -409,7 +414,8 @@ inline child_process spawn(const command& cmd, std::span<const int> extra_fds = 
         for (const std::string& candidate : candidates) {
             candidate_pointers.push_back(candidate.c_str());
         }
-        plan.programs = candidate_pointers;
+        plan.programs = candidate_pointers.data();
+        plan.program_count = candidate_pointers.size();
         child.started = std::chrono::steady_clock::now();
         child.pid = detail::clone_spawn(plan, cmd);
         child.spawn_time = std::chrono::steady_clock::now() - child.started;
@@ -417,14 +423,14 @@ inline child_process spawn(const command& cmd, std::span<const int> extra_fds = 
         detail::spawn_setup setup;
         detail::check(posix_spawn_file_actions_adddup2(&setup.actions, child_input, 0), cmd,
                       "dup2 stdin");
-        detail::check(posix_spawn_file_actions_adddup2(&setup.actions, output.write.get(), 1),
-                      cmd, "dup2 stdout");
+        detail::check(posix_spawn_file_actions_adddup2(&setup.actions, output.write.get(), 1), cmd,
+                      "dup2 stdout");
         detail::check(posix_spawn_file_actions_adddup2(&setup.actions, error.write.get(), 2), cmd,
                       "dup2 stderr");
         if (!cmd.working_directory.empty()) {
-            detail::check(posix_spawn_file_actions_addchdir_np(&setup.actions,
-                                                               cmd.working_directory.c_str()),
-                          cmd, "chdir");
+            detail::check(
+                posix_spawn_file_actions_addchdir_np(&setup.actions, cmd.working_directory.c_str()),
+                cmd, "chdir");
         }
         for (std::size_t i = 0; i < lifted_numbers.size(); ++i) {
             detail::check(posix_spawn_file_actions_adddup2(&setup.actions, lifted_numbers[i],
@@ -460,11 +466,11 @@ inline child_process spawn(const command& cmd, std::span<const int> extra_fds = 
 
         child.started = std::chrono::steady_clock::now();
         const bool search_path = cmd.program.find('/') == std::string::npos;
-        const int spawned =
-            search_path ? posix_spawnp(&child.pid, cmd.program.c_str(), &setup.actions,
-                                       &setup.attributes, argv.data(), envp.data())
-                        : posix_spawn(&child.pid, cmd.program.c_str(), &setup.actions,
-                                      &setup.attributes, argv.data(), envp.data());
+        const int spawned = search_path
+                                ? posix_spawnp(&child.pid, cmd.program.c_str(), &setup.actions,
+                                               &setup.attributes, argv.data(), envp.data())
+                                : posix_spawn(&child.pid, cmd.program.c_str(), &setup.actions,
+                                              &setup.attributes, argv.data(), envp.data());
         child.spawn_time = std::chrono::steady_clock::now() - child.started;
         if (spawned != 0) {
             throw spawn_error(spawned, cmd.program);
