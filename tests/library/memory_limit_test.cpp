@@ -12,13 +12,15 @@
 
 #include <catch2/catch.hpp>
 
-#include <signal.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstddef>
 #include <fstream>
 #include <future>
+#include <optional>
 #include <sstream>
 #include <stop_token>
 #include <string>

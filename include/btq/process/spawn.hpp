@@ -295,8 +295,8 @@ inline std::vector<std::string> program_candidates(const std::string& program) {
 /// treats the child as a fork with memory of its own, and resets its runtime there: in a child
 /// that shares the parent's memory, that would be the parent's runtime. The child runs no
 /// instrumented code, so it needs no sanitizer at all.
-extern "C" int __clone(int (*function)(void*), void* stack, int flags, void* argument,
-                       ...); // NOLINT(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp)
+// NOLINTNEXTLINE(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp)
+extern "C" int __clone(int (*function)(void*), void* stack, int flags, void* argument, ...);
 inline int start_clone(int (*function)(void*), void* stack, int flags, void* argument) noexcept {
     return __clone(function, stack, flags, argument);
 }
