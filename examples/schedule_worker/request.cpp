@@ -91,7 +91,10 @@ std::string string_field_at(std::string_view json, std::size_t offset) {
         if (level.is_object) {
             path = field_path(path, level.key);
         } else {
-            path += "[" + std::to_string(level.index) + "]";
+            // Appended piece by piece: "[" + std::string&& trips GCC 12's false -Wrestrict.
+            path += '[';
+            path += std::to_string(level.index);
+            path += ']';
         }
     }
     return path;

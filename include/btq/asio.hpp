@@ -234,13 +234,13 @@ struct asio_submit_callback {
 };
 
 /// The initiation object passed to boost::asio::async_initiate.
-template <class Task, class Executor>
+template <class Task, class Executor, class Gate>
 struct initiate_async_submit {
-    bounded_task_queue<Task, Executor>* queue;
+    bounded_task_queue<Task, Executor, Gate>* queue;
 
     template <class Handler>
     void operator()(Handler&& handler, Task task, const submit_options& options) const {
-        using result_type = typename bounded_task_queue<Task, Executor>::result_type;
+        using result_type = typename bounded_task_queue<Task, Executor, Gate>::result_type;
         using op_type = asio_submit_op<std::decay_t<Handler>, result_type>;
         auto op = std::make_unique<op_type>(std::forward<Handler>(handler));
         try {
@@ -292,18 +292,19 @@ using asio_submit_signature = typename detail::asio_signature<R>::type;
 ///                                    btq::submit_options::within(std::chrono::seconds(2), 10),
 ///                                    boost::asio::use_awaitable);
 /// @endcode
-template <class Task, class Executor,
+template <class Task, class Executor, class Gate,
           boost::asio::completion_token_for<
-              asio_submit_signature<typename bounded_task_queue<Task, Executor>::result_type>>
+              asio_submit_signature<typename bounded_task_queue<Task, Executor, Gate>::result_type>>
               CompletionToken>
-auto async_submit(bounded_task_queue<Task, Executor>& queue, std::type_identity_t<Task> task,
+auto async_submit(bounded_task_queue<Task, Executor, Gate>& queue, std::type_identity_t<Task> task,
                   const submit_options& options, CompletionToken&& token) {
-    using result_type = typename bounded_task_queue<Task, Executor>::result_type;
+    using result_type = typename bounded_task_queue<Task, Executor, Gate>::result_type;
     static_assert(std::is_void_v<result_type> || std::default_initializable<result_type>,
                   "btq::async_submit: the task's result type must be default-initialisable "
                   "(the completion passes a value-initialised R along with an error)");
     return boost::asio::async_initiate<CompletionToken, asio_submit_signature<result_type>>(
-        detail::initiate_async_submit<Task, Executor>{&queue}, token, std::move(task), options);
+        detail::initiate_async_submit<Task, Executor, Gate>{&queue}, token, std::move(task),
+        options);
 }
 
 /// @brief Submits `task` to `queue` with default options and completes `token` with the
@@ -324,11 +325,11 @@ auto async_submit(bounded_task_queue<Task, Executor>& queue, std::type_identity_
 /// // a future
 /// std::future<int> f = btq::async_submit(queue, [] { return 6 * 7; }, boost::asio::use_future);
 /// @endcode
-template <class Task, class Executor,
+template <class Task, class Executor, class Gate,
           boost::asio::completion_token_for<
-              asio_submit_signature<typename bounded_task_queue<Task, Executor>::result_type>>
+              asio_submit_signature<typename bounded_task_queue<Task, Executor, Gate>::result_type>>
               CompletionToken>
-auto async_submit(bounded_task_queue<Task, Executor>& queue, std::type_identity_t<Task> task,
+auto async_submit(bounded_task_queue<Task, Executor, Gate>& queue, std::type_identity_t<Task> task,
                   CompletionToken&& token) {
     return async_submit(queue, std::move(task), submit_options{},
                         std::forward<CompletionToken>(token));

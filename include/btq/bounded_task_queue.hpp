@@ -34,6 +34,7 @@
 #include "executor.hpp"
 #include "executors/thread_executor.hpp"
 #include "options.hpp"
+#include "start_gate.hpp"
 #include "stats.hpp"
 
 namespace btq {
@@ -83,16 +84,30 @@ concept completion_callback = std::invocable<std::decay_t<Callback>&, task_resul
 /// auto result = queue.shutdown("done", std::chrono::seconds(5));
 /// @endcode
 ///
+/// @par Start gates
+/// With a `Gate` (btq::start_gate, e.g. btq::memory_gate), a waiting task also needs the gate's
+/// permit to start: a refused task keeps its place (priority, FIFO, deadlines, stop tokens and
+/// clear() apply as usual), nothing of the queue starts before it, and the queue asks again when
+/// the gate wakes it. The permit is kept with the task until it ends, whatever the ending.
+///
 /// @tparam Task     what is submitted (moved into the queue, then into the executor)
 /// @tparam Executor how a task runs; must satisfy btq::executor_for<Executor, Task>
-template <class Task, class Executor = thread_executor>
-    requires executor_for<Executor, Task>
+/// @tparam Gate     what a waiting task must pass to start (btq::start_gate); the default,
+///                  btq::no_gate, is left out entirely
+template <class Task, class Executor = thread_executor, class Gate = no_gate>
+    requires executor_for<Executor, Task> && start_gate<Gate>
 class bounded_task_queue {
   public:
     using task_type = Task;
     using executor_type = Executor;
+    /// What a waiting task must pass to start (btq::no_gate: nothing).
+    using gate_type = Gate;
     /// What a task produces: futures are `std::future<result_type>`.
     using result_type = executor_result_t<Executor, Task>;
+    /// What a started task holds from its gate until it ends (see btq::start_gate).
+    using permit_type = typename Gate::permit_type;
+    /// True unless the gate is btq::no_gate.
+    static constexpr bool gated = !std::same_as<Gate, no_gate>;
 
     /// @brief Creates the queue and its executor from `executor_args`. With no arguments, an
     ///        executor that can be sized (thread_executor) gets `max_concurrency` threads.
@@ -102,11 +117,38 @@ class bounded_task_queue {
     ///     {.max_concurrency = 2, .capacity = 8}, btq::callable_executor(handler{}));
     /// @endcode
     template <class... ExecutorArgs>
+        requires(!gated)
     explicit bounded_task_queue(queue_options options = {}, ExecutorArgs&&... executor_args)
+        : bounded_task_queue(std::in_place, nullptr, options,
+                             std::forward<ExecutorArgs>(executor_args)...) {}
+
+    /// @brief Creates a queue whose tasks start only with a permit of `gate` (see
+    ///        btq::start_gate); otherwise as the constructor above. The queue attaches itself
+    ///        to the gate here and detaches in its destructor.
+    /// @warning `gate` must outlive the queue (it is referenced, not copied: one gate may serve
+    ///          several queues).
+    /// @code
+    /// btq::memory_gate memory({.min_available_bytes = 256ull << 20});
+    /// btq::bounded_task_queue<btq::command, btq::subprocess_executor, btq::memory_gate> queue(
+    ///     memory, {.max_concurrency = 4});
+    /// @endcode
+    template <class... ExecutorArgs>
+        requires gated
+    explicit bounded_task_queue(Gate& gate, queue_options options = {},
+                                ExecutorArgs&&... executor_args)
+        : bounded_task_queue(std::in_place, &gate, options,
+                             std::forward<ExecutorArgs>(executor_args)...) {
+        gate_->attach(waker());
+    }
+
+  private:
+    template <class... ExecutorArgs>
+    bounded_task_queue(std::in_place_t /*tag*/, Gate* gate, queue_options options,
+                       ExecutorArgs&&... executor_args)
         : max_concurrency_(checked_concurrency(options.max_concurrency)),
           paused_(options.start_paused), capacity_(options.capacity), overflow_(options.overflow),
           block_timeout_(options.block_timeout), queue_timeout_(options.queue_timeout),
-          run_timeout_(options.run_timeout),
+          run_timeout_(options.run_timeout), gate_(make_gate_pointer(gate)),
           executor_(make_executor(options, std::forward<ExecutorArgs>(executor_args)...)) {
         if (capacity_ >= closed_bit) {
             throw std::invalid_argument("btq: capacity is too large");
@@ -122,6 +164,7 @@ class bounded_task_queue {
         }
     }
 
+  public:
     bounded_task_queue(const bounded_task_queue&) = delete;
     bounded_task_queue& operator=(const bounded_task_queue&) = delete;
     bounded_task_queue(bounded_task_queue&&) = delete;
@@ -135,6 +178,9 @@ class bounded_task_queue {
     ~bounded_task_queue() {
         close();
         static_cast<void>(clear("queue destroyed"));
+        if constexpr (gated) {
+            gate_->detach(waker()); // running tasks still give their permits back as they end
+        }
         if constexpr (cancellable_executor<Executor>) {
             executor_.cancel_running();
         }
@@ -349,6 +395,12 @@ class bounded_task_queue {
     }
     /// @brief The executor the queue owns.
     [[nodiscard]] Executor& executor() noexcept { return executor_; }
+    /// @brief The gate the queue asks before a task starts (only for a gated queue).
+    [[nodiscard]] Gate& gate() noexcept
+        requires gated
+    {
+        return *gate_;
+    }
 
   private:
     enum class admission {
@@ -359,6 +411,21 @@ class bounded_task_queue {
         refused_expired,
         refused_cancelled
     };
+
+    /// A permit's task can lose it while running: every task gets its own stop source.
+    static constexpr bool revocable = gated && revocable_permit<permit_type>;
+    /// What every node of this queue is: a plain queue_node, or one with room for its permit.
+    using node_base =
+        std::conditional_t<gated, detail::permit_node<permit_type>, detail::queue_node>;
+    struct no_gate_pointer {};
+    using gate_pointer = std::conditional_t<gated, Gate*, no_gate_pointer>;
+    static gate_pointer make_gate_pointer([[maybe_unused]] Gate* gate) noexcept {
+        if constexpr (gated) {
+            return gate;
+        } else {
+            return {};
+        }
+    }
 
     using node_state = detail::node_state;
     using timer_entry = detail::timer_entry;
@@ -418,7 +485,7 @@ class bounded_task_queue {
 
     [[nodiscard]] bool is_plain(const submit_options& options) const noexcept {
         return options.priority == 0 && !options.deadline && !queue_timeout_ &&
-               !options.stop.stop_possible() && !options.run_timeout && !run_timeout_;
+               !options.stop.stop_possible() && !options.run_timeout && !run_timeout_ && !revocable;
     }
 
     [[nodiscard]] std::size_t waiting_count() const noexcept {
@@ -502,6 +569,24 @@ class bounded_task_queue {
                           bool run_deadline);
     void answer_unstarted(detail::node_chain& chain, const std::exception_ptr& error) noexcept;
 
+    // The start gate (gated queues only; defined in impl/dispatch.hpp).
+    [[nodiscard]] start_gate_waker waker() noexcept {
+        return start_gate_waker{&on_gate_wake, this};
+    }
+    /// The waker the gate calls: ask the gate again on this thread, or, inside this queue's
+    /// dispatch loop on this thread, let that loop ask (dispatch never recurses).
+    static void on_gate_wake(void* context) noexcept;
+    /// Asks the gate for the start of a task of `priority` (under the lock).
+    std::optional<permit_type> ask_gate_locked(int priority) noexcept;
+    /// The gate refused: mark the waiting tasks a free slot was ready for as held.
+    void hold_locked();
+    /// `node` leaves the waiting tasks: it is no longer held.
+    void unhold_locked(detail::queue_node* node) noexcept;
+    void tell_demand_locked() noexcept;
+    /// Gives a task that has just begun running its permit (under the lock).
+    void seat_permit_locked(detail::queue_node* node, permit_type&& permit) noexcept;
+    detail::queue_node* peek_next_locked(bool& from_inbox);
+
     [[nodiscard]] bool is_idle_locked() const noexcept {
         return counters_.active == 0 && waiting_count() == 0 && answering_ == 0;
     }
@@ -567,6 +652,8 @@ class bounded_task_queue {
     detail::deadline_timer<timer_entry> timer_;
     std::condition_variable_any room_available_; // blocked submitters
     std::condition_variable_any became_idle_;    // drain()
+
+    [[no_unique_address]] const gate_pointer gate_;
 
     // Last, so it is destroyed first: its threads may still call back into the queue.
     Executor executor_;

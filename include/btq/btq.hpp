@@ -9,4 +9,5 @@
 #include "executors/callable_executor.hpp"
 #include "executors/thread_executor.hpp"
 #include "options.hpp"
+#include "start_gate.hpp"
 #include "stats.hpp"

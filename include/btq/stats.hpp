@@ -57,6 +57,14 @@ struct queue_stats {
     /// Running tasks already answered with btq::task_timeout (run timeout) that have not
     /// returned yet: they still hold their slot, and are counted in `active`.
     std::size_t overrunning = 0;
+    /// Waiting tasks held back by the queue's start gate (btq::start_gate, e.g. btq::memory_gate):
+    /// a slot was free for each, and the gate refused to start it. Counted in `queued`; always 0
+    /// without a gate. A task stops being held when it starts or leaves (cleared, expired,
+    /// cancelled, displaced).
+    std::size_t held_by_gate = 0;
+    /// Tasks ever held back by the start gate: each counted once, when first held (a held task
+    /// overtaken by a higher priority one and held again later is counted again).
+    std::uint64_t gate_holds_total = 0;
     bool closed = false; ///< close() or shutdown() has been called
     bool paused = false; ///< pause() is in effect
 

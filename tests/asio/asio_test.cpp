@@ -2,6 +2,7 @@
 // tracking, strands, per-operation cancellation.
 #include <btq/asio.hpp>
 #include <btq/btq.hpp>
+#include <btq/gates/memory_gate.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -821,4 +822,34 @@ TEST_CASE("with a connected cancellation slot, the stop token passed in submit_o
     occupied.release();
     REQUIRE(occupied.queue.drain(std::chrono::seconds(10)));
     CHECK_FALSE(started.load());
+}
+
+TEST_CASE("async_submit works on a queue behind a start gate: a held task completes once the "
+          "gate lets it start",
+          "[asio][gate]") {
+    // A memory gate reading 0 bytes available, its floor 1 byte, no progress guarantee: every
+    // start is held until the reading recovers and refresh() wakes the queue.
+    std::atomic<std::uint64_t> available{0};
+    btq::memory_gate memory(btq::memory_gate_options{.min_available_bytes = 1,
+                                                     .interval = std::chrono::hours(1),
+                                                     .progress_guarantee = false,
+                                                     .source = [&available] {
+                                                         btq::memory_reading reading;
+                                                         reading.mem_available = available.load();
+                                                         return reading;
+                                                     }});
+    memory.refresh();
+    btq::bounded_task_queue<std::function<int()>, btq::thread_executor, btq::memory_gate> queue(
+        memory, {.max_concurrency = 1});
+
+    std::future<int> answer = btq::async_submit(
+        queue, [] { return 42; }, asio::use_future);
+    CHECK(eventually([&] { return queue.stats().held_by_gate == 1; }));
+    CHECK(answer.wait_for(std::chrono::milliseconds(50)) == std::future_status::timeout);
+
+    available = 1U << 30U;
+    memory.refresh();
+    REQUIRE(answer.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+    CHECK(answer.get() == 42);
+    CHECK(queue.stats().gate_holds_total == 1);
 }

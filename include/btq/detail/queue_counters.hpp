@@ -27,8 +27,10 @@ struct queue_counters {
     std::uint64_t cleared = 0;
     std::uint64_t expired = 0;
     std::uint64_t cancelled = 0;
-    latency_shards wait_times; ///< recorded outside the lock, as a task starts
-    latency_shards run_times;  ///< recorded outside the lock, before the task's slot is freed
+    std::size_t held_by_gate = 0; ///< waiting nodes marked queue_node::held_by_gate
+    std::uint64_t gate_holds = 0; ///< nodes ever marked so
+    latency_shards wait_times;    ///< recorded outside the lock, as a task starts
+    latency_shards run_times;     ///< recorded outside the lock, before the task's slot is freed
 
     void take_slot() noexcept {
         ++active;
@@ -54,6 +56,8 @@ struct queue_counters {
         out.cancelled = cancelled;
         out.timed_out = timed_out;
         out.overrunning = overrunning;
+        out.held_by_gate = held_by_gate;
+        out.gate_holds_total = gate_holds;
         out.submitted = processed + active + queued + out.rejected + cleared + expired + cancelled;
         out.wait_time = wait_times.summary();
         out.run_time = run_times.summary();

@@ -76,6 +76,23 @@ struct task_extras {
     }
 };
 
+/// A node of a gated queue: it keeps its task's permit (btq::start_gate) from the start until
+/// the node is freed as the task ends, so destroying the node is the permit's release.
+template <class Permit>
+struct permit_node : queue_node {
+    std::optional<Permit> permit; ///< empty while the task waits
+
+  protected:
+    permit_node() = default;
+    ~permit_node() = default;
+
+  public:
+    permit_node(const permit_node&) = delete;
+    permit_node& operator=(const permit_node&) = delete;
+    permit_node(permit_node&&) = delete;
+    permit_node& operator=(permit_node&&) = delete;
+};
+
 /// The sink of submit()'s future form.
 template <class R>
 struct promise_sink {
@@ -93,7 +110,7 @@ struct promise_sink {
 
 /// One task of `Queue` with the sink its outcome goes to. Nodes come from detail::node_pool.
 template <class Queue, class Sink>
-struct task_node final : queue_node {
+struct task_node final : Queue::node_base {
     using task_type = typename Queue::task_type;
     using result_type = typename Queue::result_type;
     using extras_type = task_extras<Queue>;
@@ -115,12 +132,22 @@ struct task_node final : queue_node {
     [[no_unique_address]] Sink sink;
 
     [[nodiscard]] extras_type* found_extras() const noexcept {
-        return static_cast<extras_type*>(extras);
+        return static_cast<extras_type*>(this->extras);
     }
 
     void start(std::chrono::nanoseconds waited) override {
         const extras_type* found = found_extras();
         std::stop_token token = found != nullptr ? found->task_token() : std::stop_token();
+        if constexpr (requires { queue->gate_->prepare(task, *this->permit); }) {
+            try {
+                queue->gate_->prepare(task, *this->permit); // e.g. hand the task a fencing token
+            } catch (...) {
+                // It ran nothing: answer as an executor that failed at once would.
+                completion<result_type>(&on_complete, this, waited, std::move(token))
+                    .set_exception(std::current_exception());
+                return;
+            }
+        }
         try {
             queue->executor_.execute(
                 std::move(task),

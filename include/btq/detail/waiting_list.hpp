@@ -18,6 +18,9 @@ struct queue_node {
     queue_node* prev = nullptr;
     std::uint64_t stamp = 0; ///< tick_clock stamp: submission while waiting, start while running
     int priority = 0;
+    /// Held back by its queue's start gate with a slot free for it (gated queues only; it fits
+    /// in the padding after `priority`).
+    bool held_by_gate = false;
     /// The queue's per-task state for a task with a deadline, a stop token or a run timeout
     /// (owned by the node; null for every other task). Such a task is admitted under the lock
     /// into the waiting list, never the inbox.
@@ -77,6 +80,33 @@ class waiting_list {
         }
         into.tail = node;
         ++size_;
+    }
+
+    /// Appends `node` after every node of its priority with an earlier or equal stamp, so a node
+    /// that comes late from the inbox keeps its submission order (walks back from the tail).
+    void insert_by_stamp(queue_node* node) {
+        level& into = level_for(node->priority);
+        queue_node* after = into.tail;
+        while (after != nullptr && after->stamp > node->stamp) {
+            after = after->prev;
+        }
+        node->prev = after;
+        node->next = after != nullptr ? after->next : into.head;
+        (node->next != nullptr ? node->next->prev : into.tail) = node;
+        (after != nullptr ? after->next : into.head) = node;
+        ++size_;
+    }
+
+    /// Calls `visit(node, position)` for the first `count` nodes in start order.
+    template <class Visit>
+    void visit_front(std::size_t count, Visit visit) const {
+        std::size_t position = 0;
+        for (const level& each : levels_) {
+            for (queue_node* node = each.head; node != nullptr && position < count;
+                 node = node->next) {
+                visit(node, position++);
+            }
+        }
     }
 
     /// The task that starts next, left in place. Precondition: not empty.

@@ -9,11 +9,11 @@ namespace btq {
 
 // ---- the lock-free path -------------------------------------------------------------------
 
-template <class Task, class Executor>
-    requires executor_for<Executor, Task>
+template <class Task, class Executor, class Gate>
+    requires executor_for<Executor, Task> && start_gate<Gate>
 template <class Sink>
-auto bounded_task_queue<Task, Executor>::admit(Task& task, Sink&& sink,
-                                               const submit_options& options, bool may_block)
+auto bounded_task_queue<Task, Executor, Gate>::admit(Task& task, Sink&& sink,
+                                                     const submit_options& options, bool may_block)
     -> admission {
     if (options.stop.stop_requested()) {
         std::lock_guard lock(mutex_);
@@ -41,9 +41,10 @@ auto bounded_task_queue<Task, Executor>::admit(Task& task, Sink&& sink,
     return admit_locked(task, std::forward<Sink>(sink), options, may_block);
 }
 
-template <class Task, class Executor>
-    requires executor_for<Executor, Task>
-bool bounded_task_queue<Task, Executor>::fast_refusal(const submit_options& options) noexcept {
+template <class Task, class Executor, class Gate>
+    requires executor_for<Executor, Task> && start_gate<Gate>
+bool bounded_task_queue<Task, Executor, Gate>::fast_refusal(
+    const submit_options& options) noexcept {
     if (overflow_ == overflow_policy::drop_oldest || !is_plain(options)) {
         return false;
     }
@@ -58,9 +59,9 @@ bool bounded_task_queue<Task, Executor>::fast_refusal(const submit_options& opti
     return true;
 }
 
-template <class Task, class Executor>
-    requires executor_for<Executor, Task>
-auto bounded_task_queue<Task, Executor>::reserve() noexcept -> reservation {
+template <class Task, class Executor, class Gate>
+    requires executor_for<Executor, Task> && start_gate<Gate>
+auto bounded_task_queue<Task, Executor, Gate>::reserve() noexcept -> reservation {
     std::size_t word = admission_.load(std::memory_order_relaxed);
     for (;;) {
         if ((word & closed_bit) != 0) {
@@ -78,16 +79,36 @@ auto bounded_task_queue<Task, Executor>::reserve() noexcept -> reservation {
     return reservation::made;
 }
 
-template <class Task, class Executor>
-    requires executor_for<Executor, Task>
+template <class Task, class Executor, class Gate>
+    requires executor_for<Executor, Task> && start_gate<Gate>
 template <class Sink>
-bool bounded_task_queue<Task, Executor>::start_at_once(Task& task, Sink& sink) {
+bool bounded_task_queue<Task, Executor, Gate>::start_at_once(Task& task, Sink& sink) {
     using node_type = task_node<std::decay_t<Sink>>;
     std::unique_lock lock(mutex_);
     if (admission_.load(std::memory_order_relaxed) != 0 ||
         paused_.load(std::memory_order_relaxed) ||
         counters_.active >= max_concurrency_.load(std::memory_order_relaxed)) {
         return false; // someone waits (or closed), or the slot was taken meanwhile
+    }
+    if constexpr (gated) {
+        std::optional<permit_type> permit = ask_gate_locked(0);
+        if (!permit) {
+            return false; // queued instead: the gate is asked again in start order
+        }
+        node_type* node = nullptr;
+        try {
+            node = new node_type(this, std::move(task), std::forward<Sink>(sink));
+        } catch (...) {
+            lock.unlock();
+            permit.reset(); // a permit is never released under the queue's lock
+            throw;
+        }
+        begin_running_locked(node);
+        seat_permit_locked(node, std::move(*permit));
+        node->stamp = detail::tick_clock::now();
+        lock.unlock();
+        run_dispatch(node, std::chrono::nanoseconds::zero(), false);
+        return true;
     }
     auto* node = new node_type(this, std::move(task), std::forward<Sink>(sink));
     begin_running_locked(node);
@@ -97,10 +118,10 @@ bool bounded_task_queue<Task, Executor>::start_at_once(Task& task, Sink& sink) {
     return true;
 }
 
-template <class Task, class Executor>
-    requires executor_for<Executor, Task>
+template <class Task, class Executor, class Gate>
+    requires executor_for<Executor, Task> && start_gate<Gate>
 template <class Sink>
-auto bounded_task_queue<Task, Executor>::push_plain(Task& task, Sink&& sink) -> admission {
+auto bounded_task_queue<Task, Executor, Gate>::push_plain(Task& task, Sink&& sink) -> admission {
     using node_type = task_node<std::decay_t<Sink>>;
     node_type* node = nullptr;
     try {
@@ -124,24 +145,24 @@ auto bounded_task_queue<Task, Executor>::push_plain(Task& task, Sink&& sink) -> 
 
 // ---- admission under the lock -------------------------------------------------------------
 
-template <class Task, class Executor>
-    requires executor_for<Executor, Task>
+template <class Task, class Executor, class Gate>
+    requires executor_for<Executor, Task> && start_gate<Gate>
 template <class Sink>
-auto bounded_task_queue<Task, Executor>::make_node(Task& task, Sink&& sink,
-                                                   const submit_options& options,
-                                                   std::optional<clock::time_point> deadline)
+auto bounded_task_queue<Task, Executor, Gate>::make_node(Task& task, Sink&& sink,
+                                                         const submit_options& options,
+                                                         std::optional<clock::time_point> deadline)
     -> std::unique_ptr<task_node<std::decay_t<Sink>>> {
     auto node = std::make_unique<task_node<std::decay_t<Sink>>>(this, std::move(task),
                                                                 std::forward<Sink>(sink));
     node->priority = options.priority;
     const std::optional<clock::duration> run_timeout =
         options.run_timeout ? options.run_timeout : run_timeout_;
-    if (deadline || options.stop.stop_possible() || run_timeout) {
+    if (deadline || options.stop.stop_possible() || run_timeout || revocable) {
         auto extras = std::make_unique<task_extras>();
         extras->deadline = deadline;
         extras->run_timeout = run_timeout;
         extras->caller_stop = options.stop;
-        if (run_timeout) {
+        if (run_timeout || revocable) { // a revocable permit requests stop of its own task
             extras->run_stop = std::stop_source();
         }
         node->extras = extras.release();
@@ -150,12 +171,12 @@ auto bounded_task_queue<Task, Executor>::make_node(Task& task, Sink&& sink,
     return node;
 }
 
-template <class Task, class Executor>
-    requires executor_for<Executor, Task>
+template <class Task, class Executor, class Gate>
+    requires executor_for<Executor, Task> && start_gate<Gate>
 template <class Sink>
-auto bounded_task_queue<Task, Executor>::admit_locked(Task& task, Sink&& sink,
-                                                      const submit_options& options, bool may_block)
-    -> admission {
+auto bounded_task_queue<Task, Executor, Gate>::admit_locked(Task& task, Sink&& sink,
+                                                            const submit_options& options,
+                                                            bool may_block) -> admission {
     using node_type = task_node<std::decay_t<Sink>>;
     const clock::time_point now = clock::now();
     std::optional<clock::time_point> deadline = options.deadline;
@@ -196,21 +217,40 @@ auto bounded_task_queue<Task, Executor>::admit_locked(Task& task, Sink&& sink,
             ++counters_.expired;
             return admission::refused_expired;
         }
+        std::optional<permit_type> permit; // gated: the start at once needs the gate's yes
         if (!paused_.load(std::memory_order_relaxed) &&
-            counters_.active < max_concurrency_.load(std::memory_order_relaxed) && word == 0) {
+            counters_.active < max_concurrency_.load(std::memory_order_relaxed) && word == 0 &&
+            (!gated || [&] {
+                if (std::optional<permit_type> granted = ask_gate_locked(options.priority)) {
+                    permit.emplace(std::move(*granted));
+                    return true;
+                }
+                return false;
+            }())) {
             // Nothing waits and a slot is free: start at once, without a place in the queue.
-            detail::queue_node* started = built();
+            detail::queue_node* started = nullptr;
+            try {
+                started = built();
+            } catch (...) {
+                lock.unlock();
+                permit.reset(); // a permit is never released under the queue's lock
+                throw;
+            }
             if (!watch_stop_locked(started)) {
                 extras_of(started)->state = node_state::left;
                 ++counters_.cancelled;
                 ++answering_;
                 unstarted.push(node.release());
                 lock.unlock();
+                permit.reset();
                 answer_unstarted(unstarted, std::make_exception_ptr(task_cancelled()));
                 return admission::queued;
             }
             static_cast<void>(node.release());
             begin_running_locked(started);
+            if constexpr (gated) {
+                seat_permit_locked(started, std::move(*permit));
+            }
             started->stamp = detail::tick_clock::now();
             lock.unlock();
             run_dispatch(started, std::chrono::nanoseconds::zero(), false);
@@ -263,9 +303,9 @@ auto bounded_task_queue<Task, Executor>::admit_locked(Task& task, Sink&& sink,
     }
 }
 
-template <class Task, class Executor>
-    requires executor_for<Executor, Task>
-bool bounded_task_queue<Task, Executor>::watch_stop_locked(detail::queue_node* node) {
+template <class Task, class Executor, class Gate>
+    requires executor_for<Executor, Task> && start_gate<Gate>
+bool bounded_task_queue<Task, Executor, Gate>::watch_stop_locked(detail::queue_node* node) {
     task_extras* extras = extras_of(node);
     if (extras == nullptr || !extras->caller_stop.stop_possible()) {
         return true;
@@ -276,10 +316,10 @@ bool bounded_task_queue<Task, Executor>::watch_stop_locked(detail::queue_node* n
     return extras->state != node_state::stop_seen;
 }
 
-template <class Task, class Executor>
-    requires executor_for<Executor, Task>
-bool bounded_task_queue<Task, Executor>::enqueue_locked(detail::queue_node* node,
-                                                        detail::node_chain& cancelled) {
+template <class Task, class Executor, class Gate>
+    requires executor_for<Executor, Task> && start_gate<Gate>
+bool bounded_task_queue<Task, Executor, Gate>::enqueue_locked(detail::queue_node* node,
+                                                              detail::node_chain& cancelled) {
     if (!watch_stop_locked(node)) {
         unreserve();
         ++counters_.cancelled;
@@ -299,10 +339,10 @@ bool bounded_task_queue<Task, Executor>::enqueue_locked(detail::queue_node* node
     return true;
 }
 
-template <class Task, class Executor>
-    requires executor_for<Executor, Task>
-bool bounded_task_queue<Task, Executor>::displace_locked(int newcomer_priority,
-                                                         detail::node_chain& displaced) {
+template <class Task, class Executor, class Gate>
+    requires executor_for<Executor, Task> && start_gate<Gate>
+bool bounded_task_queue<Task, Executor, Gate>::displace_locked(int newcomer_priority,
+                                                               detail::node_chain& displaced) {
     // The oldest of the lowest priority: the list's, or the inbox's oldest plain task (priority
     // 0) when that ranks lower (ordered by submission stamps, as in take_next_locked()).
     detail::queue_node* listed = waiting_.empty() ? nullptr : waiting_.lowest_oldest();
@@ -319,6 +359,7 @@ bool bounded_task_queue<Task, Executor>::displace_locked(int newcomer_priority,
     } else {
         waiting_.erase(victim);
         forget_locked(victim);
+        unhold_locked(victim);
     }
     ++counters_.displaced; // its place passes to the newcomer: the count stays as it is
     ++counters_.total_queued;

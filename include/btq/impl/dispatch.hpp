@@ -11,9 +11,9 @@ namespace btq {
 
 // ---- dispatch -----------------------------------------------------------------------------
 
-template <class Task, class Executor>
-    requires executor_for<Executor, Task>
-bool bounded_task_queue<Task, Executor>::start_waiting() {
+template <class Task, class Executor, class Gate>
+    requires executor_for<Executor, Task> && start_gate<Gate>
+bool bounded_task_queue<Task, Executor, Gate>::start_waiting() {
     detail::node_chain expired;
     detail::queue_node* next = nullptr;
     bool more = false;
@@ -34,16 +34,39 @@ bool bounded_task_queue<Task, Executor>::start_waiting() {
     return true;
 }
 
-template <class Task, class Executor>
-    requires executor_for<Executor, Task>
-detail::queue_node* bounded_task_queue<Task, Executor>::take_startable_locked(
+template <class Task, class Executor, class Gate>
+    requires executor_for<Executor, Task> && start_gate<Gate>
+detail::queue_node* bounded_task_queue<Task, Executor, Gate>::take_startable_locked(
     std::uint64_t now, detail::node_chain& expired, bool& more, std::chrono::nanoseconds& waited) {
     more = false;
     while (!paused_.load(std::memory_order_relaxed) &&
            counters_.active < max_concurrency_.load(std::memory_order_relaxed)) {
-        detail::queue_node* node = take_next_locked();
-        if (node == nullptr) {
-            return nullptr;
+        detail::queue_node* node = nullptr;
+        bool stale = false;
+        std::optional<permit_type> permit; // gated: asked for only if the task will start
+        if constexpr (gated) {
+            bool from_inbox = false;
+            node = peek_next_locked(from_inbox);
+            if (node == nullptr) {
+                return nullptr;
+            }
+            const task_extras* found = extras_of(node);
+            stale = found != nullptr && found->deadline && *found->deadline <= clock::now();
+            if (!stale) {
+                if (std::optional<permit_type> granted = ask_gate_locked(node->priority)) {
+                    permit.emplace(std::move(*granted)); // permits need not be assignable
+                } else {
+                    hold_locked();
+                    return nullptr; // it keeps its place; the gate's wake-up asks again
+                }
+            }
+            static_cast<void>(from_inbox ? inbox_.pop() : waiting_.pop_front());
+            unhold_locked(node);
+        } else {
+            node = take_next_locked();
+            if (node == nullptr) {
+                return nullptr;
+            }
         }
         unreserve();
         ++counters_.total_queued;
@@ -52,7 +75,10 @@ detail::queue_node* bounded_task_queue<Task, Executor>::take_startable_locked(
                 timer_.disarm(extras->timer_position);
                 extras->timer_armed = false;
             }
-            if (extras->deadline && *extras->deadline <= clock::now()) {
+            if constexpr (!gated) {
+                stale = extras->deadline && *extras->deadline <= clock::now();
+            }
+            if (stale) {
                 extras->state = node_state::left;
                 ++counters_.expired;
                 ++answering_;
@@ -61,6 +87,9 @@ detail::queue_node* bounded_task_queue<Task, Executor>::take_startable_locked(
             }
         }
         begin_running_locked(node);
+        if constexpr (gated) {
+            seat_permit_locked(node, std::move(*permit));
+        }
         waited = detail::tick_clock::between(node->stamp, now);
         node->stamp = now;
         if (blocked_submitters_ > 0) {
@@ -77,9 +106,9 @@ detail::queue_node* bounded_task_queue<Task, Executor>::take_startable_locked(
 /// plain task (priority 0) when it ranks first: the list's best is below priority 0, or at 0 and
 /// submitted later. Submission stamps order the two paths, so FIFO within priority 0 holds
 /// without moving the inbox into the list.
-template <class Task, class Executor>
-    requires executor_for<Executor, Task>
-detail::queue_node* bounded_task_queue<Task, Executor>::take_next_locked() {
+template <class Task, class Executor, class Gate>
+    requires executor_for<Executor, Task> && start_gate<Gate>
+detail::queue_node* bounded_task_queue<Task, Executor, Gate>::take_next_locked() {
     detail::queue_node* oldest_plain = inbox_.peek();
     if (waiting_.empty()) {
         return oldest_plain != nullptr ? inbox_.pop() : nullptr;
@@ -92,9 +121,9 @@ detail::queue_node* bounded_task_queue<Task, Executor>::take_next_locked() {
     return waiting_.pop_front();
 }
 
-template <class Task, class Executor>
-    requires executor_for<Executor, Task>
-void bounded_task_queue<Task, Executor>::begin_running_locked(detail::queue_node* node) {
+template <class Task, class Executor, class Gate>
+    requires executor_for<Executor, Task> && start_gate<Gate>
+void bounded_task_queue<Task, Executor, Gate>::begin_running_locked(detail::queue_node* node) {
     counters_.take_slot();
     if (active_.load(std::memory_order_relaxed) != counters_.active) {
         active_.store(counters_.active, std::memory_order_seq_cst); // not when taking over a slot
@@ -107,10 +136,11 @@ void bounded_task_queue<Task, Executor>::begin_running_locked(detail::queue_node
     }
 }
 
-template <class Task, class Executor>
-    requires executor_for<Executor, Task>
-void bounded_task_queue<Task, Executor>::run_dispatch(detail::queue_node* first,
-                                                      std::chrono::nanoseconds waited, bool more) {
+template <class Task, class Executor, class Gate>
+    requires executor_for<Executor, Task> && start_gate<Gate>
+void bounded_task_queue<Task, Executor, Gate>::run_dispatch(detail::queue_node* first,
+                                                            std::chrono::nanoseconds waited,
+                                                            bool more) {
     detail::dispatch_frame frame{this, detail::innermost_dispatch_frame, false};
     detail::innermost_dispatch_frame = &frame;
     detail::node_chain expired;
@@ -135,10 +165,11 @@ void bounded_task_queue<Task, Executor>::run_dispatch(detail::queue_node* first,
 // ---- completion ---------------------------------------------------------------------------
 
 /// A task's outcome has been delivered: free its node and its slot, and start what may start.
-template <class Task, class Executor>
-    requires executor_for<Executor, Task>
+template <class Task, class Executor, class Gate>
+    requires executor_for<Executor, Task> && start_gate<Gate>
 template <class Node>
-void bounded_task_queue<Task, Executor>::finish(Node* node, bool failed, bool timed_out) noexcept {
+void bounded_task_queue<Task, Executor, Gate>::finish(Node* node, bool failed,
+                                                      bool timed_out) noexcept {
     const std::uint64_t now = detail::tick_clock::now();
     const std::uint64_t started = node->stamp;
     bool overran = false;
@@ -201,9 +232,9 @@ void bounded_task_queue<Task, Executor>::finish(Node* node, bool failed, bool ti
 
 // ---- tasks that never start ---------------------------------------------------------------
 
-template <class Task, class Executor>
-    requires executor_for<Executor, Task>
-void bounded_task_queue<Task, Executor>::drain_inbox_locked() {
+template <class Task, class Executor, class Gate>
+    requires executor_for<Executor, Task> && start_gate<Gate>
+void bounded_task_queue<Task, Executor, Gate>::drain_inbox_locked() {
     while (detail::queue_node* node = inbox_.pop()) {
         waiting_.push_back(node);
     }
@@ -211,9 +242,9 @@ void bounded_task_queue<Task, Executor>::drain_inbox_locked() {
 
 /// A node leaves the waiting list unstarted: its timer entry goes, its stop callback will see
 /// `left`, its place is free.
-template <class Task, class Executor>
-    requires executor_for<Executor, Task>
-void bounded_task_queue<Task, Executor>::forget_locked(detail::queue_node* node) noexcept {
+template <class Task, class Executor, class Gate>
+    requires executor_for<Executor, Task> && start_gate<Gate>
+void bounded_task_queue<Task, Executor, Gate>::forget_locked(detail::queue_node* node) noexcept {
     if (task_extras* extras = extras_of(node)) {
         if (extras->timer_armed) {
             timer_.disarm(extras->timer_position);
@@ -223,9 +254,9 @@ void bounded_task_queue<Task, Executor>::forget_locked(detail::queue_node* node)
     }
 }
 
-template <class Task, class Executor>
-    requires executor_for<Executor, Task>
-void bounded_task_queue<Task, Executor>::take_all_waiting_locked(detail::node_chain& out) {
+template <class Task, class Executor, class Gate>
+    requires executor_for<Executor, Task> && start_gate<Gate>
+void bounded_task_queue<Task, Executor, Gate>::take_all_waiting_locked(detail::node_chain& out) {
     // Every admitted task not yet started or answered is counted in the admission word: with
     // the lock held nothing else leaves, so all of them are in the waiting list or the inbox,
     // or are plain submitters between their reservation and their push (a few instructions;
@@ -238,6 +269,7 @@ void bounded_task_queue<Task, Executor>::take_all_waiting_locked(detail::node_ch
     std::size_t taken = out.size - before;
     for (detail::queue_node* node = out.head; node != nullptr; node = node->next) {
         forget_locked(node);
+        unhold_locked(node);
     }
     admission_.fetch_sub(taken, std::memory_order_seq_cst);
     while (taken < expected || (is_closed() && waiting_count() != 0)) {
@@ -251,9 +283,10 @@ void bounded_task_queue<Task, Executor>::take_all_waiting_locked(detail::node_ch
     }
 }
 
-template <class Task, class Executor>
-    requires executor_for<Executor, Task>
-void bounded_task_queue<Task, Executor>::on_stop_requested(detail::queue_node* node) noexcept {
+template <class Task, class Executor, class Gate>
+    requires executor_for<Executor, Task> && start_gate<Gate>
+void bounded_task_queue<Task, Executor, Gate>::on_stop_requested(
+    detail::queue_node* node) noexcept {
     task_extras* extras = extras_of(node);
     if (registering_stop_ == node) { // invoked inline by watch_stop_locked(), lock held
         extras->state = node_state::stop_seen;
@@ -267,6 +300,7 @@ void bounded_task_queue<Task, Executor>::on_stop_requested(detail::queue_node* n
     case node_state::waiting: {
         waiting_.erase(node);
         forget_locked(node);
+        unhold_locked(node);
         unreserve();
         ++counters_.cancelled;
         ++counters_.total_queued;
@@ -290,9 +324,9 @@ void bounded_task_queue<Task, Executor>::on_stop_requested(detail::queue_node* n
     }
 }
 
-template <class Task, class Executor>
-    requires executor_for<Executor, Task>
-void bounded_task_queue<Task, Executor>::answer_unstarted(
+template <class Task, class Executor, class Gate>
+    requires executor_for<Executor, Task> && start_gate<Gate>
+void bounded_task_queue<Task, Executor, Gate>::answer_unstarted(
     detail::node_chain& chain, const std::exception_ptr& error) noexcept {
     const std::size_t count = chain.size;
     chain.fail_all(error);
@@ -301,13 +335,148 @@ void bounded_task_queue<Task, Executor>::answer_unstarted(
     notify_if_idle_locked();
 }
 
+// ---- the start gate -----------------------------------------------------------------------
+
+template <class Task, class Executor, class Gate>
+    requires executor_for<Executor, Task> && start_gate<Gate>
+void bounded_task_queue<Task, Executor, Gate>::on_gate_wake(void* context) noexcept {
+    auto* self = static_cast<bounded_task_queue*>(context);
+    if (detail::dispatch_frame* frame = detail::find_dispatch_frame(self)) {
+        frame->released = true; // the dispatch loop on this thread's stack asks again
+        return;
+    }
+    // Nothing waits, or no slot is free: whoever admits a task or frees a slot asks the gate.
+    if (self->waiting_count() == 0 || !self->slot_free()) {
+        return;
+    }
+    try {
+        while (self->start_waiting()) {
+            if (self->waiting_count() == 0 || !self->slot_free()) {
+                break;
+            }
+        }
+    } catch (...) { // NOLINT(bugprone-empty-catch)
+        // Only a failure to arm a timer can throw here; the next wake-up or finish asks again.
+    }
+}
+
+template <class Task, class Executor, class Gate>
+    requires executor_for<Executor, Task> && start_gate<Gate>
+auto bounded_task_queue<Task, Executor, Gate>::ask_gate_locked(int priority) noexcept
+    -> std::optional<permit_type> {
+    if constexpr (gated) {
+        const start_request request{.priority = priority,
+                                    .running = counters_.active,
+                                    .waiting = waiting_count(),
+                                    .queue = this};
+        try {
+            return gate_->try_acquire(request);
+        } catch (...) {
+            return std::nullopt; // a gate that throws refuses; its next wake-up asks again
+        }
+    } else {
+        return permit_type{};
+    }
+}
+
+template <class Task, class Executor, class Gate>
+    requires executor_for<Executor, Task> && start_gate<Gate>
+detail::queue_node* bounded_task_queue<Task, Executor, Gate>::peek_next_locked(bool& from_inbox) {
+    detail::queue_node* oldest_plain = inbox_.peek();
+    from_inbox = false;
+    if (waiting_.empty()) {
+        from_inbox = oldest_plain != nullptr;
+        return oldest_plain;
+    }
+    detail::queue_node* best = waiting_.front();
+    if (oldest_plain != nullptr &&
+        (best->priority < 0 || (best->priority == 0 && oldest_plain->stamp < best->stamp))) {
+        from_inbox = true;
+        return oldest_plain;
+    }
+    return best;
+}
+
+template <class Task, class Executor, class Gate>
+    requires executor_for<Executor, Task> && start_gate<Gate>
+void bounded_task_queue<Task, Executor, Gate>::hold_locked() {
+    if constexpr (gated) {
+        // Plain tasks join the list in submission order, so the held ones can be marked in
+        // start order (this path only runs while the gate refuses).
+        while (detail::queue_node* plain = inbox_.pop()) {
+            waiting_.insert_by_stamp(plain);
+        }
+        const std::size_t active = counters_.active;
+        const std::size_t bound = max_concurrency_.load(std::memory_order_relaxed);
+        const std::size_t free_slots = active < bound ? bound - active : 0;
+        // The first `free_slots` in start order are held now. Tasks held before and overtaken
+        // since (a higher priority arrived) lie just behind them: they are no longer held.
+        const std::size_t before = counters_.held_by_gate;
+        waiting_.visit_front(free_slots + before, [&](detail::queue_node* node, std::size_t at) {
+            if (at < free_slots && !node->held_by_gate) {
+                node->held_by_gate = true;
+                ++counters_.held_by_gate;
+                ++counters_.gate_holds;
+            } else if (at >= free_slots && node->held_by_gate) {
+                node->held_by_gate = false;
+                --counters_.held_by_gate;
+            }
+        });
+        if (counters_.held_by_gate != before) {
+            tell_demand_locked();
+        }
+    }
+}
+
+template <class Task, class Executor, class Gate>
+    requires executor_for<Executor, Task> && start_gate<Gate>
+void bounded_task_queue<Task, Executor, Gate>::unhold_locked(
+    [[maybe_unused]] detail::queue_node* node) noexcept {
+    if constexpr (gated) {
+        if (node->held_by_gate) {
+            node->held_by_gate = false;
+            --counters_.held_by_gate;
+            tell_demand_locked();
+        }
+    }
+}
+
+template <class Task, class Executor, class Gate>
+    requires executor_for<Executor, Task> && start_gate<Gate>
+void bounded_task_queue<Task, Executor, Gate>::tell_demand_locked() noexcept {
+    if constexpr (requires(Gate& gate, const start_gate_waker& who, std::size_t held) {
+                      gate.demand(who, held);
+                  }) {
+        try {
+            gate_->demand(waker(), counters_.held_by_gate);
+        } catch (...) { // NOLINT(bugprone-empty-catch)
+            // A hint only.
+        }
+    }
+}
+
+template <class Task, class Executor, class Gate>
+    requires executor_for<Executor, Task> && start_gate<Gate>
+void bounded_task_queue<Task, Executor, Gate>::seat_permit_locked(
+    [[maybe_unused]] detail::queue_node* node, [[maybe_unused]] permit_type&& permit) noexcept {
+    if constexpr (gated) {
+        auto* holder = static_cast<node_base*>(node);
+        holder->permit.emplace(std::move(permit));
+        if constexpr (revocable) {
+            // Every task of a queue with revocable permits has extras with its own stop source.
+            holder->permit->bind_stop(extras_of(node)->run_stop);
+        }
+    }
+}
+
 // ---- the timer: queue deadlines and run timeouts ------------------------------------------
 
-template <class Task, class Executor>
-    requires executor_for<Executor, Task>
-void bounded_task_queue<Task, Executor>::arm_timer_locked(detail::queue_node* node,
-                                                          task_extras& extras, clock::time_point at,
-                                                          bool run_deadline) {
+template <class Task, class Executor, class Gate>
+    requires executor_for<Executor, Task> && start_gate<Gate>
+void bounded_task_queue<Task, Executor, Gate>::arm_timer_locked(detail::queue_node* node,
+                                                                task_extras& extras,
+                                                                clock::time_point at,
+                                                                bool run_deadline) {
     extras.timer_position = timer_.arm(at, timer_entry{node, run_deadline}, mutex_,
                                        [this](std::unique_lock<detail::adaptive_mutex>& lock,
                                               clock::time_point now) { on_timer_due(lock, now); });
@@ -317,9 +486,9 @@ void bounded_task_queue<Task, Executor>::arm_timer_locked(detail::queue_node* no
 /// Fails waiting tasks past their queue deadline (even while paused or while every slot is
 /// held by a long task), and answers running tasks past their run timeout with task_timeout
 /// while they keep their slot until they return.
-template <class Task, class Executor>
-    requires executor_for<Executor, Task>
-void bounded_task_queue<Task, Executor>::on_timer_due(
+template <class Task, class Executor, class Gate>
+    requires executor_for<Executor, Task> && start_gate<Gate>
+void bounded_task_queue<Task, Executor, Gate>::on_timer_due(
     std::unique_lock<detail::adaptive_mutex>& lock, clock::time_point now) {
     detail::node_chain expired;
     detail::queue_node* overdue = nullptr; // running nodes, chained through their free `next`
@@ -329,6 +498,7 @@ void bounded_task_queue<Task, Executor>::on_timer_due(
         extras->timer_armed = false;
         if (!due.run_deadline) {
             waiting_.erase(due.node);
+            unhold_locked(due.node);
             extras->state = node_state::left;
             unreserve();
             ++counters_.expired;
