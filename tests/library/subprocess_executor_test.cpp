@@ -1021,14 +1021,19 @@ TEST_CASE("2,000 children through a queue of max_concurrency 4 all succeed, neve
             }
         });
         for (int i = 0; i < tasks; ++i) {
-            queue.submit(btq::command{.program = "/bin/true"},
-                         [&](btq::task_result<btq::process_result> r) noexcept {
-                             if (r && r->succeeded()) {
-                                 succeeded.fetch_add(1);
-                             } else {
-                                 failed.fetch_add(1);
-                             }
-                         });
+            // Every 100th child lives 50 ms, so that the sampler surely sees some alive (a
+            // /bin/true may come and go between two scans of a slow, sanitized sampler).
+            btq::command child{.program = "/bin/true"};
+            if (i % 100 == 0) {
+                child = btq::command{.program = "/bin/sleep", .arguments = {"0.05"}};
+            }
+            queue.submit(std::move(child), [&](btq::task_result<btq::process_result> r) noexcept {
+                if (r && r->succeeded()) {
+                    succeeded.fetch_add(1);
+                } else {
+                    failed.fetch_add(1);
+                }
+            });
         }
         queue.drain();
         sampling = false;

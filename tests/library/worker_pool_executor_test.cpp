@@ -151,7 +151,10 @@ btq::command echo_worker() {
 /// `sleep 0.3` that inherits its stdout and stderr, prints "dying", exits with 9 50 ms later),
 /// crash-leaving-child (starts a grandchild `sleep 30` in its process group, exits with 9),
 /// answer-twice (two results with the body, in one write), close-responses (answers "closing",
-/// then closes its response descriptor and sleeps, idle and alive, without reading requests).
+/// then closes its response descriptor and sleeps, idle and alive, without reading requests),
+/// grow (private memory, 16 MiB at a time every 10 ms, up to the body's MiB, at most 1024; a hard
+/// RLIMIT_AS of 1.5 GiB first, so a failed limit cannot take the machine; answers "grew"),
+/// grow-shared (the same in shared mappings, which RLIMIT_DATA does not count, every 20 ms).
 /// argv[1] "bad-hello" makes it greet with the wrong protocol version; "hello-then-result" sends
 /// an unrequested result right after its hello, "hello-twice" a second hello (each in the same
 /// write as the hello).
@@ -159,7 +162,7 @@ btq::command echo_worker() {
 /// ever block reading a worker's output that does not come, this ends the wait, and the test
 /// fails on its timing instead of hanging.
 constexpr const char* python_worker_script = R"(
-import os, signal, struct, subprocess, sys, threading, time
+import mmap, os, resource, signal, struct, subprocess, sys, threading, time
 
 def write_all(data):
     while data:
@@ -229,6 +232,21 @@ while True:
         send(b"R", b"closing")
         os.close(4)
         time.sleep(60)
+    elif operation in ("grow", "grow-shared"):
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 29, 3 << 29))
+        total, step, kept = min(int(body), 1024) << 20, 16 << 20, []
+        chunk = b"\x01" * step
+        while len(kept) * step < total:
+            if operation == "grow":
+                kept.append(b"\x01" * step)
+                time.sleep(0.01)
+            else:
+                piece = mmap.mmap(-1, step)
+                piece.write(chunk)
+                kept.append(piece)
+                time.sleep(0.02)
+        kept = []
+        send(b"R", b"grew")
     elif operation == "crash-leaving-child":
         subprocess.Popen(["sleep", "30"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         os._exit(9)
@@ -315,8 +333,8 @@ std::string describe(const btq::worker_pool_stats& s) {
     std::ostringstream out;
     out << "starts " << s.starts << ", start_failures " << s.start_failures << ", crashes "
         << s.crashes << ", timeouts " << s.timeouts << ", protocol_errors " << s.protocol_errors
-        << ", recycles " << s.recycles << ", ready " << s.ready << ", start_failures_in_a_row "
-        << s.start_failures_in_a_row;
+        << ", recycles " << s.recycles << ", memory_limit_kills " << s.memory_limit_kills
+        << ", ready " << s.ready << ", start_failures_in_a_row " << s.start_failures_in_a_row;
     return out.str();
 }
 
@@ -1269,6 +1287,71 @@ TEST_CASE("a worker whose resident memory passes max_resident_bytes is replaced 
     INFO(describe(stats));
     CHECK(stats.recycles == 1);
     CHECK(stats.crashes == 0);
+}
+
+// ---- memory limit and oom_score_adj -----------------------------------------------------------
+
+TEST_CASE("a worker that reaches memory_limit mid-request is replaced, its task fails with "
+          "worker_failure saying memory limit, and a new worker serves the next request",
+          "[worker_pool][memory]") {
+    const watchdog guard;
+    auto options = pool_options(python_worker());
+    options.memory_limit = std::size_t{128} << 20;
+    pool_queue queue({.max_concurrency = 1, .capacity = 8}, options);
+    const pid_t first = std::stoi(answer(queue.submit(request("pid"))).body);
+    for (const std::string operation : {"grow", "grow-shared"}) {
+        INFO(operation);
+        const pid_t before = std::stoi(answer(queue.submit(request("pid"))).body);
+        const auto failure =
+            failure_of<btq::worker_failure>(queue.submit(request(operation, "1024")));
+        REQUIRE(failure.has_value());
+        INFO(failure->what());
+        CHECK(contains(failure->what(), "memory limit"));
+        const pid_t after = std::stoi(answer(queue.submit(request("pid"))).body);
+        CHECK(after != before);
+        CHECK(after != first);
+    }
+    const btq::worker_pool_stats stats = queue.executor().stats();
+    INFO(describe(stats));
+    CHECK(stats.memory_limit_kills == 2);
+    CHECK(stats.crashes == 0);
+    CHECK(stats.start_failures == 0);
+}
+
+TEST_CASE("a worker well under memory_limit serves a request that takes memory and stays",
+          "[worker_pool][memory]") {
+    const watchdog guard;
+    auto options = pool_options(python_worker());
+    options.memory_limit = std::size_t{256} << 20;
+    pool_queue queue({.max_concurrency = 1, .capacity = 8}, options);
+    const btq::worker_response grew = answer(queue.submit(request("grow", "64")));
+    CHECK(grew.body == "grew");
+    const btq::worker_response next = answer(queue.submit(request("pid")));
+    CHECK(next.worker_pid == grew.worker_pid);
+    CHECK(queue.executor().stats().memory_limit_kills == 0);
+}
+
+TEST_CASE("pool workers run with oom_score_adj 1000 by default, or the one the options set",
+          "[worker_pool][oom]") {
+    const watchdog guard;
+    const auto oom_score_adj_of = [](pid_t pid) {
+        std::ifstream in("/proc/" + std::to_string(pid) + "/oom_score_adj");
+        int value = 0;
+        in >> value;
+        return value;
+    };
+    {
+        pool_queue queue({.max_concurrency = 1, .capacity = 8}, pool_options(echo_worker()));
+        const btq::worker_response r = answer(queue.submit(request("echo", "x")));
+        CHECK(oom_score_adj_of(r.worker_pid) == 1000);
+    }
+    {
+        auto options = pool_options(echo_worker());
+        options.oom_score_adj = 600;
+        pool_queue queue({.max_concurrency = 1, .capacity = 8}, options);
+        const btq::worker_response r = answer(queue.submit(request("echo", "x")));
+        CHECK(oom_score_adj_of(r.worker_pid) == 600);
+    }
 }
 
 // ---- bounds, reaping, descriptors ----------------------------------------------------------

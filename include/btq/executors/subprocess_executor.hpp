@@ -31,6 +31,7 @@
 #include "../executor.hpp"
 #include "../process/command.hpp"
 #include "../process/event_loop.hpp"
+#include "../process/memory_limit.hpp"
 #include "../process/spawn.hpp"
 #include "../process/unique_fd.hpp"
 
@@ -62,6 +63,11 @@ struct subprocess_options {
 ///   its pipes are closed. With a bounded_task_queue, the number of live children therefore
 ///   never exceeds max_concurrency.
 /// - A command that cannot be started fails its task with btq::spawn_error (errno and path).
+/// - A command with a memory_limit runs under RLIMIT_DATA set before its program starts, and the
+///   event thread looks at its resident size every btq::memory_check_interval: above the limit
+///   its process group is killed (SIGKILL) and the ending is `memory_limit`. A limited child that
+///   fails within a quarter of its limit (the kernel refused it memory) ends `memory_limit` too.
+///   Every result carries the child's peak_resident_bytes. See the README, "Memory limit".
 ///
 /// @code
 /// btq::bounded_task_queue<btq::command, btq::subprocess_executor> queue({.max_concurrency = 4});
@@ -147,6 +153,10 @@ class subprocess_executor {
         if (cmd.timeout) {
             watched->timeout_at = watched->started + *cmd.timeout;
         }
+        if (cmd.memory_limit) {
+            watched->memory.emplace();
+            watched->memory->limit = *cmd.memory_limit;
+        }
         watched->stop.watch(watched->done.stop_token(), stop_pending_, poller_);
         running_.fetch_add(1, std::memory_order_relaxed);
         {
@@ -205,15 +215,17 @@ class subprocess_executor {
         std::chrono::milliseconds kill_grace{0};
         clock_type::time_point started;
         std::optional<clock_type::time_point> timeout_at;
-        std::optional<process_ending> stopped_for; // timed_out, output_limit or cancelled
+        std::optional<process_ending> stopped_for;   // timed_out, output_limit, cancelled, memory
+        std::optional<process::memory_watch> memory; // with a memory limit
         bool reaped = false;
         siginfo_t exit_info{};
+        rusage usage{};
         std::array<watch, 4> watches{};
         std::uint64_t id = 0;
         process::stop_watch stop; // on done's stop token
     };
 
-    enum class deadline_kind : std::uint8_t { timeout, kill, drain };
+    enum class deadline_kind : std::uint8_t { timeout, kill, drain, memory_check };
     struct deadline {
         clock_type::time_point at;
         std::uint64_t child_id;
@@ -281,6 +293,10 @@ class subprocess_executor {
             if (c.timeout_at) {
                 deadlines_.push({*c.timeout_at, c.id, deadline_kind::timeout});
             }
+            if (c.memory) {
+                deadlines_.push(
+                    {c.started + memory_check_interval, c.id, deadline_kind::memory_check});
+            }
             children_.emplace(c.id, std::move(started));
         }
         if (stop_some) {
@@ -341,7 +357,7 @@ class subprocess_executor {
         // Whatever is left of the child's process group (grandchildren) goes with it. The
         // child is not reaped yet, so its pid (the group id) cannot have been reused.
         ::kill(-c.process.pid, SIGKILL);
-        if (!process::try_reap(c.process.pidfd.get(), c.exit_info)) {
+        if (!process::try_reap(c.process.pidfd.get(), c.exit_info, &c.usage)) {
             return; // not yet (spurious readiness)
         }
         c.reaped = true;
@@ -422,6 +438,9 @@ class subprocess_executor {
                 close_stream(c, stream::output);
                 close_stream(c, stream::error);
                 break;
+            case deadline_kind::memory_check:
+                check_memory(c, now);
+                break;
             }
         }
     }
@@ -436,6 +455,20 @@ class subprocess_executor {
         c.stopped_for = why;
         ::kill(-c.process.pid, SIGTERM);
         deadlines_.push({now + c.kill_grace, c.id, deadline_kind::kill});
+    }
+
+    /// The watchdog's look at a limited child: above its limit, SIGKILL to its process group at
+    /// once (no grace: it would go on allocating); otherwise another look an interval later.
+    void check_memory(child& c, clock_type::time_point now) {
+        if (c.reaped || c.stopped_for) {
+            return;
+        }
+        if (c.memory->check(c.process.pid)) {
+            c.stopped_for = process_ending::memory_limit;
+            ::kill(-c.process.pid, SIGKILL);
+            return;
+        }
+        deadlines_.push({now + memory_check_interval, c.id, deadline_kind::memory_check});
     }
 
     void kill_everything() {
@@ -468,12 +501,21 @@ class subprocess_executor {
         process_result& result = c.result;
         const siginfo_t& info = c.exit_info;
         const bool exited = info.si_code == CLD_EXITED;
+        result.peak_resident_bytes =
+            process::peak_resident_of(c.usage, c.memory ? c.memory->largest_resident : 0);
         if (c.stopped_for) {
             // Stopped by us: report why, and the signal that ended it (a child that handled
             // SIGTERM and then exited still ended because of the SIGTERM we sent).
             result.ending = *c.stopped_for;
-            const int sent = *c.stopped_for == process_ending::output_limit ? SIGKILL : SIGTERM;
-            result.signal = exited ? sent : info.si_status;
+            const bool killed = *c.stopped_for == process_ending::output_limit ||
+                                *c.stopped_for == process_ending::memory_limit;
+            result.signal = exited ? (killed ? SIGKILL : SIGTERM) : info.si_status;
+        } else if (c.memory && !(exited && info.si_status == 0) &&
+                   process::ended_at_limit(c.memory->limit, result.peak_resident_bytes,
+                                           *c.memory)) {
+            // Refused memory by the kernel limit, it failed: an exit code or a signal of its own.
+            result.ending = process_ending::memory_limit;
+            result.signal = exited ? 0 : info.si_status;
         } else if (exited) {
             result.ending = process_ending::exited;
             result.exit_code = info.si_status;

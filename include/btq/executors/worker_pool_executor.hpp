@@ -35,6 +35,7 @@
 #include "../process/event_loop.hpp"
 #include "../process/frames.hpp"
 #include "../process/line_splitter.hpp"
+#include "../process/memory_limit.hpp"
 #include "../process/unique_fd.hpp"
 #include "worker_pool_types.hpp"
 
@@ -47,7 +48,10 @@ namespace btq {
 /// crashes fails only its in-flight task and is replaced (with exponential backoff if it keeps
 /// failing to start); one that exceeds its task's timeout is stopped (process group, SIGTERM then
 /// SIGKILL) and replaced, its task failing with btq::task_timeout. Workers are recycled after
-/// `max_tasks_per_worker` tasks or above `max_resident_bytes`.
+/// `max_tasks_per_worker` tasks or above `max_resident_bytes`. With `memory_limit`, a worker is
+/// held to it while a request runs too (RLIMIT_DATA from its start, and a look at its resident
+/// size every btq::memory_check_interval): above it the worker is killed and replaced, and the
+/// request fails with btq::worker_failure saying "memory limit".
 ///
 /// Failed starts. A start fails when the worker cannot be spawned; when it exits, closes its
 /// response descriptor or breaks the protocol before its hello; when no hello comes within
@@ -110,6 +114,8 @@ class worker_pool_executor {
             };
         }
         options_.worker.environment["BTQ_WORKER_PROTOCOL"] = "1";
+        options_.worker.memory_limit = options_.memory_limit;
+        options_.worker.oom_score_adj = options_.oom_score_adj;
         slots_.resize(options_.workers);
         for (std::size_t i = 0; i < slots_.size(); ++i) {
             slots_[i] = std::make_unique<worker>();
@@ -174,6 +180,7 @@ class worker_pool_executor {
         out.timeouts = timeouts_.load();
         out.protocol_errors = protocol_errors_.load();
         out.recycles = recycles_.load();
+        out.memory_limit_kills = memory_limit_kills_.load();
         out.ready = ready_.load();
         out.start_failures_in_a_row = start_failures_in_a_row_.load();
         return out;
@@ -204,9 +211,10 @@ class worker_pool_executor {
         timeout,
         protocol,
         shutdown,
-        cancel,    // cancel_running()
-        requested, // its task's stop token
-        hang_up,   // its response descriptor reached end of file: it can answer nothing more
+        cancel,       // cancel_running()
+        requested,    // its task's stop token
+        hang_up,      // its response descriptor reached end of file: it can answer nothing more
+        memory_limit, // above worker_pool_options::memory_limit while a request ran
     };
 
     struct worker;
@@ -238,9 +246,17 @@ class worker_pool_executor {
         process::line_splitter error_lines;
         clock_type::time_point restart_at;
         std::array<watch, 5> watches{};
+        std::optional<process::memory_watch> memory; // with a memory limit
     };
 
-    enum class deadline_kind : std::uint8_t { handshake, task, terminate, kill, restart };
+    enum class deadline_kind : std::uint8_t {
+        handshake,
+        task,
+        terminate,
+        kill,
+        restart,
+        memory_check
+    };
     struct deadline {
         clock_type::time_point at;
         std::size_t slot;
@@ -380,6 +396,7 @@ class worker_pool_executor {
     std::atomic<std::uint64_t> timeouts_{0};
     std::atomic<std::uint64_t> protocol_errors_{0};
     std::atomic<std::uint64_t> recycles_{0};
+    std::atomic<std::uint64_t> memory_limit_kills_{0};
     std::atomic<std::size_t> ready_{0};
     std::atomic<std::size_t> start_failures_in_a_row_{0};
     std::atomic<std::thread::id> loop_id_{};

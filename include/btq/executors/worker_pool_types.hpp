@@ -81,6 +81,19 @@ struct worker_pool_options {
     std::size_t max_tasks_per_worker = 0;
     /// Replace a worker whose resident memory passes this many bytes after a task (0 = never).
     std::size_t max_resident_bytes = 0;
+    /// Most memory a worker may use, in bytes, at any time, also while a request runs; empty =
+    /// no limit. Held as command::memory_limit is: RLIMIT_DATA set in each worker before its
+    /// program runs, and a look at its resident size every btq::memory_check_interval while a
+    /// request runs. A worker above it is killed (SIGKILL to its process group) and replaced; its
+    /// request fails with btq::worker_failure whose message says "memory limit"
+    /// (worker_pool_stats::memory_limit_kills). So is a worker that dies while handling a request
+    /// within a quarter of its limit (the kernel refused it memory). Replaces worker.memory_limit.
+    std::optional<std::size_t> memory_limit{};
+    /// Written to each worker's /proc/self/oom_score_adj before its program runs; empty = the
+    /// parent's. Default 1000: under host-wide memory pressure the OOM killer takes a worker (which
+    /// the pool replaces) before the service. See command::oom_score_adj. Replaces
+    /// worker.oom_score_adj.
+    std::optional<int> oom_score_adj = command::default_oom_score_adj;
     /// Run timeout of a request without its own; then SIGTERM to the worker's process group,
     /// SIGKILL after `worker.kill_grace`, the task fails with btq::task_timeout and the worker is
     /// replaced.
@@ -114,7 +127,9 @@ struct worker_pool_stats {
     /// descriptor while still running.
     std::uint64_t protocol_errors = 0;
     std::uint64_t recycles = 0; ///< workers replaced after max tasks or max memory
-    std::size_t ready = 0;      ///< workers idle or busy now
+    /// Workers killed (or dead) above worker_pool_options::memory_limit while handling a request.
+    std::uint64_t memory_limit_kills = 0;
+    std::size_t ready = 0; ///< workers idle or busy now
     /// Failed starts in a row, pool-wide (a worker answering its first request ends the run):
     /// the restart delay grows with it (worker_pool_options::restart_backoff). Above `workers`,
     /// with no worker ready, requests fail at once.

@@ -64,6 +64,21 @@ struct command {
     std::size_t stderr_limit = std::size_t{1} << 20;
     /// What exceeding a limit does.
     output_limit_action on_output_limit = output_limit_action::truncate;
+    /// Most memory the child may use, in bytes; empty = no limit. Held two ways (README, "Memory
+    /// limit"): RLIMIT_DATA set in the child before its program runs, so the kernel refuses
+    /// private writable memory past it, and a look at the child's resident size every
+    /// btq::memory_check_interval, which kills its process group above it. The result's ending
+    /// is then process_ending::memory_limit.
+    std::optional<std::size_t> memory_limit{};
+    /// Written to the child's /proc/self/oom_score_adj before its program runs; empty = the
+    /// parent's, inherited. The default, 1000, makes the child the OOM killer's first choice
+    /// under host-wide memory pressure, before the service that started it. Raising needs no
+    /// privilege; a value below the parent's needs CAP_SYS_RESOURCE, and without it the command
+    /// fails to start with btq::spawn_error (EACCES, step "oom_score_adj").
+    std::optional<int> oom_score_adj = default_oom_score_adj;
+
+    /// The default of oom_score_adj (and worker_pool_options::oom_score_adj).
+    static constexpr int default_oom_score_adj = 1000;
 };
 
 /// @brief How a child process ended.
@@ -73,6 +88,8 @@ enum class process_ending {
     timed_out,    ///< it ran past command::timeout and was stopped
     output_limit, ///< it wrote past a limit with output_limit_action::kill and was killed
     cancelled,    ///< its task's stop token was requested while it ran, and it was stopped
+    memory_limit, ///< it went above command::memory_limit and was stopped (or the kernel refused
+                  ///< it)
 };
 
 /// @brief The ending's name as written in the enum ("exited", "signaled", ...), for logs.
@@ -91,6 +108,8 @@ enum class process_ending {
         return "output_limit";
     case process_ending::cancelled:
         return "cancelled";
+    case process_ending::memory_limit:
+        return "memory_limit";
     }
     return "unknown";
 }
@@ -108,6 +127,11 @@ struct process_result {
     std::chrono::nanoseconds wait_time{0};  ///< in the queue, before a slot was free
     std::chrono::nanoseconds spawn_time{0}; ///< inside posix_spawn
     std::chrono::nanoseconds run_time{0};   ///< from spawn until reaped and its pipes closed
+    /// The most resident memory the child had at once, in bytes, from its final accounting
+    /// (ru_maxrss of its rusage). Linux counts the parent's own peak into that figure for a child
+    /// smaller than its parent; then the largest peak the event thread saw is reported, for a
+    /// child with a memory limit, and ru_maxrss (an upper bound) otherwise.
+    std::size_t peak_resident_bytes = 0;
 
     /// @brief Exited by itself with status 0.
     [[nodiscard]] bool succeeded() const noexcept {

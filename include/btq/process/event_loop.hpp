@@ -7,6 +7,8 @@
 
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -197,10 +199,12 @@ inline write_status write_some(int fd, std::string_view data, std::size_t& sent)
 
 /// Reaps the child behind `pidfd` if it has exited (only that child: never waitpid(-1)).
 /// Returns false, leaving `info` alone, while it is still running.
-inline bool try_reap(int pidfd, siginfo_t& info) noexcept {
+inline bool try_reap(int pidfd, siginfo_t& info, rusage* usage = nullptr) noexcept {
     siginfo_t got{};
-    if (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &got,
-                 WEXITED | WNOHANG) != 0 ||
+    // The system call itself, whose fifth argument (which glibc's waitid() lacks) receives the
+    // child's resource usage: its peak resident size.
+    if (::syscall(SYS_waitid, static_cast<int>(P_PIDFD), pidfd, &got, WEXITED | WNOHANG, usage) !=
+            0 ||
         got.si_pid == 0) {
         return false;
     }

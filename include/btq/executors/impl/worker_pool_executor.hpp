@@ -16,7 +16,6 @@
 #include <csignal>
 #include <cstdio>
 #include <exception>
-#include <fstream>
 #include <stdexcept>
 #include <string_view>
 #include <utility>
@@ -132,6 +131,9 @@ inline void worker_pool_executor::send_request(worker& w) {
     if (timeout.count() > 0) {
         schedule(w, timeout, deadline_kind::task);
     }
+    if (w.memory) {
+        schedule(w, memory_check_interval, deadline_kind::memory_check);
+    }
     write_requests(w);
 }
 
@@ -245,12 +247,8 @@ inline bool worker_pool_executor::should_recycle(const worker& w) const {
         return true;
     }
     if (options_.max_resident_bytes > 0) {
-        std::ifstream statm("/proc/" + std::to_string(w.pid) + "/statm");
-        std::size_t size_pages = 0;
-        std::size_t resident_pages = 0;
-        if (statm >> size_pages >> resident_pages) {
-            const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
-            return resident_pages * page > options_.max_resident_bytes;
+        if (const auto sample = process::sample_memory(w.pid)) {
+            return sample->resident > options_.max_resident_bytes;
         }
     }
     return false;
@@ -403,6 +401,11 @@ inline void worker_pool_executor::start_worker(worker& w) {
     w.stopping_for = stop_reason::none;
     w.output_lines.clear();
     w.error_lines.clear();
+    w.memory.reset();
+    if (options_.memory_limit) {
+        w.memory.emplace();
+        w.memory->limit = *options_.memory_limit;
+    }
     starts_.fetch_add(1, std::memory_order_relaxed);
     try {
         process::pipe_ends requests = process::make_pipe();
@@ -507,7 +510,8 @@ inline void worker_pool_executor::begin_stop(worker& w, stop_reason reason, std:
 inline void worker_pool_executor::reap(worker& w) {
     ::kill(-w.pid, SIGKILL); // whatever is left of its process group
     siginfo_t info{};
-    if (!process::try_reap(w.pidfd.get(), info)) {
+    rusage usage{};
+    if (!process::try_reap(w.pidfd.get(), info, &usage)) {
         return;
     }
     flush_log(w);
@@ -525,6 +529,18 @@ inline void worker_pool_executor::reap(worker& w) {
         } else {
             w.stopping_for = stop_reason::none;
         }
+    }
+    if (w.task && w.memory && w.stopping_for == stop_reason::none &&
+        process::ended_at_limit(w.memory->limit,
+                                process::peak_resident_of(usage, w.memory->largest_resident),
+                                *w.memory)) {
+        // It died on its own holding a request, close to its limit: the kernel limit refused it
+        // memory (an allocation failed, and the program ended over it).
+        memory_limit_kills_.fetch_add(1, std::memory_order_relaxed);
+        w.stopping_for = stop_reason::memory_limit;
+        w.stop_message = "btq: worker request '" + w.task->request.operation +
+                         "' reached the worker's memory limit of " +
+                         std::to_string(w.memory->limit) + " bytes (the kernel refused it memory)";
     }
     // A worker that ends of itself or for breaking the protocol before it has answered a
     // request has failed to start, hello or not.
@@ -549,6 +565,7 @@ inline void worker_pool_executor::reap(worker& w) {
         case stop_reason::shutdown:
         case stop_reason::cancel:
         case stop_reason::requested:
+        case stop_reason::memory_limit:
             error = std::make_exception_ptr(worker_failure(w.stop_message + "; the worker " + how,
                                                            exited ? info.si_status : -1,
                                                            exited ? 0 : info.si_status));
@@ -695,6 +712,21 @@ inline void worker_pool_executor::run_due_deadlines() {
         case deadline_kind::restart:
             if (current && w.current == state::empty && !stopping_seen()) {
                 start_worker(w);
+            }
+            break;
+        case deadline_kind::memory_check:
+            if (current && w.current == state::busy) {
+                if (w.memory->check(w.pid)) {
+                    memory_limit_kills_.fetch_add(1, std::memory_order_relaxed);
+                    begin_stop(w, stop_reason::memory_limit,
+                               "btq: worker request '" + w.task->request.operation +
+                                   "' went above the worker's memory limit of " +
+                                   std::to_string(w.memory->limit) + " bytes (resident " +
+                                   std::to_string(w.memory->resident_at_stop) + ")");
+                    ::kill(-w.pid, SIGKILL); // no grace: it would go on allocating
+                } else {
+                    schedule(w, memory_check_interval, deadline_kind::memory_check);
+                }
             }
             break;
         }
