@@ -1,4 +1,5 @@
 #include "api.hpp"
+#include "ascii.hpp"
 #include "json_text.hpp"
 
 #include "query.hpp"
@@ -59,22 +60,8 @@ json::value query_value(const std::string& text) {
     return json::string(text);
 }
 
-bool iequals(std::string_view a, std::string_view b) noexcept {
-    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-               return std::tolower(static_cast<unsigned char>(x)) ==
-                      std::tolower(static_cast<unsigned char>(y));
-           });
-}
-
-std::string_view trim(std::string_view text) noexcept {
-    while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) {
-        text.remove_prefix(1);
-    }
-    while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) {
-        text.remove_suffix(1);
-    }
-    return text;
-}
+using ascii::iequals;
+using ascii::trim;
 
 bool media_type_is(std::string_view content_type, std::string_view wanted) {
     return iequals(trim(content_type.substr(0, content_type.find(';'))), wanted);

@@ -1,5 +1,6 @@
 #include "query.hpp"
 
+#include "ascii.hpp"
 #include "utf8.hpp"
 
 #include <algorithm>
@@ -103,12 +104,7 @@ std::variant<request_target, std::string> split_path_and_query(std::string_view 
     return target;
 }
 
-bool iequals(std::string_view a, std::string_view b) noexcept {
-    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-               return std::tolower(static_cast<unsigned char>(x)) ==
-                      std::tolower(static_cast<unsigned char>(y));
-           });
-}
+using ascii::iequals;
 
 } // namespace
 

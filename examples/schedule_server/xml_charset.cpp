@@ -1,5 +1,6 @@
 #include "xml_charset.hpp"
 
+#include "ascii.hpp"
 #include "utf8.hpp"
 
 #include <algorithm>
@@ -18,15 +19,7 @@ std::string lower(std::string_view text) {
     return out;
 }
 
-std::string_view trim(std::string_view text) noexcept {
-    while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) {
-        text.remove_prefix(1);
-    }
-    while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) {
-        text.remove_suffix(1);
-    }
-    return text;
-}
+using ascii::trim;
 
 /// An encoding name the client sent, fit for a message: printable ASCII, at most 40 characters.
 std::string quoted_name(std::string_view name) {
