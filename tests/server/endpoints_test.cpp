@@ -192,7 +192,7 @@ TEST_CASE("every endpoint answers with the sample data in pool and spawn mode", 
 }
 
 TEST_CASE("queue-stats has the seed's keys in the seed's order with number types", "[server]") {
-    // The example answer of the seed (/work/shared/seed, "Queue Stats Endpoint").
+    // The example answer of the seed document ("Queue Stats Endpoint").
     const json::object seed = parse_json(R"({
         "status": "success",
         "processPool": {
