@@ -32,17 +32,9 @@ api_response json_answer(const json::object& object) {
     return response;
 }
 
-/// A number as JSON: an integer when it is one (so 25.0 is written `25`, as before the JSON was
-/// written with Boost.JSON), otherwise a double.
+/// A number as JSON, 0 when it is not finite (to_json_text writes 25.0 as `25` itself).
 json::value number(double value) {
-    constexpr double exact = 9007199254740992.0; // 2^53: every integer below is a double
-    if (!std::isfinite(value)) {
-        return 0;
-    }
-    if (std::trunc(value) == value && std::fabs(value) < exact) {
-        return static_cast<std::int64_t>(value);
-    }
-    return value;
+    return std::isfinite(value) ? value : 0.0;
 }
 
 /// Milliseconds with microsecond precision.

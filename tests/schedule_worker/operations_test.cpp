@@ -72,17 +72,6 @@ const json::object& schedule_of(const answer& a) {
     return a.obj().at("schedule").as_object();
 }
 
-/// The items of a schedule object as (title, start, stop, duration) strings.
-std::vector<std::string> item_lines(const json::object& schedule) {
-    std::vector<std::string> out;
-    for (const auto& item : schedule.at("items").as_array()) {
-        const auto& o = item.as_object();
-        out.push_back(str(o.at("title")) + " " + str(o.at("start")) + " " + str(o.at("stop")) +
-                      " " + std::to_string(num(o.at("duration"))));
-    }
-    return out;
-}
-
 constexpr const char* three_items =
     R"({"name":"Monday","channel":"campus-tv","items":[
         {"title":"Weather","url":"http://example.org/weather.mp4",

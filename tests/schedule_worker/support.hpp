@@ -331,6 +331,17 @@ inline std::int64_t num(const json::value& v) {
     return v.to_number<std::int64_t>();
 }
 
+/// "title start stop duration" of each item of a schedule object.
+inline std::vector<std::string> item_lines(const json::object& schedule) {
+    std::vector<std::string> out;
+    for (const auto& item : schedule.at("items").as_array()) {
+        const auto& o = item.as_object();
+        out.push_back(str(o.at("title")) + " " + str(o.at("start")) + " " + str(o.at("stop")) +
+                      " " + std::to_string(num(o.at("duration"))));
+    }
+    return out;
+}
+
 /// Runs an operation through schedule::service::handle in-process.
 inline answer in_process(schedule::service& service, std::string_view operation,
                          std::string_view request) {

@@ -185,17 +185,6 @@ answer import_guide(schedule::service& svc, const std::string& xml, json::object
     return in_process(svc, "import-schedule", json::serialize(fields));
 }
 
-/// "title start stop duration" of each item of a schedule object.
-std::vector<std::string> item_summary(const json::object& schedule) {
-    std::vector<std::string> out;
-    for (const auto& item : schedule.at("items").as_array()) {
-        const auto& o = item.as_object();
-        out.push_back(str(o.at("title")) + " " + str(o.at("start")) + " " + str(o.at("stop")) +
-                      " " + std::to_string(num(o.at("duration"))));
-    }
-    return out;
-}
-
 /// A programme element.
 std::string programme(const std::string& channel, const std::string& start, const std::string& stop,
                       const std::string& title) {
@@ -230,7 +219,7 @@ TEST_CASE("import-schedule with channel validates only that channel's programmes
     INFO(a.text);
     REQUIRE(a.status() == "success");
     CHECK(
-        item_summary(a.obj().at("schedule").as_object()) ==
+        item_lines(a.obj().at("schedule").as_object()) ==
         std::vector<std::string>{"Kept 2026-11-30T08:00:00+00:00 2026-11-30T08:30:00+00:00 1800"});
 
     // Without channel every programme is imported, so the broken ones are errors (line 3 is
@@ -395,7 +384,7 @@ TEST_CASE("import-schedule derives a missing stop from the next programme of the
     INFO(a.text);
     REQUIRE(a.status() == "success");
     CHECK(num(a.obj().at("assumed_durations")) == 1);
-    CHECK(item_summary(a.obj().at("schedule").as_object()) ==
+    CHECK(item_lines(a.obj().at("schedule").as_object()) ==
           std::vector<std::string>{"A1 2026-11-30T08:00:00+01:00 2026-11-30T09:00:00+01:00 3600",
                                    "A2 2026-11-30T09:00:00+01:00 2026-11-30T10:00:00+01:00 3600",
                                    "A3 2026-11-30T10:00:00+01:00 2026-11-30T11:00:00+01:00 3600",
@@ -408,7 +397,7 @@ TEST_CASE("import-schedule derives a missing stop from the next programme of the
     INFO(b.text);
     REQUIRE(b.status() == "success");
     CHECK(num(b.obj().at("assumed_durations")) == 1);
-    CHECK(item_summary(b.obj().at("schedule").as_object()) ==
+    CHECK(item_lines(b.obj().at("schedule").as_object()) ==
           std::vector<std::string>{"B1 2026-11-30T07:30:00+00:00 2026-11-30T07:40:00+00:00 600"});
     CHECK(import_guide(svc, guide, {{"channel", "b"}, {"unknown_duration", 0}}).field() ==
           "unknown_duration");
@@ -454,7 +443,7 @@ TEST_CASE("import-schedule without channel imports every channel of a guide as i
     CHECK(channels == std::vector<std::string>{"two.example.org=Channel Two",
                                                "one.example.org=Channel One",
                                                "three.example.org=three.example.org"});
-    CHECK(item_summary(schedules[0].as_object()) ==
+    CHECK(item_lines(schedules[0].as_object()) ==
           std::vector<std::string>{
               "Two first 2026-11-30T08:00:00+00:00 2026-11-30T09:00:00+00:00 3600",
               "Two second 2026-11-30T09:00:00+00:00 2026-11-30T09:30:00+00:00 1800"});
@@ -513,7 +502,7 @@ TEST_CASE("import-schedule overlap: reject (the default) refuses overlaps, trim 
     REQUIRE(t.status() == "success");
     CHECK(num(t.obj().at("trimmed")) == 2);
     CHECK(num(t.obj().at("dropped")) == 2);
-    CHECK(item_summary(t.obj().at("schedule").as_object()) ==
+    CHECK(item_lines(t.obj().at("schedule").as_object()) ==
           std::vector<std::string>{
               "P1 2026-11-30T08:00:00+00:00 2026-11-30T08:30:00+00:00 1800",
               "P2 2026-11-30T08:30:00+00:00 2026-11-30T09:30:00+00:00 3600",
@@ -661,7 +650,7 @@ TEST_CASE("import-schedule accepts the XMLTV DTD's other elements and attributes
     const auto& s = a.obj().at("schedule").as_object();
     CHECK(str(s.at("name")) == "Main Channel");
     CHECK(str(s.at("channel")) == "main.example.org");
-    CHECK(item_summary(s) ==
+    CHECK(item_lines(s) ==
           std::vector<std::string>{
               "Evening Film 2026-11-30T20:00:00+01:00 2026-11-30T21:30:00+01:00 5400",
               "Late News 2026-11-30T21:30:00+01:00 2026-11-30T22:00:00+01:00 1800"});
