@@ -12,12 +12,14 @@
 
 #include <catch2/catch.hpp>
 
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstddef>
+#include <cstdlib>
 #include <fstream>
 #include <future>
 #include <optional>
@@ -27,6 +29,7 @@
 #include <utility>
 #include <vector>
 
+#include "memory_mechanisms.hpp"
 #include "proc_support.hpp"
 #include "test_support.hpp"
 
@@ -138,6 +141,7 @@ constexpr std::size_t private_overshoot = 16 * mebibyte;
 TEST_CASE("a child touching 1 GiB in 16 MiB steps under a 128 MiB limit ends memory_limit within "
           "2 s and its peak stays within the documented overshoot",
           "[subprocess][memory]") {
+    BTQ_EACH_MEMORY_MECHANISM();
     process_queue queue({.max_concurrency = 1, .capacity = 4});
     const std::size_t limit = 128 * mebibyte;
     const btq::process_result r = answer(queue.submit(memory_child("steps", 1024, limit)));
@@ -151,6 +155,7 @@ TEST_CASE("a child touching 1 GiB in 16 MiB steps under a 128 MiB limit ends mem
 
 TEST_CASE("a child allocating as fast as it can under a 128 MiB limit is stopped the same way",
           "[subprocess][memory]") {
+    BTQ_EACH_MEMORY_MECHANISM();
     process_queue queue({.max_concurrency = 1, .capacity = 4});
     const std::size_t limit = 128 * mebibyte;
     const btq::process_result r = answer(queue.submit(memory_child("fast", 1024, limit)));
@@ -161,9 +166,10 @@ TEST_CASE("a child allocating as fast as it can under a 128 MiB limit is stopped
     CHECK(r.peak_resident_bytes <= limit + private_overshoot);
 }
 
-TEST_CASE("a child whose memory the kernel limit does not count (shared mappings) is killed by the "
-          "watchdog soon after it passes its limit",
+TEST_CASE("a child whose memory RLIMIT_DATA does not count (shared mappings) is stopped, by its "
+          "cgroup at the limit, or by the watchdog soon after it passes it",
           "[subprocess][memory]") {
+    BTQ_EACH_MEMORY_MECHANISM();
     process_queue queue({.max_concurrency = 1, .capacity = 4});
     const std::size_t limit = 128 * mebibyte;
     const btq::process_result r = answer(queue.submit(memory_child("shared", 1024, limit)));
@@ -171,14 +177,20 @@ TEST_CASE("a child whose memory the kernel limit does not count (shared mappings
     CHECK(r.ending == btq::process_ending::memory_limit);
     CHECK(r.signal == SIGKILL);
     CHECK(r.standard_output.find("done") == std::string::npos);
-    CHECK(r.peak_resident_bytes > limit);
-    // 16 MiB every 20 ms, looked at every 20 ms: a few steps past the limit at most, even with
-    // the looks late on a loaded machine (1 GiB would mean the watchdog never acted).
-    CHECK(r.peak_resident_bytes <= limit + 160 * mebibyte);
+    if (mechanism == btq::memory_limit_mechanism::rlimit_and_watchdog) {
+        CHECK(r.peak_resident_bytes > limit);
+        // 16 MiB every 20 ms, looked at every 20 ms: a few steps past the limit at most, even
+        // with the looks late on a loaded machine (1 GiB would mean the watchdog never acted).
+        CHECK(r.peak_resident_bytes <= limit + 160 * mebibyte);
+    } else {
+        // A cgroup counts shared memory as it is touched: the kernel stops it at the limit.
+        CHECK(r.peak_resident_bytes <= limit + private_overshoot);
+    }
 }
 
 TEST_CASE("a child well under its memory limit runs to the end unaffected",
           "[subprocess][memory]") {
+    BTQ_EACH_MEMORY_MECHANISM();
     process_queue queue({.max_concurrency = 1, .capacity = 4});
     const btq::process_result r = answer(queue.submit(memory_child("steps", 64, 256 * mebibyte)));
     INFO(describe(r));
@@ -189,6 +201,7 @@ TEST_CASE("a child well under its memory limit runs to the end unaffected",
 
 TEST_CASE("peak_resident_bytes is within 10% of what a child touched, with and without a limit",
           "[subprocess][memory]") {
+    BTQ_EACH_MEMORY_MECHANISM();
     process_queue queue({.max_concurrency = 1, .capacity = 4});
     for (const std::optional<std::size_t> limit :
          {std::optional<std::size_t>{}, std::optional<std::size_t>{512 * mebibyte}}) {
@@ -272,8 +285,144 @@ TEST_CASE("an oom_score_adj below the parent's fails the command with spawn_erro
     }
 }
 
-TEST_CASE("to_string names the memory_limit ending and the memory limit mechanism",
+TEST_CASE("to_string names the memory_limit ending and the memory limit mechanisms",
           "[subprocess][memory]") {
     CHECK(btq::to_string(btq::process_ending::memory_limit) == "memory_limit");
-    CHECK(btq::to_string(btq::active_memory_limit_mechanism()) == "rlimit_and_watchdog");
+    CHECK(btq::to_string(btq::memory_limit_mechanism::rlimit_and_watchdog) ==
+          "rlimit_and_watchdog");
+    CHECK(btq::to_string(btq::memory_limit_mechanism::cgroup_v1_and_watchdog) ==
+          "cgroup_v1_and_watchdog");
+    CHECK(btq::to_string(btq::memory_limit_mechanism::cgroup_v2_and_watchdog) ==
+          "cgroup_v2_and_watchdog");
+}
+
+// ---- memory cgroups -----------------------------------------------------------------------------
+
+namespace {
+
+/// The memory cgroup line of /proc/PID/cgroup (v1 "N:memory:/path", v2 "0::/path").
+std::string memory_cgroup_of(pid_t pid, btq::memory_limit_mechanism mechanism) {
+    std::istringstream lines(read_text("/proc/" + std::to_string(pid) + "/cgroup"));
+    std::string line;
+    const bool v2 = mechanism == btq::memory_limit_mechanism::cgroup_v2_and_watchdog;
+    while (std::getline(lines, line)) {
+        if (v2 ? line.rfind("0::", 0) == 0 : line.find(":memory:") != std::string::npos) {
+            return line;
+        }
+    }
+    return {};
+}
+
+/// A folder for a made-up cgroup tree, removed afterwards.
+struct scratch_folder {
+    std::string path;
+    scratch_folder() {
+        std::string pattern = "/tmp/btq-cgroup-test-XXXXXX";
+        REQUIRE(::mkdtemp(pattern.data()) != nullptr);
+        path = pattern;
+    }
+    scratch_folder(const scratch_folder&) = delete;
+    scratch_folder& operator=(const scratch_folder&) = delete;
+    ~scratch_folder() {
+        [[maybe_unused]] const int removed = std::system(("rm -rf '" + path + "'").c_str());
+    }
+    void make(const std::string& relative) const {
+        REQUIRE(std::system(("mkdir -p '" + path + "/" + relative + "'").c_str()) == 0);
+    }
+    void write(const std::string& relative, const std::string& text) const {
+        std::ofstream(path + "/" + relative) << text;
+    }
+};
+
+} // namespace
+
+TEST_CASE("memory cgroups are found in the process's own cgroup: v2 where memory is in its "
+          "subtree_control, v1 under a namespaced mount, nothing where neither can be made",
+          "[memory][cgroup]") {
+    namespace detail = btq::process::detail;
+    const scratch_folder tree;
+    tree.make("unified/service/leaf");
+    tree.make("memory/this");
+    tree.write("memory/this/memory.limit_in_bytes", "9223372036854771712\n");
+    const std::string mountinfo =
+        "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n"
+        "35 31 0:32 /container " +
+        tree.path +
+        "/memory rw,relatime - cgroup cgroup rw,memory\n"
+        "36 31 0:33 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu\n"
+        "41 31 0:38 / " +
+        tree.path + "/unified rw,relatime shared:9 - cgroup2 cgroup2 rw\n";
+    const std::string self = "4:memory:/container/this\n1:cpu:/\n0::/service/leaf\n";
+
+    SECTION("v2 first, where memory is delegated to the process's cgroup") {
+        tree.write("unified/service/leaf/cgroup.subtree_control", "cpu memory\n");
+        const auto parent = detail::discover_parent(mountinfo, self);
+        REQUIRE(parent.has_value());
+        CHECK(parent->version == 2);
+        CHECK(parent->path == tree.path + "/unified/service/leaf");
+    }
+    SECTION("v1 when v2 has no memory there (the mount's root taken off the own path)") {
+        tree.write("unified/service/leaf/cgroup.subtree_control", "cpu\n");
+        const auto parent = detail::discover_parent(mountinfo, self);
+        REQUIRE(parent.has_value());
+        CHECK(parent->version == 1);
+        CHECK(parent->path == tree.path + "/memory/this");
+    }
+    SECTION("nothing when the own cgroup is not under the mount, or has no memory controller") {
+        tree.write("unified/service/leaf/cgroup.subtree_control", "cpu\n");
+        CHECK_FALSE(detail::discover_parent(mountinfo, "4:memory:/elsewhere\n0::/gone\n"));
+        CHECK_FALSE(detail::discover_parent("", self));
+    }
+}
+
+TEST_CASE("set_memory_cgroup_parent chooses RLIMIT_DATA, a folder, or automatic, and refuses a "
+          "folder where no memory cgroup can be made",
+          "[memory][cgroup]") {
+    CHECK(btq::set_memory_cgroup_parent(std::string()) ==
+          btq::memory_limit_mechanism::rlimit_and_watchdog);
+    CHECK(btq::active_memory_limit_mechanism() == btq::memory_limit_mechanism::rlimit_and_watchdog);
+    CHECK_THROWS_AS(btq::set_memory_cgroup_parent(std::string("/nonexistent/btq")),
+                    std::invalid_argument);
+    const scratch_folder plain;
+    CHECK_THROWS_AS(btq::set_memory_cgroup_parent(plain.path), std::invalid_argument);
+    (void)btq::set_memory_cgroup_parent(std::nullopt);
+}
+
+TEST_CASE("a limited child runs in a memory cgroup of its own, which is gone once it is done",
+          "[subprocess][memory][cgroup]") {
+    const btq::memory_limit_mechanism mechanism = btq::set_memory_cgroup_parent(std::nullopt);
+    if (mechanism == btq::memory_limit_mechanism::rlimit_and_watchdog) {
+        WARN("no memory cgroup can be made here");
+        return;
+    }
+    process_queue queue({.max_concurrency = 1, .capacity = 4});
+    btq::command sleeper{.program = "sleep", .arguments = {"30"}};
+    sleeper.memory_limit = 64 * mebibyte;
+    std::stop_source stop;
+    auto future = queue.submit(sleeper, btq::submit_options{.stop = stop.get_token()});
+    std::string seen;
+    REQUIRE(btq_test::eventually([&] {
+        for (const auto& child : btq_test::children_of(::getpid())) {
+            if (child.name == "sleep") {
+                seen = memory_cgroup_of(child.pid, mechanism);
+                return true;
+            }
+        }
+        return false;
+    }));
+    const std::string own = "/btq-" + std::to_string(::getpid()) + "-";
+    INFO("the child's cgroup: " << seen
+                                << "; this process's: " << memory_cgroup_of(::getpid(), mechanism));
+    CHECK(seen.find(own) != std::string::npos);
+    CHECK(memory_cgroup_of(::getpid(), mechanism).find(own) == std::string::npos);
+    stop.request_stop();
+    const btq::process_result r = answer(std::move(future));
+    CHECK(r.ending == btq::process_ending::cancelled);
+
+    const std::optional<btq::process::cgroup_parent> parent =
+        btq::process::detail::current_parent();
+    REQUIRE(parent.has_value());
+    const std::string folder = parent->path + seen.substr(seen.rfind('/'));
+    INFO("its folder " << folder);
+    CHECK(::access(folder.c_str(), F_OK) != 0);
 }

@@ -51,6 +51,7 @@
 #include <utility>
 #include <vector>
 
+#include "memory_mechanisms.hpp"
 #include "proc_support.hpp"
 #include "test_support.hpp"
 
@@ -1295,6 +1296,7 @@ TEST_CASE("a worker that reaches memory_limit mid-request is replaced, its task 
           "worker_failure saying memory limit, and a new worker serves the next request",
           "[worker_pool][memory]") {
     const watchdog guard;
+    BTQ_EACH_MEMORY_MECHANISM();
     auto options = pool_options(python_worker());
     options.memory_limit = std::size_t{128} << 20;
     pool_queue queue({.max_concurrency = 1, .capacity = 8}, options);

@@ -63,10 +63,12 @@ struct subprocess_options {
 ///   its pipes are closed. With a bounded_task_queue, the number of live children therefore
 ///   never exceeds max_concurrency.
 /// - A command that cannot be started fails its task with btq::spawn_error (errno and path).
-/// - A command with a memory_limit runs under RLIMIT_DATA set before its program starts, and the
-///   event thread looks at its resident size every btq::memory_check_interval: above the limit
-///   its process group is killed (SIGKILL) and the ending is `memory_limit`. A limited child that
-///   fails within a quarter of its limit (the kernel refused it memory) ends `memory_limit` too.
+/// - A command with a memory_limit runs in a memory cgroup of its own (where this process may make
+///   them) or else under RLIMIT_DATA, set before its program starts, and the event thread looks
+///   at its resident size every btq::memory_check_interval: above the limit its process group is
+///   killed (SIGKILL) and the ending is `memory_limit`. So is a child the OOM killer killed in its
+///   cgroup, and one under RLIMIT_DATA that fails within a quarter of its limit (the kernel
+///   refused it memory). See btq::active_memory_limit_mechanism().
 ///   Every result carries the child's peak_resident_bytes. See the README, "Memory limit".
 ///
 /// @code
@@ -156,6 +158,7 @@ class subprocess_executor {
         if (cmd.memory_limit) {
             watched->memory.emplace();
             watched->memory->limit = *cmd.memory_limit;
+            watched->memory->cgroup = std::move(watched->process.cgroup);
         }
         watched->stop.watch(watched->done.stop_token(), stop_pending_, poller_);
         running_.fetch_add(1, std::memory_order_relaxed);
@@ -525,7 +528,8 @@ class subprocess_executor {
         }
         result.run_time = clock_type::now() - c.started;
         running_.fetch_sub(1, std::memory_order_relaxed);
-        c.stop.reset(); // a stop requested from now on has nothing left to stop
+        c.stop.reset();   // a stop requested from now on has nothing left to stop
+        c.memory.reset(); // its cgroup is removed before the task is answered
         c.done.set_value(std::move(result));
     }
 

@@ -82,12 +82,13 @@ struct worker_pool_options {
     /// Replace a worker whose resident memory passes this many bytes after a task (0 = never).
     std::size_t max_resident_bytes = 0;
     /// Most memory a worker may use, in bytes, at any time, also while a request runs; empty =
-    /// no limit. Held as command::memory_limit is: RLIMIT_DATA set in each worker before its
-    /// program runs, and a look at its resident size every btq::memory_check_interval while a
-    /// request runs. A worker above it is killed (SIGKILL to its process group) and replaced; its
-    /// request fails with btq::worker_failure whose message says "memory limit"
-    /// (worker_pool_stats::memory_limit_kills). So is a worker that dies while handling a request
-    /// within a quarter of its limit (the kernel refused it memory). Replaces worker.memory_limit.
+    /// no limit. Held as command::memory_limit is: a memory cgroup per worker (or RLIMIT_DATA)
+    /// set before its program runs, and a look at its resident size every
+    /// btq::memory_check_interval while a request runs. A worker above it is killed (SIGKILL to
+    /// its process group) and replaced; its request fails with btq::worker_failure whose message
+    /// says "memory limit" (worker_pool_stats::memory_limit_kills). So is a worker the OOM killer
+    /// killed in its cgroup while it handled a request, and one under RLIMIT_DATA that died
+    /// handling a request within a quarter of its limit. Replaces worker.memory_limit.
     std::optional<std::size_t> memory_limit{};
     /// Written to each worker's /proc/self/oom_score_adj before its program runs; empty = the
     /// parent's. Default 1000: under host-wide memory pressure the OOM killer takes a worker (which

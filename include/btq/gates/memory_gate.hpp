@@ -24,6 +24,7 @@
 #include <utility>
 #include <vector>
 
+#include "../process/cgroup.hpp"
 #include "../start_gate.hpp"
 
 namespace btq {
@@ -126,55 +127,9 @@ namespace memory_readings {
     return value;
 }
 
-/// @brief Where the process's memory cgroup is, from /proc/self/cgroup.
-struct cgroup_paths {
-    std::optional<std::string> v2;        ///< the path of the `0::` line (unified hierarchy)
-    std::optional<std::string> v1_memory; ///< the path of the v1 line whose controllers name memory
-};
-
-/// @brief Parses /proc/self/cgroup (`hierarchy-ID:controller-list:path` per line).
-[[nodiscard]] inline cgroup_paths parse_proc_self_cgroup(std::string_view text) {
-    cgroup_paths out;
-    for (std::size_t at = 0; at < text.size();) {
-        const std::size_t end = std::min(text.find('\n', at), text.size());
-        const std::string_view line = text.substr(at, end - at);
-        at = end + 1;
-        const std::size_t first = line.find(':');
-        const std::size_t second =
-            first == std::string_view::npos ? first : line.find(':', first + 1);
-        if (second == std::string_view::npos) {
-            continue;
-        }
-        const std::string_view id = line.substr(0, first);
-        const std::string_view controllers = line.substr(first + 1, second - first - 1);
-        const std::string path(line.substr(second + 1));
-        if (id == "0" && controllers.empty()) {
-            out.v2 = path;
-            continue;
-        }
-        for (std::size_t from = 0; from <= controllers.size();) {
-            const std::size_t comma = std::min(controllers.find(',', from), controllers.size());
-            if (controllers.substr(from, comma - from) == "memory") {
-                out.v1_memory = path;
-            }
-            from = comma + 1;
-        }
-    }
-    return out;
-}
-
-/// @brief The whole text of a file, or nothing if it cannot be read.
-[[nodiscard]] inline std::optional<std::string> read_text(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) {
-        return std::nullopt;
-    }
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (in.bad()) {
-        return std::nullopt;
-    }
-    return text;
-}
+using process::cgroup_paths;
+using process::parse_proc_self_cgroup;
+using process::read_text;
 
 /// @brief The tightest `limit - usage` of the cgroup directory `leaf` and its parents up to
 ///        `root` (a limit anywhere above binds too). Empty when no level has a limit.

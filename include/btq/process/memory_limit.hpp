@@ -1,8 +1,8 @@
 /// @file memory_limit.hpp
 /// @brief What both process executors use to hold a child to a memory limit: the kernel limit
-///        set in the child before its program runs (RLIMIT_DATA), the event thread's look at a
-///        running child's memory (/proc/PID/status), the child's peak from its final accounting,
-///        and the rule that tells a child stopped by the kernel limit.
+///        set before the child's program runs (a memory cgroup, or RLIMIT_DATA), the event
+///        thread's look at a running child's memory (/proc/PID/status), the child's peak from
+///        its final accounting, and the rule that tells a child stopped by the kernel limit.
 #pragma once
 
 #include <fcntl.h>
@@ -16,26 +16,75 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <memory>
+#include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
+
+#include "cgroup.hpp"
 
 namespace btq {
 
 /// @brief How a memory limit (command::memory_limit, worker_pool_options::memory_limit) is held.
+/// Each way is a kernel limit set before the child's program runs plus the event thread's look at
+/// the child's resident size every memory_check_interval (it kills the child's process group
+/// above the limit).
 enum class memory_limit_mechanism {
-    /// RLIMIT_DATA set in the child before its program runs (the kernel refuses private writable
-    /// memory past the limit) plus the event thread's look at the child's resident size every
-    /// memory_check_interval (it kills the child's process group above the limit).
+    /// RLIMIT_DATA: the kernel refuses private writable memory past the limit (an allocation
+    /// fails; the program ends as it handles that).
     rlimit_and_watchdog,
+    /// A cgroup v1 memory cgroup per child (`memory.limit_in_bytes`): the kernel reclaims the
+    /// child's page cache, then its OOM killer kills it, at the limit.
+    cgroup_v1_and_watchdog,
+    /// A cgroup v2 cgroup per child (`memory.max`, `memory.swap.max` 0, `memory.oom.group` 1).
+    cgroup_v2_and_watchdog,
 };
 
-/// @brief The mechanism this build uses on this host.
+/// @brief The mechanism new limited children get: a cgroup one when this process may make
+///        memory cgroups (found on first use, or set by set_memory_cgroup_parent()), else
+///        `rlimit_and_watchdog`. One child whose cgroup cannot be made gets RLIMIT_DATA.
 /// @code
 /// std::printf("%s\n", btq::to_string(btq::active_memory_limit_mechanism()).data());
 /// @endcode
-[[nodiscard]] constexpr memory_limit_mechanism active_memory_limit_mechanism() noexcept {
-    return memory_limit_mechanism::rlimit_and_watchdog;
+[[nodiscard]] inline memory_limit_mechanism active_memory_limit_mechanism() {
+    const std::optional<process::cgroup_parent> parent = process::detail::current_parent();
+    if (!parent) {
+        return memory_limit_mechanism::rlimit_and_watchdog;
+    }
+    return parent->version == 2 ? memory_limit_mechanism::cgroup_v2_and_watchdog
+                                : memory_limit_mechanism::cgroup_v1_and_watchdog;
+}
+
+/// @brief Chooses where limited children get their memory cgroups, for every executor of the
+///        process, from the next limited child on. Thread-safe.
+/// @param parent empty (the default): found automatically, the process's own cgroup (v2 first,
+///        then v1) when it may make cgroups there; `""`: none, RLIMIT_DATA; a folder: that one (a
+///        v2 cgroup with `memory` in, or enabled by btq in, its cgroup.subtree_control, or a v1
+///        memory cgroup), e.g. a subtree delegated to the service.
+/// @return The mechanism in use from now on.
+/// @throws std::invalid_argument for a folder where this process cannot make memory cgroups.
+inline memory_limit_mechanism set_memory_cgroup_parent(std::optional<std::string> parent) {
+    std::optional<process::cgroup_parent> chosen;
+    bool decided = true;
+    if (!parent) {
+        decided = false;
+    } else if (!parent->empty()) {
+        chosen = process::detail::usable_parent(*parent);
+        if (!chosen) {
+            throw std::invalid_argument("btq: no memory cgroups can be made under '" + *parent +
+                                        "'");
+        }
+    }
+    {
+        process::detail::cgroup_choice& choice = process::detail::cgroup_choice::instance();
+        std::lock_guard lock(choice.mutex);
+        choice.decided = decided;
+        choice.parent = std::move(chosen);
+    }
+    return active_memory_limit_mechanism();
 }
 
 /// @brief The mechanism's name as written in the enum, for logs.
@@ -43,6 +92,10 @@ enum class memory_limit_mechanism {
     switch (mechanism) {
     case memory_limit_mechanism::rlimit_and_watchdog:
         return "rlimit_and_watchdog";
+    case memory_limit_mechanism::cgroup_v1_and_watchdog:
+        return "cgroup_v1_and_watchdog";
+    case memory_limit_mechanism::cgroup_v2_and_watchdog:
+        return "cgroup_v2_and_watchdog";
     }
     return "unknown";
 }
@@ -122,6 +175,8 @@ struct memory_watch {
     std::size_t largest_resident = 0; ///< largest VmHWM seen
     std::size_t largest_data = 0;     ///< largest VmData seen
     std::size_t resident_at_stop = 0; ///< VmRSS when it was stopped above the limit, else 0
+    /// Its memory cgroup (moved in from child_process::cgroup); empty under RLIMIT_DATA.
+    std::unique_ptr<memory_cgroup> cgroup;
 
     /// Looks at `pid` once. Returns true when it is above the limit (the caller stops it).
     bool check(pid_t pid) noexcept {
@@ -159,13 +214,17 @@ inline std::size_t peak_resident_of(const rusage& usage, std::size_t sampled) no
     return sampled;
 }
 
-/// The rule for a child the kernel limit stopped: RLIMIT_DATA makes an allocation fail rather
-/// than kill, so the program ends as it handles that (an exit code, an abort, a crash), and
-/// nothing the parent can read says so. A child with a limit that did not succeed (ended by a
-/// signal, or exited non-zero) is counted as stopped by its limit when it came within a quarter
-/// of it: its peak resident size or its largest data size seen reached 3/4 of the limit.
+/// The rule for a child the kernel limit stopped. In a memory cgroup, the kernel says so: its
+/// OOM killer killed a process there. Under RLIMIT_DATA an allocation fails rather than kills,
+/// so the program ends as it handles that (an exit code, an abort, a crash), and nothing the
+/// parent can read says so: a child with a limit that did not succeed (ended by a signal, or
+/// exited non-zero) is counted as stopped by its limit when it came within a quarter of it (its
+/// peak resident size or its largest data size seen reached 3/4 of the limit).
 [[nodiscard]] inline bool ended_at_limit(std::size_t limit, std::size_t peak_resident,
-                                         const memory_watch& seen) noexcept {
+                                         const memory_watch& seen) {
+    if (seen.cgroup) {
+        return seen.cgroup->oom_killed();
+    }
     const std::size_t near = limit - limit / 4;
     return peak_resident >= near || seen.largest_resident >= near || seen.largest_data >= near;
 }

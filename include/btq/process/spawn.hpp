@@ -22,12 +22,14 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <set>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "cgroup.hpp"
 #include "command.hpp"
 #include "memory_limit.hpp"
 #include "unique_fd.hpp"
@@ -46,6 +48,8 @@ struct child_process {
     unique_fd standard_error;  ///< read end
     std::chrono::steady_clock::time_point started{}; ///< just before posix_spawn
     std::chrono::nanoseconds spawn_time{0};
+    /// The memory cgroup it runs in (a command with a memory_limit, where cgroups can be made).
+    std::unique_ptr<memory_cgroup> cgroup;
 };
 
 namespace detail {
@@ -128,7 +132,17 @@ inline void check(int error, const command& cmd, const char* what) {
 }
 
 /// The steps of the clone() path's child, named in its spawn_error.
-enum class child_step : int { none, setpgid, rlimit, oom_score_adj, dup2, chdir, closefrom, exec };
+enum class child_step : int {
+    none,
+    cgroup,
+    setpgid,
+    rlimit,
+    oom_score_adj,
+    dup2,
+    chdir,
+    closefrom,
+    exec
+};
 
 inline const char* name_of(child_step step) noexcept {
     switch (step) {
@@ -137,6 +151,8 @@ inline const char* name_of(child_step step) noexcept {
         return "";
     case child_step::setpgid:
         return "process group";
+    case child_step::cgroup:
+        return "memory cgroup";
     case child_step::rlimit:
         return "memory limit (RLIMIT_DATA)";
     case child_step::oom_score_adj:
@@ -169,6 +185,7 @@ struct clone_plan {
     std::size_t extra_count = 0;
     int first_free = 3; // closed from here up
     const char* working_directory = nullptr;
+    int cgroup = -1; // its cgroup.procs, written "0" to join: before anything it allocates
     bool limit_data = false;
     rlimit data_limit{};
     const char* oom_text = nullptr; // written to /proc/self/oom_score_adj
@@ -210,6 +227,9 @@ BTQ_CHILD_CODE inline int child_main(void* argument) noexcept {
             ::syscall(SYS_rt_sigaction, signal_number, &plan.default_action, nullptr,
                       sizeof(plan.no_signals));
         }
+    }
+    if (plan.cgroup >= 0 && ::syscall(SYS_write, plan.cgroup, "0", 1) != 1) {
+        child_failed(plan, child_step::cgroup);
     }
     if (::syscall(SYS_setpgid, 0, 0) != 0) {
         child_failed(plan, child_step::setpgid);
@@ -405,6 +425,11 @@ inline child_process spawn(const command& cmd, std::span<const int> extra_fds = 
             plan.working_directory = cmd.working_directory.c_str();
         }
         if (cmd.memory_limit) {
+            child.cgroup = memory_cgroup::make(*cmd.memory_limit);
+        }
+        if (child.cgroup) {
+            plan.cgroup = child.cgroup->join_descriptor();
+        } else if (cmd.memory_limit) {
             // Soft and hard alike, so the program cannot raise it; never above the hard limit
             // this process already has (raising that needs privilege).
             rlimit current{};

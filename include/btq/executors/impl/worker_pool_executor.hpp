@@ -414,6 +414,9 @@ inline void worker_pool_executor::start_worker(worker& w) {
         process::child_process child = process::spawn(options_.worker, channels);
         w.pid = child.pid;
         w.pidfd = std::move(child.pidfd);
+        if (w.memory) {
+            w.memory->cgroup = std::move(child.cgroup);
+        }
         w.output = std::move(child.standard_output);
         w.error = std::move(child.standard_error);
         w.requests = std::move(requests.write);
@@ -540,7 +543,9 @@ inline void worker_pool_executor::reap(worker& w) {
         w.stopping_for = stop_reason::memory_limit;
         w.stop_message = "btq: worker request '" + w.task->request.operation +
                          "' reached the worker's memory limit of " +
-                         std::to_string(w.memory->limit) + " bytes (the kernel refused it memory)";
+                         std::to_string(w.memory->limit) +
+                         (w.memory->cgroup ? " bytes (the kernel's OOM killer stopped it)"
+                                           : " bytes (the kernel refused it memory)");
     }
     // A worker that ends of itself or for breaking the protocol before it has answered a
     // request has failed to start, hello or not.
@@ -553,6 +558,7 @@ inline void worker_pool_executor::reap(worker& w) {
         ready_.fetch_sub(1, std::memory_order_relaxed);
     }
     const bool held_task = w.task != nullptr;
+    w.memory.reset(); // its cgroup is removed before its task is answered
     if (w.task) {
         std::unique_ptr<pending_request> job = std::move(w.task);
         std::exception_ptr error;
