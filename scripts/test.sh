@@ -56,14 +56,17 @@ plain_build() {
 stage "plain Release build (README's command)" plain_build
 stage "plain Release: test" ctest --test-dir build/plain --parallel "${JOBS}" --output-on-failure
 
-# Clang: the library must build with both compilers the README names.
+# Clang: the library must build with both compilers the README names. Its library and Asio
+# tests are built and run with Clang in the ASan + UBSan stage below (Clang compiles that build
+# about 40% faster than GCC); here Clang builds the libFuzzer targets for the worker's parsers
+# (tests/fuzz), each run for a bounded time.
 stage "clang: configure" cmake --preset clang
-stage "clang: build"     cmake --build --preset clang --target btq_library_tests btq_asio_tests
-stage "clang: test"      ctest --preset clang --parallel "${JOBS}"
-# libFuzzer targets for the worker's parsers (tests/fuzz), each run for a bounded time.
 stage "clang: build fuzzers" cmake --build --preset clang --target btq_fuzz_m3u btq_fuzz_schedule_request btq_fuzz_request_text
 stage "clang: fuzz"      ctest --test-dir build/clang -L fuzz --output-on-failure --parallel "${JOBS}"
 
+# ASan + UBSan with Clang, TSan with GCC (the plain build's compiler). The ASan preset leaves out
+# UBSan's -fsanitize=function, which Clang 14 cannot emit for coroutines ("Cannot represent a
+# difference across sections" on the Asio tests); GCC has no such check either.
 for preset in asan tsan; do
     stage "${preset}: configure" cmake --preset "${preset}"
     stage "${preset}: build"     cmake --build --preset "${preset}" --target btq_library_tests btq_asio_tests
