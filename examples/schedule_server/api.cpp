@@ -41,6 +41,22 @@ constexpr std::array<queued_route, 8> queued_routes{{
     {"/api/infowars-videos", "GET", "infowars-videos", {"offset", "limit", {}}},
 }};
 
+/// GET /api/memory-probe's query parameters: the worker's field each becomes and its range
+/// (schedule_worker's memory_probe.hpp), checked here so a refusal names the parameter sent.
+struct probe_parameter {
+    std::string_view name;
+    std::string_view field;
+    std::int64_t minimum;
+    std::int64_t maximum;
+};
+
+constexpr std::array<probe_parameter, 4> probe_parameters{{
+    {"mb", "megabytes", 0, 2048},
+    {"hold_ms", "hold_ms", 0, 60'000},
+    {"step_mb", "step_megabytes", 1, 2048},
+    {"step_ms", "step_ms", 0, 60'000},
+}};
+
 /// The methods the server serves anywhere (OPTIONS * and CONNECT are answered with them).
 constexpr std::string_view served_methods = "GET, POST";
 
@@ -158,6 +174,35 @@ std::optional<api_response> refuse_host(const api_request& request, target_form 
     return std::nullopt;
 }
 
+/// The worker's memory_probe request from the query of GET /api/memory-probe, or the 400.
+std::variant<std::string, api_response>
+memory_probe_request(const std::map<std::string, std::string>& query) {
+    json::object request;
+    for (const auto& [key, value] : query) {
+        const auto* const parameter =
+            std::find_if(probe_parameters.begin(), probe_parameters.end(),
+                         [&](const probe_parameter& p) { return p.name == key; });
+        if (parameter == probe_parameters.end()) {
+            return api::error(400, "unknown query parameter '" + key +
+                                       "' for /api/memory-probe (mb, hold_ms, step_mb, step_ms)");
+        }
+        std::int64_t number = -1;
+        const char* const end = value.data() + value.size();
+        const auto [stop, error] = std::from_chars(value.data(), end, number);
+        if (value.empty() || error != std::errc{} || stop != end || number < parameter->minimum ||
+            number > parameter->maximum) {
+            return api::input_error("must be a whole number " + std::to_string(parameter->minimum) +
+                                        " to " + std::to_string(parameter->maximum),
+                                    parameter->name);
+        }
+        request[parameter->field] = number;
+    }
+    if (!request.contains("megabytes")) {
+        return api::input_error("required: the MiB to touch (0 to 2048)", "mb");
+    }
+    return to_json_text(request);
+}
+
 } // namespace
 
 api::api(backend& queue, api_options options) : backend_(queue), options_(std::move(options)) {}
@@ -240,6 +285,21 @@ api::routed api::route(const api_request& request) {
             return metrics_text();
         }
         return parsed.path == "/healthz" ? healthz() : readyz();
+    }
+
+    if (parsed.path == "/api/memory-probe" && options_.memory_probe) {
+        if (request.method != "GET") {
+            return method_not_allowed(request.method, parsed.path, "GET");
+        }
+        auto probe = memory_probe_request(parsed.query);
+        if (auto* refused = std::get_if<api_response>(&probe)) {
+            return std::move(*refused);
+        }
+        routed job;
+        job.operation = "memory_probe";
+        job.body = std::move(std::get<std::string>(probe));
+        job.get = true;
+        return job;
     }
 
     const auto* const route =

@@ -48,6 +48,9 @@ struct api_options {
     std::string auth_token; ///< empty: POST needs no token
     unsigned retry_after_seconds = 1;
     std::string version = "0.1.0";
+    /// Serve GET /api/memory-probe (--enable-memory-probe): a request that makes its worker
+    /// touch the memory it names, for tests and benchmarks of the memory limit. Off: 404.
+    bool memory_probe = false;
 };
 
 /// @brief Routes requests; thread-safe.

@@ -146,6 +146,9 @@ int run(int argc, char** argv) {
         ->check(CLI::Range(1U, 256U))
         ->capture_default_str();
     app.add_flag("--no-access-log", no_access_log, "Do not log a line per request");
+    app.add_flag("--enable-memory-probe", endpoints.memory_probe,
+                 "Serve GET /api/memory-probe (touches the memory a request asks for: tests and "
+                 "benchmarks only; off: 404)");
     CLI11_PARSE(app, argc, argv);
 
     queue.mode = mode == "spawn" ? run_mode::spawn : run_mode::pool;

@@ -15,6 +15,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "files.hpp"
 #include "schedule.hpp"
@@ -36,7 +37,7 @@ constexpr const char* usage_text =
     "\n"
     "operations: import-schedule, schedules, playlists, export-schedule-xml,\n"
     "            export-schedule-json, export-all-schedules-xml, schedule-playlist,\n"
-    "            infowars-videos\n"
+    "            infowars-videos; memory_probe (a test: touches the memory it is asked to)\n"
     "exit status: 0 success, 2 invalid input, 3 not found, 1 internal error, 64 bad command line\n";
 
 /// SCHEDULE_WORKER_DELAY_MS: milliseconds to wait before each operation (0 to 60,000), so that
@@ -156,7 +157,10 @@ int run(int argc, char** argv) {
     schedule::service service(data_dir, feed);
     if (serve) {
         btq::worker worker;
-        for (const std::string_view name : schedule::service::operations) {
+        std::vector<std::string_view> names(schedule::service::operations.begin(),
+                                            schedule::service::operations.end());
+        names.push_back(schedule::service::memory_probe_operation);
+        for (const std::string_view name : names) {
             // Every answer, errors included, is a result frame with the once mode's JSON.
             worker.on(std::string(name), [&service, name, delay](std::string_view body) {
                 std::this_thread::sleep_for(delay);

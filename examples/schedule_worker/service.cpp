@@ -8,6 +8,7 @@
 #include "files.hpp"
 #include "json_writer.hpp"
 #include "m3u.hpp"
+#include "memory_probe.hpp"
 #include "request.hpp"
 #include "schedule.hpp"
 #include "store.hpp"
@@ -177,6 +178,8 @@ service::answer service::handle(std::string_view operation,
             json = schedule_playlist(request_json);
         } else if (operation == "infowars-videos") {
             json = list_videos(request_json);
+        } else if (operation == memory_probe_operation) {
+            json = run_memory_probe(request_json);
         } else {
             std::string known;
             for (const std::string_view name : operations) {

@@ -1,5 +1,6 @@
 /// @file service.hpp
-/// @brief The eight operations of docs/schedule-worker.md, request JSON in, answer JSON out.
+/// @brief The eight operations of docs/schedule-worker.md (and the memory probe), request JSON
+///        in, answer JSON out.
 #pragma once
 
 #include <array>
@@ -30,6 +31,8 @@ class service {
         "schedule-playlist",
         "infowars-videos",
     };
+    /// @brief The test operation beside them (memory_probe.hpp): memory touched on request.
+    static constexpr std::string_view memory_probe_operation = "memory_probe";
 
     /// @param data_dir the data folder (`schedules.db`, `playlists/`, the feed)
     /// @param feed     the video feed, a path relative to `data_dir` that stays inside it
