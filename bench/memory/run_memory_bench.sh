@@ -13,7 +13,7 @@
 #   pool    schedule_server --mode pool  --pool-size 4 --task-memory-limit TASK_MEMORY_LIMIT
 # Each point gets a freshly started server on a free loopback port (--port 0, read from its log).
 # bench/memory/memory_point.py opens N connections, sends GET /api/memory-probe on all of them at
-# once and waits for every answer; bench/memory/sampler.py sums the Pss of the server and all its
+# once and waits for every answer; bench/memory/sampler.py sums the VmRSS of the server and all its
 # descendants every INTERVAL_MS ms meanwhile and kills the tree when the sum passes CEILING_MB (or
 # the machine's MemAvailable falls below HOST_FLOOR_MB): that point is "stopped at ceiling", the
 # seed's "Crash". Then the runaway scenario: RUNAWAY_REQUESTS requests at once, one of which (the
@@ -30,11 +30,11 @@
 #   CONCURRENCY="1 10 50 100 1000"   requests at once, one point each
 #   SERVERS="before queue spawn pool"
 #   PROBE_MB=30 HOLD_MS=500 STEP_MB=10 STEP_MS=10   the work of one request
-#   CEILING_MB=4096   stop a point when the tree's total Pss passes this
+#   CEILING_MB=4096   stop a point when the tree's total resident size passes this
 #   HOST_FLOOR_MB=4096   ... or when the machine's MemAvailable falls below this
 #   INTERVAL_MS=25    sampling interval (a sample of a large tree takes longer; the result says)
-#   REQUEST_TIMEOUT=150 POINT_TIMEOUT=200   seconds
-#   TASK_MEMORY_LIMIT=256M   btq's --task-memory-limit (both scenarios)
+#   REQUEST_TIMEOUT=180 POINT_TIMEOUT=200   seconds
+#   TASK_MEMORY_LIMIT=256M   btq's --task-memory-limit (both scenarios; empty: none)
 #   BTQ_SERVER_ARGS=""       more schedule_server flags (e.g. "--queue-capacity 1000")
 #   RUNAWAY=true RUNAWAY_REQUESTS=100 RUNAWAY_MB=2048 RUNAWAY_STEP_MB=16 RUNAWAY_STEP_MS=20
 #   CHILD_CAP_MARGIN_MB=256  prlimit --as of the Node servers' children above the largest probe
@@ -46,7 +46,8 @@
 # copies the chart to docs/images/memory-bench.svg, which README.md shows.
 #
 # Needs: cmake, ninja and the library's build dependencies (scripts/install-deps.sh), node and npm,
-# python3, prlimit (util-linux), curl. Linux only (/proc/PID/smaps_rollup, Linux 4.14 or later).
+# python3, prlimit (util-linux), curl. Linux only (/proc). The sampler asks for SCHED_RR (root or
+# CAP_SYS_NICE; see bench/memory/sampler.py for why) and runs without it when refused.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -61,9 +62,9 @@ STEP_MS=${STEP_MS:-10}
 CEILING_MB=${CEILING_MB:-4096}
 HOST_FLOOR_MB=${HOST_FLOOR_MB:-4096}
 INTERVAL_MS=${INTERVAL_MS:-25}
-REQUEST_TIMEOUT=${REQUEST_TIMEOUT:-150}
+REQUEST_TIMEOUT=${REQUEST_TIMEOUT:-180}
 POINT_TIMEOUT=${POINT_TIMEOUT:-200}
-TASK_MEMORY_LIMIT=${TASK_MEMORY_LIMIT:-256M}
+TASK_MEMORY_LIMIT=${TASK_MEMORY_LIMIT-256M}
 BTQ_SERVER_ARGS=${BTQ_SERVER_ARGS:-}
 RUNAWAY=${RUNAWAY:-true}
 RUNAWAY_REQUESTS=${RUNAWAY_REQUESTS:-100}
@@ -86,7 +87,6 @@ for command in cmake node npm python3 prlimit curl; do
     command -v "$command" >/dev/null 2>&1 || missing+=("$command")
 done
 [ "${#missing[@]}" -eq 0 ] || die "missing programs: ${missing[*]} (scripts/install-deps.sh --bench; prlimit is in util-linux)"
-[ -r /proc/self/smaps_rollup ] || die "/proc/self/smaps_rollup is missing (Linux 4.14 or later)"
 
 SERVER=$ROOT/build/release/examples/schedule_server/schedule_server
 WORKER=$ROOT/build/release/examples/schedule_worker/schedule_worker
@@ -107,6 +107,8 @@ fi
 [ -d "$NODE_SEED/node_modules/express" ] || die "express is not installed in $NODE_SEED (npm ci)"
 "$SERVER" --help 2>&1 | grep -q -- --enable-memory-probe ||
     die "this schedule_server has no --enable-memory-probe"
+[ -z "$TASK_MEMORY_LIMIT" ] || "$SERVER" --help 2>&1 | grep -q -- --task-memory-limit ||
+    die "this schedule_server has no --task-memory-limit (TASK_MEMORY_LIMIT= runs without one)"
 
 # A descriptor per connection, for the load driver and the servers.
 if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 4096 ]; then
@@ -156,7 +158,8 @@ start_server() {
             "$SERVER" --address 127.0.0.1 --port 0 --mode "$name" --pool-size "$POOL_SIZE" \
                 --no-access-log --data-dir "$WORK/data-$name" --sample-data '' \
                 --worker "$WORKER" --enable-memory-probe \
-                --task-memory-limit "$TASK_MEMORY_LIMIT" $BTQ_SERVER_ARGS >"$logfile" 2>&1 &
+                ${TASK_MEMORY_LIMIT:+--task-memory-limit "$TASK_MEMORY_LIMIT"} \
+                $BTQ_SERVER_ARGS >"$logfile" 2>&1 &
             ;;
         *) die "unknown server $name" ;;
     esac
@@ -213,10 +216,10 @@ memory, latency = point["memory"], point["latency_ms_200"]
 stopped = memory["stopped_at_ceiling"]
 p50 = f"{latency['p50'] / 1000:.2f}" if latency["p50"] is not None else "-"
 p99 = f"{latency['p99'] / 1000:.2f}" if latency["p99"] is not None else "-"
-line = (f"  {point['server']:6} c={point['concurrency']:>4}  peak {memory['peak']['pss_kib'] / 1024:8.1f} MB"
+line = (f"  {point['server']:6} c={point['concurrency']:>4}  peak {memory['peak']['rss_kib'] / 1024:8.1f} MB"
         f"  children {memory['peak']['children']:>4}  p50 {p50} s  p99 {p99} s  {point['outcomes']}")
 if stopped:
-    line += f"  STOPPED ({stopped['reason']}) at {stopped['pss_kib'] / 1024:.0f} MB"
+    line += f"  STOPPED ({stopped['reason']}) at {stopped['rss_kib'] / 1024:.0f} MB"
 if "runaway" in point:
     runaway = point["runaway"]
     line += (f"  runaway: {runaway.get('status', runaway.get('failure'))}, largest child "

@@ -5,8 +5,8 @@
         [--markdown bench/results/memory.md] [--svg bench/results/memory.svg]
 
 Markdown in the seed's shape ("Memory Usage" and "Process Count": rows are requests at once,
-columns the four servers), then the answers by status, the latency of the 200 answers, the same
-peaks summed from Rss instead of Pss, and the runaway scenario. A point whose tree passed the
+columns the four servers), then the answers by status, the latency of the 200 answers, the
+private part of the same peaks, and the runaway scenario. A point whose tree passed the
 ceiling reads "stopped at ceiling (N MB)": the seed's "Crash". The SVG has peak total memory and
 peak worker processes against concurrency, one line per server (bench/svg_chart.py). Standard
 library only.
@@ -55,7 +55,7 @@ def stopped_text(point: dict) -> str | None:
     if not stopped:
         return None
     what = "ceiling" if stopped.get("reason", "ceiling") == "ceiling" else "host floor"
-    return f"stopped at {what} ({mb(stopped['pss_kib']):,.0f} MB)"
+    return f"stopped at {what} ({mb(stopped['rss_kib']):,.0f} MB)"
 
 
 def servers_of(result: dict) -> list[str]:
@@ -119,9 +119,9 @@ def markdown(result: dict) -> str:
         return f"{fmt_s(ms['p50'])} / {fmt_s(ms['p99'])}" if ms["count"] else "–"
 
     section("Memory Usage", "Peak total resident memory of the server and all its descendants, "
-            "MB (sum of Pss from `/proc/PID/smaps_rollup`).",
-            lambda p: stopped_text(p) or fmt_mb(p["memory"]["peak"]["pss_kib"]),
-            idle=lambda p: fmt_mb(p["memory"]["idle"]["pss_kib"]))
+            "MB (the sum of their VmRSS, from `/proc/PID/statm`).",
+            lambda p: stopped_text(p) or fmt_mb(p["memory"]["peak"]["rss_kib"]),
+            idle=lambda p: fmt_mb(p["memory"]["idle"]["rss_kib"]))
     section("Process Count", "Peak live worker processes (descendants of the server, zombies "
             "not counted).", children, idle=lambda p: str(p["memory"]["idle"]["children"]))
     section("Answers", "By HTTP status, or how the request failed (`connection closed`: the "
@@ -129,12 +129,16 @@ def markdown(result: dict) -> str:
             lambda p: outcomes_text(p["outcomes"]), right_aligned=False)
     section("Latency", "p50 / p99 of the 200 answers, seconds, from the request's write to the "
             "end of its answer.", latency)
-    section("", "Summed Rss instead of Pss (a page shared by n processes counted n times), MB:",
-            lambda p: fmt_mb(p["memory"]["peak"]["rss_kib"]))
-    slowest = max((p["memory"]["sample_ms_max"] for p in main.values()), default=0)
-    lines.append(f"One sample of a tree took {min(p['memory']['sample_ms_median'] for p in main.values()):.1f}–"
-                 f"{max(p['memory']['sample_ms_median'] for p in main.values()):.1f} ms (median "
-                 f"per point), at most {slowest:.0f} ms.")
+    section("", "The private part of the same peak (resident minus file-backed and shared "
+            "pages, which the sum above counts once per process that maps them), MB:",
+            lambda p: fmt_mb(p["memory"]["peak"]["private_kib"]))
+    every = list(main.values()) + list(index(result, "runaway").values())
+    medians = [p["memory"]["sample_ms_median"] for p in every]
+    lines.append(
+        f"The sampler ran at {', '.join(sorted({p['memory']['priority'] for p in every}))}; one "
+        f"sample of a tree took {min(medians):.1f}–{max(medians):.1f} ms (median per point), at "
+        f"most {max(p['memory']['sample_ms_max'] for p in every):.0f} ms; the longest gap "
+        f"between two samples was {max(p['memory']['gap_ms_max'] for p in every):.0f} ms.")
     lines.append("")
 
     runaway = index(result, "runaway")
@@ -168,7 +172,7 @@ def markdown(result: dict) -> str:
                 rows.append([
                     LABELS[s], answer, fmt_mb(point["memory"]["peak"]["child_rss_kib"]),
                     outcomes_text(point["outcomes"]), latency(point),
-                    stopped_text(point) or fmt_mb(point["memory"]["peak"]["pss_kib"])])
+                    stopped_text(point) or fmt_mb(point["memory"]["peak"]["rss_kib"])])
         lines += table(header2, rows, right_from=6)
         lines[-len(rows) - 1] = "| --- | --- | ---: | --- | ---: | ---: |"
         lines.append("")
@@ -199,10 +203,10 @@ def svg(result: dict) -> str:
     out = svg_chart.header(width, height, "Memory of the server and all its workers, "
                            "against requests at once", subtitle)
     for column, (metric, title) in enumerate(
-            (("pss", "peak total resident (Pss), MB"), ("children", "peak worker processes"))):
+            (("rss", "peak total resident, MB"), ("children", "peak worker processes"))):
         series: dict[str, list[tuple[int, float]]] = {}
         for (s, c), point in sorted(main.items(), key=lambda kv: kv[0][1]):
-            value = (mb(point["memory"]["peak"]["pss_kib"]) if metric == "pss"
+            value = (mb(point["memory"]["peak"]["rss_kib"]) if metric == "rss"
                      else point["memory"]["peak"]["children"])
             series.setdefault(s, []).append((c, value))
         out.extend(svg_chart.panel(column * panel_w, 50, panel_w, panel_h, title, title, series,
