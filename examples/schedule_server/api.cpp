@@ -457,6 +457,10 @@ boost::asio::awaitable<api_response> api::run(routed& job, const std::stop_token
         response.status = 504;
         response.body = error_body(outcome.message);
         break;
+    case run_outcome::kind::memory_limit: // 507 Insufficient Storage: "the task went above ..."
+        response.status = 507;
+        response.body = error_body(outcome.message);
+        break;
     case run_outcome::kind::worker_failed:
         if (shutting_down()) { // stopped because the shutdown grace ran out
             response.status = 503;

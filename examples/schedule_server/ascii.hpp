@@ -1,7 +1,8 @@
 /// @file ascii.hpp
 /// @brief The ASCII helpers of HTTP's text (field values, media types, charset names): case-
 ///        insensitive comparison and trimming of spaces and tabs (RFC 9110's optional
-///        whitespace). Header-only; used by api.cpp, query.cpp and xml_charset.cpp.
+///        whitespace). Header-only; used by api.cpp, byte_size.cpp, query.cpp and
+///        xml_charset.cpp.
 #pragma once
 
 #include <algorithm>

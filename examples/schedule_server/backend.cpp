@@ -1,12 +1,16 @@
 #include "backend.hpp"
+#include "byte_size.hpp"
 
 #include <btq/asio.hpp>
 #include <btq/executors/subprocess_executor.hpp>
 #include <btq/executors/worker_pool_executor.hpp>
+#include <btq/gates/memory_gate.hpp>
 
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <exception>
 #include <stdexcept>
@@ -30,6 +34,20 @@ btq::queue_options queue_options_for(const backend_options& options) {
     };
 }
 
+/// A schedule_worker run went above the task memory limit and was stopped (spawn mode; in pool
+/// mode the pool's btq::worker_failure says so).
+class memory_limit_reached : public std::runtime_error {
+  public:
+    using std::runtime_error::runtime_error;
+};
+
+/// Raises `peak` to `seen` if it is larger.
+void raise_to(std::atomic<std::uint64_t>& peak, std::uint64_t seen) noexcept {
+    std::uint64_t known = peak.load(std::memory_order_relaxed);
+    while (seen > known && !peak.compare_exchange_weak(known, seen, std::memory_order_relaxed)) {
+    }
+}
+
 /// The outcome of a task that did not produce an answer, from the exception it failed with.
 run_outcome outcome_of(const std::exception_ptr& error) {
     run_outcome outcome;
@@ -47,6 +65,16 @@ run_outcome outcome_of(const std::exception_ptr& error) {
     } catch (const btq::task_timeout& late) {
         outcome.result = run_outcome::kind::timed_out;
         outcome.message = late.what();
+    } catch (const memory_limit_reached& stopped) {
+        outcome.result = run_outcome::kind::memory_limit;
+        outcome.message = stopped.what();
+    } catch (const btq::worker_failure& failed) {
+        // The pool says "memory limit" in the message of a worker it stopped at its limit.
+        const bool at_limit =
+            std::string_view(failed.what()).find("memory limit") != std::string_view::npos;
+        outcome.result =
+            at_limit ? run_outcome::kind::memory_limit : run_outcome::kind::worker_failed;
+        outcome.message = failed.what();
     } catch (const std::exception& failed) {
         outcome.result = run_outcome::kind::worker_failed;
         outcome.message = failed.what();
@@ -54,16 +82,51 @@ run_outcome outcome_of(const std::exception_ptr& error) {
     return outcome;
 }
 
-/// Common part of both modes: the queue and the shutdown steps.
-template <class Task, class Executor>
+btq::memory_gate_options memory_gate_options_for(const backend_options& options) {
+    return btq::memory_gate_options{
+        .min_available_bytes = options.min_available_memory.value_or(0),
+        .max_pressure = options.max_memory_pressure,
+    };
+}
+
+/// The start gate of the server's queue and how the queue is built with it: btq::no_gate
+/// (nothing to build, nothing to read), or a btq::memory_gate from the memory flags.
+template <class Gate>
+struct server_gate {
+    explicit server_gate(const backend_options& /*options*/) {}
+    template <class Queue, class... Arguments>
+    Queue make_queue(Arguments&&... arguments) {
+        return Queue(std::forward<Arguments>(arguments)...);
+    }
+};
+
+template <>
+struct server_gate<btq::memory_gate> {
+    explicit server_gate(const backend_options& options) : gate(memory_gate_options_for(options)) {}
+    template <class Queue, class... Arguments>
+    Queue make_queue(Arguments&&... arguments) {
+        return Queue(gate, std::forward<Arguments>(arguments)...);
+    }
+    btq::memory_gate gate;
+};
+
+/// "the task went above its memory limit (256 MiB)": the message of a 507.
+std::string memory_limit_message(const backend_options& options) {
+    return "the task went above its memory limit (" +
+           describe_byte_size(options.task_memory_limit.value_or(0)) + ")";
+}
+
+/// Common part of both modes: the queue (behind its gate) and the shutdown steps.
+template <class Task, class Executor, class Gate>
 class queued_backend : public backend {
   public:
-    using queue_type = btq::bounded_task_queue<Task, Executor>;
+    using queue_type = btq::bounded_task_queue<Task, Executor, Gate>;
 
     template <class... ExecutorArgs>
     explicit queued_backend(const backend_options& options, ExecutorArgs&&... executor_args)
-        : options_(options),
-          queue_(queue_options_for(options), std::forward<ExecutorArgs>(executor_args)...) {}
+        : options_(options), gate_(options),
+          queue_(gate_.template make_queue<queue_type>(
+              queue_options_for(options), std::forward<ExecutorArgs>(executor_args)...)) {}
 
     [[nodiscard]] btq::queue_stats stats() const override { return queue_.stats(); }
     [[nodiscard]] const backend_options& options() const noexcept override { return options_; }
@@ -103,11 +166,14 @@ class queued_backend : public backend {
         run_outcome outcome = outcome_of(failure);
         if (stop.stop_requested()) {
             outcome.result = run_outcome::kind::client_gone;
+        } else if (outcome.result == run_outcome::kind::memory_limit) {
+            outcome.message = memory_limit_message(options_);
         }
         co_return outcome;
     }
 
     backend_options options_;
+    server_gate<Gate> gate_; // before the queue: it outlives the queue attached to it
     queue_type queue_;
 };
 
@@ -149,7 +215,8 @@ std::string describe_failure(const btq::process_result& result) {
 /// fails those runs instead — btq::task_timeout for a timeout, worker_crashed for a crash or a
 /// run without its JSON answer — so /api/queue-stats and /metrics count them as errors, exactly
 /// as the worker pool does. A run that answered (exit 0–3 with its JSON) is a success, whatever
-/// the JSON says.
+/// the JSON says. A run stopped at its memory limit fails with memory_limit_reached; the adapter
+/// counts those and keeps the largest peak resident size of every run (memory()).
 class checked_subprocess_executor {
   public:
     template <class Task>
@@ -162,7 +229,7 @@ class checked_subprocess_executor {
         std::stop_token stop = done.stop_token();
         inner_.execute(std::move(command),
                        btq::completion<btq::process_result>::from(
-                           [done = std::move(done),
+                           [this, done = std::move(done),
                             waited](btq::task_result<btq::process_result>&& result) mutable {
                                judge(std::move(result), std::move(done), waited);
                            },
@@ -171,16 +238,26 @@ class checked_subprocess_executor {
 
     void cancel_running() { inner_.cancel_running(); }
 
+    [[nodiscard]] memory_stats memory() const noexcept {
+        return memory_stats{.stopped_at_limit = stopped_at_limit_.load(std::memory_order_relaxed),
+                            .peak_resident_bytes = peak_resident_.load(std::memory_order_relaxed)};
+    }
+
   private:
-    static void judge(btq::task_result<btq::process_result>&& result,
-                      btq::completion<btq::process_result> done, std::chrono::nanoseconds waited) {
+    void judge(btq::task_result<btq::process_result>&& result,
+               btq::completion<btq::process_result> done, std::chrono::nanoseconds waited) {
         if (!result.has_value()) { // it did not start (spawn_error, task_cancelled)
             done.set_exception(result.error());
             return;
         }
         btq::process_result& run = result.value();
         run.wait_time = waited;
-        if (run.ending == btq::process_ending::timed_out) {
+        raise_to(peak_resident_, run.peak_resident_bytes);
+        if (run.ending == btq::process_ending::memory_limit) {
+            stopped_at_limit_.fetch_add(1, std::memory_order_relaxed);
+            done.set_exception(std::make_exception_ptr(
+                memory_limit_reached("schedule_worker went above its memory limit")));
+        } else if (run.ending == btq::process_ending::timed_out) {
             done.set_exception(std::make_exception_ptr(
                 btq::task_timeout("schedule_worker ran past the task timeout and was stopped")));
         } else if (run.ending == btq::process_ending::cancelled) {
@@ -194,23 +271,33 @@ class checked_subprocess_executor {
         }
     }
 
-    btq::subprocess_executor inner_;
+    std::atomic<std::uint64_t> stopped_at_limit_{0};
+    std::atomic<std::uint64_t> peak_resident_{0};
+    btq::subprocess_executor inner_; // last: its event thread goes first, calling judge() no more
 };
 
 /// --mode spawn: one schedule_worker process per request.
-class spawn_backend final : public queued_backend<btq::command, checked_subprocess_executor> {
+template <class Gate>
+class spawn_backend final : public queued_backend<btq::command, checked_subprocess_executor, Gate> {
   public:
-    explicit spawn_backend(const backend_options& options) : queued_backend(options) {}
+    explicit spawn_backend(const backend_options& options)
+        : queued_backend<btq::command, checked_subprocess_executor, Gate>(options) {}
+
+    [[nodiscard]] memory_stats memory() override { return this->queue_.executor().memory(); }
 
     boost::asio::awaitable<run_outcome> run(const std::string& operation, std::string& body,
                                             const std::stop_token& stop) override {
+        const backend_options& options = this->options_;
         btq::command task;
-        task.program = options_.worker_program.string();
-        task.arguments = {"--data-dir", options_.data_dir.string(), operation};
+        task.program = options.worker_program.string();
+        task.arguments = {"--data-dir", options.data_dir.string(), operation};
         task.standard_input = std::move(body);
-        task.timeout = options_.task_timeout;
+        task.timeout = options.task_timeout;
         task.kill_grace = std::chrono::milliseconds(500);
-        co_return co_await submit(task, stop, [](btq::process_result result) {
+        if (options.task_memory_limit) {
+            task.memory_limit = static_cast<std::size_t>(*options.task_memory_limit);
+        }
+        co_return co_await this->submit(task, stop, [](btq::process_result result) {
             return run_outcome{.result = run_outcome::kind::answered,
                                .body = std::move(result.standard_output),
                                .message = {},
@@ -228,21 +315,36 @@ btq::worker_pool_options pool_options_for(const backend_options& options) {
     pool.workers = options.pool_size;
     pool.task_timeout = options.task_timeout;
     pool.shutdown_grace = std::chrono::milliseconds(1000);
+    if (options.task_memory_limit) {
+        pool.memory_limit = static_cast<std::size_t>(*options.task_memory_limit);
+    }
     return pool;
 }
 
 /// --mode pool: persistent schedule_worker processes.
-class pool_backend final : public queued_backend<btq::worker_request, btq::worker_pool_executor> {
+template <class Gate>
+class pool_backend final
+    : public queued_backend<btq::worker_request, btq::worker_pool_executor, Gate> {
   public:
     explicit pool_backend(const backend_options& options)
-        : queued_backend(options, pool_options_for(options)) {}
+        : queued_backend<btq::worker_request, btq::worker_pool_executor, Gate>(
+              options, pool_options_for(options)) {}
+
+    [[nodiscard]] memory_stats memory() override {
+        return memory_stats{.stopped_at_limit = this->queue_.executor().stats().memory_limit_kills,
+                            .peak_resident_bytes = peak_resident_.load(std::memory_order_relaxed)};
+    }
 
     boost::asio::awaitable<run_outcome> run(const std::string& operation, std::string& body,
                                             const std::stop_token& stop) override {
         btq::worker_request task;
         task.operation = operation;
         task.body = std::move(body);
-        co_return co_await submit(task, stop, [](btq::worker_response response) {
+        co_return co_await this->submit(task, stop, [this](btq::worker_response response) {
+            // The worker's peak since it started (VmHWM, one read of /proc/PID/status).
+            if (const auto sample = btq::process::sample_memory(response.worker_pid)) {
+                raise_to(peak_resident_, sample->peak_resident);
+            }
             return run_outcome{.result = run_outcome::kind::answered,
                                .body = std::move(response.body),
                                .message = {},
@@ -250,7 +352,18 @@ class pool_backend final : public queued_backend<btq::worker_request, btq::worke
                                .run_time = response.run_time};
         });
     }
+
+  private:
+    std::atomic<std::uint64_t> peak_resident_{0};
 };
+
+template <class Gate>
+std::unique_ptr<backend> make_gated_backend(const backend_options& options) {
+    if (options.mode == run_mode::spawn) {
+        return std::make_unique<spawn_backend<Gate>>(options);
+    }
+    return std::make_unique<pool_backend<Gate>>(options);
+}
 
 } // namespace
 
@@ -258,10 +371,10 @@ std::unique_ptr<backend> make_backend(const backend_options& options) {
     if (options.pool_size == 0) {
         throw std::invalid_argument("--pool-size must be at least 1");
     }
-    if (options.mode == run_mode::spawn) {
-        return std::make_unique<spawn_backend>(options);
+    if (options.min_available_memory || options.max_memory_pressure) {
+        return make_gated_backend<btq::memory_gate>(options);
     }
-    return std::make_unique<pool_backend>(options);
+    return make_gated_backend<btq::no_gate>(options);
 }
 
 } // namespace schedule_server

@@ -9,8 +9,10 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <stop_token>
 #include <string>
 
@@ -31,6 +33,27 @@ struct backend_options {
     std::size_t queue_capacity = 256;
     std::chrono::milliseconds queue_timeout{30'000};
     std::chrono::milliseconds task_timeout{30'000};
+    /// Most memory one run of schedule_worker may use (--task-memory-limit): each child in spawn
+    /// mode (command::memory_limit), each worker in pool mode (worker_pool_options::memory_limit).
+    std::optional<std::uint64_t> task_memory_limit;
+    /// The memory gate's floor of available memory (--min-available-memory) and its most memory
+    /// pressure, PSI some avg10 in percent (--max-memory-pressure). The queue has a
+    /// btq::memory_gate when either is set, and no gate otherwise.
+    std::optional<std::uint64_t> min_available_memory;
+    std::optional<double> max_memory_pressure;
+};
+
+/// What the backend saw of its runs' memory, for /api/queue-stats and /metrics.
+struct memory_stats {
+    /// Runs stopped at task_memory_limit: spawn mode counts the children that ended with
+    /// btq::process_ending::memory_limit; pool mode reports
+    /// worker_pool_stats::memory_limit_kills.
+    std::uint64_t stopped_at_limit = 0;
+    /// The largest peak resident size seen, in bytes. Spawn mode: the largest
+    /// process_result::peak_resident_bytes of any child. Pool mode: the largest VmHWM of a
+    /// worker read after it answered a request (a worker's peak since it started; the pool keeps
+    /// no peak per request, and a worker killed at its limit is not read again).
+    std::uint64_t peak_resident_bytes = 0;
 };
 
 /// How one queued request ended, in the terms the HTTP layer answers with.
@@ -40,6 +63,7 @@ struct run_outcome {
         not_run,       ///< refused, expired, cleared or shut down before it started (503)
         timed_out,     ///< ran past the task timeout and was stopped (504)
         worker_failed, ///< the worker crashed, could not start or answered garbage (502)
+        memory_limit,  ///< it went above the task memory limit and was stopped (507)
         client_gone,   ///< the client disconnected: cancelled while waiting (it never ran) or
                        ///< stopped while running
     };
@@ -71,6 +95,8 @@ class backend {
     run(const std::string& operation, std::string& body, const std::stop_token& stop) = 0;
 
     [[nodiscard]] virtual btq::queue_stats stats() const = 0;
+    /// Not const: the counters are read from the queue's executor.
+    [[nodiscard]] virtual memory_stats memory() = 0;
     [[nodiscard]] virtual const backend_options& options() const noexcept = 0;
 
     /// Shutdown, step 1: refuse new requests and answer every waiting one with

@@ -3,6 +3,7 @@
 // rest answer at once. See README.md ("The example server") for the endpoints and flags.
 #include "api.hpp"
 #include "backend.hpp"
+#include "byte_size.hpp"
 #include "http_server.hpp"
 
 #include <CLI/CLI.hpp>
@@ -18,12 +19,15 @@
 #include <atomic>
 #include <chrono>
 #include <csignal>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <thread>
+#include <variant>
 #include <vector>
 
 namespace {
@@ -60,6 +64,33 @@ void seed_data_folder(const fs::path& data_dir, const fs::path& sample_data) {
     fs::copy(sample_data, data_dir, fs::copy_options::recursive | fs::copy_options::skip_existing);
     std::fprintf(stderr, "schedule_server: new data folder %s filled from %s\n", data_dir.c_str(),
                  sample_data.c_str());
+}
+
+/// A CLI11 check of a SIZE flag (byte_size.hpp); 0 is refused: a limit or floor of nothing.
+CLI::Validator size_above_zero() {
+    return CLI::Validator(
+        [](const std::string& text) -> std::string {
+            const auto parsed = parse_byte_size(text);
+            if (const auto* message = std::get_if<std::string>(&parsed)) {
+                return *message;
+            }
+            if (std::get<std::uint64_t>(parsed) == 0) {
+                return "'" + text + "' is 0: give a size above 0, or leave the flag out";
+            }
+            return {};
+        },
+        "");
+}
+
+/// A CLI11 check of a PERCENT flag (0 to 100).
+CLI::Validator percent() {
+    return CLI::Validator(
+        [](const std::string& text) -> std::string {
+            const auto parsed = parse_percent(text);
+            const auto* message = std::get_if<std::string>(&parsed);
+            return message != nullptr ? *message : std::string();
+        },
+        "");
 }
 
 /// Shutdown, last step: lets the connections still writing their last response finish, for at
@@ -145,6 +176,25 @@ int run(int argc, char** argv) {
     app.add_option("--threads", threads, "I/O threads")
         ->check(CLI::Range(1U, 256U))
         ->capture_default_str();
+    std::string task_memory_limit;
+    std::string min_available_memory;
+    std::string max_memory_pressure;
+    const auto add_size_option = [&app](const char* name, std::string& text, const char* help) {
+        app.add_option(name, text, help)->type_name("SIZE")->check(size_above_zero());
+    };
+    add_size_option("--task-memory-limit", task_memory_limit,
+                    "Most memory one worker run may use (spawn: each child; pool: each worker); "
+                    "above it the run is stopped and the request gets 507. SIZE: bytes, or with "
+                    "K, M, G (KiB, MiB, GiB: powers of 1024), e.g. 256M");
+    add_size_option("--min-available-memory", min_available_memory,
+                    "Start no queued request while less memory than this is available (host "
+                    "MemAvailable or the cgroup's headroom); one still starts when none runs. "
+                    "SIZE as above");
+    app.add_option("--max-memory-pressure", max_memory_pressure,
+                   "Start no queued request while memory pressure (PSI some avg10, percent of "
+                   "time stalled) is above this; one still starts when none runs. 0 to 100")
+        ->type_name("PERCENT")
+        ->check(percent());
     app.add_flag("--no-access-log", no_access_log, "Do not log a line per request");
     app.add_flag("--enable-memory-probe", endpoints.memory_probe,
                  "Serve GET /api/memory-probe (touches the memory a request asks for: tests and "
@@ -155,6 +205,17 @@ int run(int argc, char** argv) {
     queue.queue_timeout = std::chrono::milliseconds(queue_timeout_ms);
     queue.task_timeout = std::chrono::milliseconds(task_timeout_ms);
     queue.worker_program = worker.empty() ? default_worker() : fs::path(worker);
+    const auto size_flag = [](const std::string& text) -> std::optional<std::uint64_t> {
+        if (text.empty()) {
+            return std::nullopt;
+        }
+        return std::get<std::uint64_t>(parse_byte_size(text)); // checked by size_above_zero()
+    };
+    queue.task_memory_limit = size_flag(task_memory_limit);
+    queue.min_available_memory = size_flag(min_available_memory);
+    if (!max_memory_pressure.empty()) {
+        queue.max_memory_pressure = std::get<double>(parse_percent(max_memory_pressure));
+    }
     http.access_log = !no_access_log;
     http.idle_timeout = std::chrono::milliseconds(idle_timeout_ms);
     http.header_timeout = std::chrono::milliseconds(header_timeout_ms);

@@ -70,6 +70,14 @@ std::string_view mode_name(run_mode mode) {
     return mode == run_mode::pool ? "pool" : "spawn";
 }
 
+/// One metric without labels: its HELP and TYPE lines and its sample.
+struct metric_sample {
+    std::string_view name;
+    std::string_view type; ///< gauge or counter
+    std::string_view help;
+    double value;
+};
+
 void append_metric(std::string& out, std::string_view name, std::string_view type,
                    std::string_view help, double value) {
     out += "# HELP ";
@@ -91,6 +99,7 @@ void append_metric(std::string& out, std::string_view name, std::string_view typ
 
 api_response api::queue_stats() const {
     const btq::queue_stats stats = backend_.stats();
+    const memory_stats memory = backend_.memory();
     // The seed's shape first, key for key, then what btq adds beside it.
     const json::object pool{
         {"totalProcessed", stats.total_processed},
@@ -112,6 +121,10 @@ api_response api::queue_stats() const {
         {"expired", stats.expired},
         {"cancelled", stats.cancelled},
         {"timedOut", stats.timed_out},
+        {"heldForMemory", stats.held_by_gate},
+        {"heldForMemoryTotal", stats.gate_holds_total},
+        {"stoppedAtMemoryLimit", memory.stopped_at_limit},
+        {"peakTaskResidentBytes", memory.peak_resident_bytes},
         {"closed", stats.closed},
         {"waitTime", latency(stats.wait_time)},
         {"runTime", latency(stats.run_time)},
@@ -182,22 +195,40 @@ api_response api::readyz() const {
 
 api_response api::metrics_text() const {
     const btq::queue_stats stats = backend_.stats();
+    const memory_stats memory = backend_.memory();
     api_response response;
     response.content_type = "text/plain; version=0.0.4; charset=utf-8";
     std::string& out = response.body;
     out.reserve(4096);
-    append_metric(out, "btq_queue_active", "gauge", "Requests running in schedule_worker now.",
-                  static_cast<double>(stats.active));
-    append_metric(out, "btq_queue_queued", "gauge", "Requests waiting for a slot now.",
-                  static_cast<double>(stats.queued));
-    append_metric(out, "btq_queue_capacity", "gauge", "Most requests that may wait.",
-                  static_cast<double>(stats.capacity));
-    append_metric(out, "btq_queue_max_concurrency", "gauge", "Most requests that may run at once.",
-                  static_cast<double>(stats.max_concurrency));
-    append_metric(out, "btq_queue_peak_active", "gauge", "Most requests ever running at once.",
-                  static_cast<double>(stats.peak_active));
-    append_metric(out, "btq_queue_peak_queued", "gauge", "Most requests ever waiting at once.",
-                  static_cast<double>(stats.peak_queue_size));
+    const std::array<metric_sample, 10> samples{{
+        {"btq_queue_active", "gauge", "Requests running in schedule_worker now.",
+         static_cast<double>(stats.active)},
+        {"btq_queue_queued", "gauge", "Requests waiting for a slot now.",
+         static_cast<double>(stats.queued)},
+        {"btq_queue_capacity", "gauge", "Most requests that may wait.",
+         static_cast<double>(stats.capacity)},
+        {"btq_queue_max_concurrency", "gauge", "Most requests that may run at once.",
+         static_cast<double>(stats.max_concurrency)},
+        {"btq_queue_peak_active", "gauge", "Most requests ever running at once.",
+         static_cast<double>(stats.peak_active)},
+        {"btq_queue_peak_queued", "gauge", "Most requests ever waiting at once.",
+         static_cast<double>(stats.peak_queue_size)},
+        {"btq_queue_held_for_memory", "gauge",
+         "Requests a slot was free for, held back now by the memory gate.",
+         static_cast<double>(stats.held_by_gate)},
+        {"btq_queue_memory_holds_total", "counter",
+         "Times a request was held back by the memory gate.",
+         static_cast<double>(stats.gate_holds_total)},
+        {"btq_task_memory_limit_stops_total", "counter",
+         "Worker runs stopped at the task memory limit (answered 507).",
+         static_cast<double>(memory.stopped_at_limit)},
+        {"btq_task_peak_resident_bytes", "gauge",
+         "Largest peak resident size seen of a worker run (pool: of a worker).",
+         static_cast<double>(memory.peak_resident_bytes)},
+    }};
+    for (const metric_sample& sample : samples) {
+        append_metric(out, sample.name, sample.type, sample.help, sample.value);
+    }
 
     out += "# HELP btq_tasks_total Queued requests by how they ended.\n"
            "# TYPE btq_tasks_total counter\n";
