@@ -3,7 +3,7 @@
 # request (schedule_worker's memory_probe: touch PROBE_MB MB, hold it HOLD_MS ms), 1 to 1,000
 # requests at once, the memory of each server's whole process tree sampled from /proc.
 #
-#   bash bench/memory/run_memory_bench.sh                     # everything, about 8 minutes
+#   bash bench/memory/run_memory_bench.sh                     # everything, about 9 minutes
 #   CONCURRENCY="1 10 100" RUNAWAY=false bash bench/memory/run_memory_bench.sh
 #
 # The four servers (bench/peers/node-seed is the seed's Node server re-created):

@@ -88,7 +88,8 @@ def markdown(result: dict) -> str:
         f"{config['hold_ms']} ms (`{config['probe']}`). Pool size {config['pool_size']} "
         f"everywhere; btq with `--task-memory-limit {config['task_memory_limit']}`"
         + (f" `{config['btq_server_args']}`" if config["btq_server_args"] else "")
-        + f"; ceiling {config['ceiling_mb']:,} MB; sampled every {config['interval_ms']:g} ms. "
+        + f"; ceiling {config['ceiling_mb']:,} MB; sampled every {config['interval_ms']:g} ms; "
+        "MB here are MiB (2^20 bytes), as the probe counts them. "
         f"{machine['cpus']} CPUs, {machine['memory_total_kib'] / 1048576:.0f} GiB, kernel "
         f"{machine['kernel']}, Node {machine['node']}, Express {machine['express']}; load "
         f"average at start {machine['loadavg_start']}, at end {' '.join(machine['loadavg_end'])}.")
@@ -176,7 +177,7 @@ def markdown(result: dict) -> str:
         lines += table(header2, rows, right_from=6)
         lines[-len(rows) - 1] = "| --- | --- | ---: | --- | ---: | ---: |"
         lines.append("")
-        lines.append("Its process's peak: the largest Rss (or VmHWM) any one descendant of the "
+        lines.append("Its process's peak: the largest VmRSS (or VmHWM) any one descendant of the "
                      "server reached, sampled; the runaway is the only one past the others' "
                      f"{config['probe_mb']} MB.")
         bodies = {s: p["runaway"].get("body", "")[:200] for (s, _), p in runaway.items()
