@@ -80,7 +80,8 @@ class Sampler:
 
 
 async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    """Reads one HTTP/1.1 response (Content-Length or chunked); returns (status, body)."""
+    """Reads one HTTP/1.1 response (Content-Length, chunked, or up to the close); returns
+    (status, body). Also used by bench/memory/memory_point.py."""
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1])
@@ -99,7 +100,9 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
             body += await reader.readexactly(size)
             await reader.readexactly(2)
         return status, bytes(body)
-    return status, await reader.readexactly(int(headers.get("content-length", "0")))
+    if "content-length" in headers:
+        return status, await reader.readexactly(int(headers["content-length"]))
+    return status, await reader.read()
 
 
 async def main_async(args: argparse.Namespace) -> dict:

@@ -1,10 +1,12 @@
 'use strict';
 
 // The seed's API server: Express, eight endpoints that each run the worker program once per
-// request, all through one TaskQueue(4). Re-created for bench/http/ (see README.md).
+// request, all through one TaskQueue(4). Re-created for bench/http/ and bench/memory/ (see
+// README.md). --no-queue (or --pool-size 0) is the seed's "before": a process per request at once.
 //
 //   node api_server.js --port 5000 --worker /path/to/schedule_worker --data-dir ./data
 //   PORT=5000 WORKER=/path/to/schedule_worker DATA_DIR=./data node api_server.js
+//   node api_server.js --no-queue --enable-memory-probe ...
 
 const express = require('express');
 const os = require('os');
@@ -20,12 +22,26 @@ const PORT = Number(argValue('port') || process.env.PORT || 5000);
 const HOST = argValue('host') || process.env.HOST || '127.0.0.1';
 const WORKER = path.resolve(argValue('worker') || process.env.WORKER || 'schedule_worker');
 const DATA_DIR = path.resolve(argValue('data-dir') || process.env.DATA_DIR || 'data');
-const POOL_SIZE = Number(argValue('pool-size') || process.env.POOL_SIZE || 4);
+function argFlag(name) {
+  return process.argv.includes(`--${name}`);
+}
+
+// 0 (or --no-queue): no bound, every request starts its process at once.
+const POOL_SIZE = argFlag('no-queue')
+  ? 0
+  : Number(argValue('pool-size') || process.env.POOL_SIZE || 4);
+// GET /api/memory-probe runs the worker's memory_probe (bench/memory/); off unless asked for.
+const ENABLE_MEMORY_PROBE = argFlag('enable-memory-probe') || process.env.ENABLE_MEMORY_PROBE === '1';
 
 const app = express();
 app.use(express.json({ limit: '10mb' }));
 
-// Create queue (max 4 processes)
+if (!Number.isInteger(POOL_SIZE) || POOL_SIZE < 0) {
+  console.error(`[Server] --pool-size must be a whole number, 0 for no limit (got ${POOL_SIZE})`);
+  process.exit(2);
+}
+
+// Create queue (max 4 processes; 0: no limit)
 const pythonQueue = new TaskQueue(POOL_SIZE, { command: WORKER });
 
 // Runs one worker operation through the queue and answers with its JSON.
@@ -134,6 +150,24 @@ app.get('/api/infowars-videos', async (req, res) => {
   }
 });
 
+// --- Memory probe (bench/memory/) -----------------------------------------------------------
+
+if (ENABLE_MEMORY_PROBE) {
+  app.get('/api/memory-probe', async (req, res) => {
+    try {
+      const result = await runWorker('memory_probe', {
+        megabytes: queryNumber(req.query.mb),
+        hold_ms: queryNumber(req.query.hold_ms),
+        step_megabytes: queryNumber(req.query.step_mb),
+        step_ms: queryNumber(req.query.step_ms),
+      });
+      res.json(result);
+    } catch (error) {
+      sendError(res, error);
+    }
+  });
+}
+
 // --- Monitoring ----------------------------------------------------------------------------
 
 app.get('/api/queue-stats', (req, res) => {
@@ -178,7 +212,12 @@ const server = app.listen(PORT, HOST, () => {
   console.log(`[Server] API server listening on http://${address.address}:${address.port}`);
   console.log(`[Server] Worker: ${WORKER}`);
   console.log(`[Server] Data folder: ${DATA_DIR}`);
-  console.log(`[Server] Process queue: max ${pythonQueue.maxConcurrency} concurrent processes`);
+  if (pythonQueue.maxConcurrency === 0) {
+    console.log('[Server] No process queue: one process per request, no limit');
+  } else {
+    console.log(`[Server] Process queue: max ${pythonQueue.maxConcurrency} concurrent processes`);
+  }
+  if (ENABLE_MEMORY_PROBE) console.log('[Server] GET /api/memory-probe enabled');
 });
 
 process.on('SIGTERM', () => {

@@ -2,6 +2,8 @@
 
 // TaskQueue: the seed's fix for "one process per request". At most maxConcurrency worker
 // processes run at once; every other request waits in an (unbounded) array until one finishes.
+// maxConcurrency 0 means no bound: every task starts its process at once, the seed's "before"
+// (one process per request), through the same spawning code.
 //
 //   const pythonQueue = new TaskQueue(4, { command: '/path/to/worker' });
 //   const output = await pythonQueue.execute(['--data-dir', dir, 'schedules'], '{}');
@@ -10,7 +12,7 @@ const { spawn } = require('child_process');
 
 class TaskQueue {
   constructor(maxConcurrency = 4, options = {}) {
-    this.maxConcurrency = maxConcurrency; // Max processes at once
+    this.maxConcurrency = maxConcurrency; // Max processes at once (0: no limit)
     this.activeCount = 0;                 // Currently running
     this.queue = [];                      // Pending requests
     this.command = options.command || 'python3';
@@ -31,7 +33,7 @@ class TaskQueue {
     return new Promise((resolve, reject) => {
       const task = { args, input, resolve, reject };
 
-      if (this.activeCount < this.maxConcurrency) {
+      if (this._hasFreeSlot()) {
         this._run(task);
       } else {
         this.queue.push(task);
@@ -81,12 +83,14 @@ class TaskQueue {
     child.stderr.on('data', (data) => { stderr += data.toString(); });
 
     child.on('error', (error) => finish(error));
-    child.on('close', (code) => {
+    child.on('close', (code, signal) => {
       if (code === 0) {
         finish(null, stdout);
       } else {
-        const error = new Error(stderr.trim() || `Process exited with code ${code}`);
+        const ending = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+        const error = new Error(stderr.trim() || `Process ${ending}`);
         error.exitCode = code;
+        error.signal = signal;
         error.stdout = stdout;
         error.stderr = stderr;
         finish(error);
@@ -98,8 +102,12 @@ class TaskQueue {
     child.stdin.end(task.input);
   }
 
+  _hasFreeSlot() {
+    return this.maxConcurrency === 0 || this.activeCount < this.maxConcurrency;
+  }
+
   _next() {
-    if (this.queue.length > 0 && this.activeCount < this.maxConcurrency) {
+    if (this.queue.length > 0 && this._hasFreeSlot()) {
       this._run(this.queue.shift());
     }
   }
@@ -114,7 +122,9 @@ class TaskQueue {
       activeProcesses: this.activeCount,
       queuedTasks: this.queue.length,
       maxConcurrency: this.maxConcurrency,
-      utilizationPercent: Math.round((this.activeCount / this.maxConcurrency) * 100),
+      utilizationPercent: this.maxConcurrency === 0
+        ? 0
+        : Math.round((this.activeCount / this.maxConcurrency) * 100),
     };
   }
 
