@@ -24,6 +24,9 @@ import os
 import sys
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "memory"))
+import proctree  # noqa: E402  (bench/memory/proctree.py)
+
 
 def rss_kib(pid: int) -> int:
     """VmRSS of one process in KiB; 0 when it is gone."""
@@ -38,19 +41,9 @@ def rss_kib(pid: int) -> int:
 
 
 def children(pid: int) -> list[int]:
-    """The direct children of pid, from /proc/PID/task/*/children (all threads)."""
-    found: list[int] = []
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except FileNotFoundError:
-        return found
-    for task in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as handle:
-                found.extend(int(child) for child in handle.read().split())
-        except (FileNotFoundError, ProcessLookupError, ValueError):
-            continue
-    return found
+    """The direct children of pid, from every process's parent in /proc/*/stat (this kernel has
+    no /proc/PID/task/*/children)."""
+    return [child for child, (parent, _) in proctree.process_table().items() if parent == pid]
 
 
 class Sampler:
