@@ -15,6 +15,13 @@
 
 namespace btq_redis_test {
 
+/// Raises `most` to `value` if it is higher (a maximum several threads or processes update).
+inline void raise_to(std::atomic<std::int64_t>& most, std::int64_t value) noexcept {
+    std::int64_t seen = most.load();
+    while (value > seen && !most.compare_exchange_weak(seen, value)) {
+    }
+}
+
 struct oracle_state {
     std::atomic<std::int64_t> inside;     // tasks between enter() and leave()
     std::atomic<std::int64_t> max_inside; // the most ever seen at once
@@ -55,10 +62,7 @@ class oracle {
 
     /// A task starts using the resource with `token`.
     void enter(std::uint64_t token) const noexcept {
-        const std::int64_t now = state_->inside.fetch_add(1) + 1;
-        std::int64_t seen = state_->max_inside.load();
-        while (now > seen && !state_->max_inside.compare_exchange_weak(seen, now)) {
-        }
+        raise_to(state_->max_inside, state_->inside.fetch_add(1) + 1);
         state_->entries.fetch_add(1);
         const std::int64_t at = state_->token_count.fetch_add(1);
         if (at >= 0 && static_cast<std::size_t>(at) < oracle_state::max_tokens) {

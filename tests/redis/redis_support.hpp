@@ -93,6 +93,14 @@ inline std::optional<int> wait_exit(pid_t pid, std::chrono::milliseconds timeout
     }
 }
 
+/// Sends `signal` to the child `pid`; nothing for a pid that is not one (never kill(-1) or
+/// kill(0), which would signal every process of the user or the whole process group).
+inline void signal_child(pid_t pid, int signal) {
+    if (pid > 0) {
+        ::kill(pid, signal);
+    }
+}
+
 /// Kills and reaps `pid` (no-op for -1).
 inline void kill_and_reap(pid_t pid) {
     if (pid > 0) {
@@ -121,15 +129,20 @@ inline int free_port() {
     return ntohs(address.sin_port);
 }
 
-/// True if a Redis at 127.0.0.1:port answers PING within `timeout`.
-inline bool answers_ping(int port, std::chrono::milliseconds timeout) {
+/// True if the Redis at 127.0.0.1:port answers within `timeout` and is the process `pid`: two
+/// tests may pick the same free port at once, and the one whose server lost the race must not
+/// take the other's server for its own.
+inline bool answers_as(int port, pid_t pid, std::chrono::milliseconds timeout) {
     const timeval limit{static_cast<time_t>(timeout.count() / 1000),
                         static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
     redisContext* context = redisConnectWithTimeout("127.0.0.1", port, limit);
     bool ok = false;
     if (context != nullptr && context->err == 0 && redisSetTimeout(context, limit) == REDIS_OK) {
-        auto* reply = static_cast<redisReply*>(redisCommand(context, "PING"));
-        ok = reply != nullptr && reply->type == REDIS_REPLY_STATUS;
+        auto* reply = static_cast<redisReply*>(redisCommand(context, "INFO server"));
+        if (reply != nullptr && reply->type == REDIS_REPLY_STRING) {
+            const std::string info(reply->str, reply->len);
+            ok = info.find("process_id:" + std::to_string(pid) + "\r\n") != std::string::npos;
+        }
         if (reply != nullptr) {
             freeReplyObject(reply);
         }
@@ -158,7 +171,7 @@ class redis_server {
     redis_server& operator=(const redis_server&) = delete;
     ~redis_server() {
         if (paused_) {
-            ::kill(pid_, SIGCONT);
+            signal_child(pid_, SIGCONT);
         }
         kill_and_reap(pid_);
     }
@@ -179,11 +192,11 @@ class redis_server {
         throw std::runtime_error("redis-server did not restart on its port");
     }
     void pause() {
-        ::kill(pid_, SIGSTOP);
+        signal_child(pid_, SIGSTOP);
         paused_ = true;
     }
     void resume() {
-        ::kill(pid_, SIGCONT);
+        signal_child(pid_, SIGCONT);
         paused_ = false;
     }
 
@@ -219,7 +232,7 @@ class redis_server {
                 pid_ = -1; // exited: the port was taken meanwhile, or a bad option
                 return false;
             }
-            if (answers_ping(port_, 200ms)) {
+            if (answers_as(port_, pid_, 200ms)) {
                 return true;
             }
             std::this_thread::sleep_for(10ms);
