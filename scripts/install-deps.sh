@@ -23,6 +23,9 @@ PACKAGES=(
     # The tests validate the worker's XMLTV exports against the XMLTV DTD with xmllint: Debian's
     # libxmltv-perl ships the DTD, libxml2-utils xmllint.
     libxmltv-perl libxml2-utils
+    # The cluster-wide permits (include/btq/redis, target btq::redis): the hiredis client, and the
+    # Redis 7 server its tests (tests/redis) start on a free loopback port of their own.
+    redis-server libhiredis-dev
 )
 
 if [ "${1:-}" = "--bench" ]; then

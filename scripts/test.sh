@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Full verification: the format check, the plain Release build a user runs + all tests (library,
-# Asio binding, schedule_worker, server, packaging), the library tests and the parser fuzzers
+# Asio binding, the Redis permits against redis-servers the tests start, schedule_worker, server,
+# packaging with the btq::redis component), the library tests and the parser fuzzers
 # built with Clang, then the library tests under AddressSanitizer/UBSan and under ThreadSanitizer.
 set -euo pipefail
 

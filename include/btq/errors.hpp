@@ -14,12 +14,14 @@ namespace btq {
 enum class not_run_reason {
     queue_full, ///< refused at admission: the queue was at capacity (or a blocked submit timed out)
     displaced,  ///< admitted, then pushed out by a newer task under overflow_policy::drop_oldest
-    queue_closed,  ///< refused at admission: close() or shutdown() had been called
-    queue_cleared, ///< admitted, then failed by clear() / shutdown() / the queue's destructor
-    expired,       ///< admitted, still waiting when its queue deadline passed
-    not_started,   ///< handed to the executor, which could not start it (a program or a worker
-                   ///< that cannot be started): btq::spawn_error, btq::worker_start_error
-    cancelled,     ///< admitted, then its submit_options::stop was requested while it waited
+    queue_closed,     ///< refused at admission: close() or shutdown() had been called
+    queue_cleared,    ///< admitted, then failed by clear() / shutdown() / the queue's destructor
+    expired,          ///< admitted, still waiting when its queue deadline passed
+    not_started,      ///< handed to the executor, which could not start it (a program or a worker
+                      ///< that cannot be started): btq::spawn_error, btq::worker_start_error
+    cancelled,        ///< admitted, then its submit_options::stop was requested while it waited
+    gate_unavailable, ///< admitted, then refused by a start gate that cannot decide (a cluster
+                      ///< permit pool whose Redis is unreachable, in its fail-fast mode)
 };
 
 /// @brief Base of every error for work that never started. Catch this to handle every
@@ -95,6 +97,15 @@ class task_cancelled : public task_not_run {
     task_cancelled()
         : task_not_run(not_run_reason::cancelled,
                        "btq: task cancelled while waiting in the queue") {}
+};
+
+/// @brief A start gate could not decide whether the task may start and was configured to fail
+///        rather than hold it (btq::redis_permits in redis_unreachable::fail_fast mode while its
+///        Redis is unreachable). what() names the gate and the cause.
+class gate_unavailable : public task_not_run {
+  public:
+    explicit gate_unavailable(const std::string& message)
+        : task_not_run(not_run_reason::gate_unavailable, message) {}
 };
 
 /// @brief A task that started but exceeded its run timeout (reported by executors that enforce

@@ -6,6 +6,7 @@
 #         -DBTQ_CONSUMER_SOURCE_DIR=<path to tests/consumer>
 #         -DBTQ_CXX_COMPILER=<C++ compiler used for btq>
 #         [-DBTQ_CONFIG=<build configuration>]
+#         [-DBTQ_EXPECT_REDIS=1]   (the build has btq::redis: the consumer must find and use it)
 #         -P run_consumer_test.cmake
 
 foreach(var IN ITEMS BTQ_BUILD_DIR BTQ_CONSUMER_SOURCE_DIR BTQ_CXX_COMPILER)
@@ -41,10 +42,16 @@ run_step("configure consumer"
         -G Ninja
         "-DCMAKE_PREFIX_PATH=${prefix_dir}"
         "-DCMAKE_CXX_COMPILER=${BTQ_CXX_COMPILER}"
-        "-DCMAKE_BUILD_TYPE=${BTQ_CONFIG}")
+        "-DCMAKE_BUILD_TYPE=${BTQ_CONFIG}"
+        "-DBTQ_EXPECT_REDIS=${BTQ_EXPECT_REDIS}")
 
 run_step("build consumer"
     "${CMAKE_COMMAND}" --build "${consumer_dir}")
 
 run_step("run consumer"
     "${consumer_dir}/btq_consumer")
+
+if(BTQ_EXPECT_REDIS)
+    run_step("run redis consumer"
+        "${consumer_dir}/btq_redis_consumer")
+endif()

@@ -24,6 +24,7 @@
 #include <utility>
 #include <vector>
 
+#include "../detail/waker_registry.hpp"
 #include "../process/cgroup.hpp"
 #include "../start_gate.hpp"
 
@@ -343,18 +344,11 @@ class memory_gate {
     }
 
     /// @brief btq::start_gate: called by a queue's constructor.
-    void attach(start_gate_waker waker) {
-        std::lock_guard lock(wakers_mutex_);
-        wakers_.push_back(waker);
-    }
+    void attach(start_gate_waker waker) { wakers_.attach(waker); }
 
     /// @brief btq::start_gate: called by a queue's destructor. Returns once no wake-up of any
     ///        queue runs on another thread, so `waker` is never called after it.
-    void detach(start_gate_waker waker) {
-        std::unique_lock lock(wakers_mutex_);
-        std::erase(wakers_, waker);
-        wakes_done_.wait(lock, [this] { return waking_ <= waking_here(); });
-    }
+    void detach(start_gate_waker waker) { wakers_.detach(waker); }
 
     /// @brief Reads now (on the calling thread), decides, and wakes the queues if the reading
     ///        admits after a refusal. The gate's thread does this every `interval`; tests call
@@ -372,7 +366,7 @@ class memory_gate {
             ++readings_;
         }
         if (admit && demand_.exchange(false, std::memory_order_seq_cst)) {
-            wake_all();
+            wakers_.wake_all();
         }
     }
 
@@ -427,36 +421,8 @@ class memory_gate {
         if (out_.fetch_sub(1, std::memory_order_seq_cst) == 1 && options_.progress_guarantee &&
             !admitting_.load(std::memory_order_seq_cst) &&
             demand_.exchange(false, std::memory_order_seq_cst)) {
-            wake_all();
+            wakers_.wake_all();
         }
-    }
-
-    static std::size_t& waking_here() noexcept {
-        static thread_local std::size_t depth = 0;
-        return depth;
-    }
-
-    void wake_all() noexcept {
-        std::vector<start_gate_waker> calling;
-        {
-            std::lock_guard lock(wakers_mutex_);
-            try {
-                calling = wakers_;
-            } catch (...) {
-                return;
-            }
-            ++waking_;
-        }
-        ++waking_here();
-        for (const start_gate_waker& waker : calling) {
-            waker();
-        }
-        --waking_here();
-        {
-            std::lock_guard lock(wakers_mutex_);
-            --waking_;
-        }
-        wakes_done_.notify_all();
     }
 
     const memory_gate_options options_;
@@ -472,10 +438,7 @@ class memory_gate {
     std::atomic<std::size_t> out_{0};
     std::atomic<std::uint64_t> forced_{0};
 
-    std::mutex wakers_mutex_; // never held while a waker runs
-    std::vector<start_gate_waker> wakers_;
-    std::size_t waking_ = 0; // wake_all() calls running
-    std::condition_variable wakes_done_;
+    detail::waker_registry wakers_;
 
     std::thread thread_; // last: started once everything above exists
 };
