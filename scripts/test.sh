@@ -65,12 +65,15 @@ stage "clang: configure" cmake --preset clang
 stage "clang: build fuzzers" cmake --build --preset clang --target btq_fuzz_m3u btq_fuzz_schedule_request btq_fuzz_request_text
 stage "clang: fuzz"      ctest --test-dir build/clang -L fuzz --output-on-failure --parallel "${JOBS}"
 
+# The library tests under the sanitizers include the Redis permits (they start their own
+# redis-server); the holder program is built with them.
+redis_targets="btq_redis_tests btq_redis_holder"
 # ASan + UBSan with Clang, TSan with GCC (the plain build's compiler). The ASan preset leaves out
 # UBSan's -fsanitize=function, which Clang 14 cannot emit for coroutines ("Cannot represent a
 # difference across sections" on the Asio tests); GCC has no such check either.
 for preset in asan tsan; do
     stage "${preset}: configure" cmake --preset "${preset}"
-    stage "${preset}: build"     cmake --build --preset "${preset}" --target btq_library_tests btq_asio_tests
+    stage "${preset}: build"     cmake --build --preset "${preset}" --target btq_library_tests btq_asio_tests ${redis_targets}
     stage "${preset}: test"      ctest --preset "${preset}" --parallel "${JOBS}"
 done
 
