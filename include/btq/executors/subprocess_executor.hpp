@@ -204,7 +204,7 @@ class subprocess_executor {
             // Deadlines of children that are gone are dropped lazily.
             const int timeout =
                 deadlines_.timeout_ms([this](std::uint64_t id) { return !children_.contains(id); });
-            const int ready = events_.poller().wait(events, timeout);
+            const int ready = events_.wait(events, timeout);
             for (int i = 0; i < ready; ++i) {
                 const epoll_event& event = events[static_cast<std::size_t>(i)];
                 auto* target = static_cast<watch*>(event.data.ptr);

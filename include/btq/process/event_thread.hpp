@@ -9,11 +9,14 @@
 /// or a stop comes.
 #pragma once
 
+#include <sys/epoll.h>
+
 #include <atomic>
 #include <concepts>
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <stop_token>
 #include <thread>
 #include <utility>
@@ -35,15 +38,16 @@ concept stop_watched_item = requires(Item& item) {
 ///
 /// The owner runs its own loop on the thread (start()). Other threads build an `Item`, arm its
 /// stop watch (watch_stop()) and hand it over (hand_over(), try_hand_over()), which wakes the
-/// poller; the loop, each time it wakes, take()s what was handed over, together with the flags
-/// set since. The loop itself decides when to return: typically once take() has reported
-/// `stopping` and nothing it owns is left, and pending() says nothing is still in transit.
+/// poller if the loop is waiting; the loop, after each wait(), take()s what was handed over,
+/// together with the flags set since. The loop itself decides when to return: typically once take()
+/// has reported `stopping` and nothing it owns is left, and pending() says nothing is still in
+/// transit.
 ///
 /// @par Thread Safety
 /// - Any thread, the loop's included (a completion that submits again runs there): watch_stop(),
 ///   hand_over(), try_hand_over(), request_cancel(), stopping(), owns_this_thread(), and
 ///   `poller().wake()`.
-/// - The loop only: take(), pending(), and the rest of poller() (add, watch, remove, wait).
+/// - The loop only: wait(), take(), pending(), and the rest of poller() (add, watch, remove).
 /// - The owner's constructor calls start() once, last, when everything the loop uses exists;
 ///   its destructor calls stop_and_join() once, first, never on the loop thread. Nothing else
 ///   may race stop_and_join().
@@ -114,8 +118,9 @@ class event_thread {
     void watch_stop(Item& item, const std::stop_token& token);
 
     /// Hands `item` to the loop, which must take() it even when stopping() (the loop checks
-    /// pending() before it returns). Wakes the poller, unless called on the event thread, which
-    /// takes what arrived before it waits again.
+    /// pending() before it returns). Wakes the poller if the loop is inside wait(); otherwise
+    /// (busy, or this is the event thread) the loop takes it before it waits again, and no
+    /// wake-up is spent on it.
     void hand_over(item_pointer item);
 
     /// hand_over(), unless stop_and_join() has begun: then returns false and leaves `item` with
@@ -137,7 +142,14 @@ class event_thread {
     /// Whether items were handed over that take() has not taken yet.
     [[nodiscard]] bool pending() const;
 
-    /// The epoll set the loop waits on, with the eventfd that wakes it.
+    /// The loop's wait: poller().wait(events, timeout_ms, woken), during which a hand-over
+    /// wakes the poller. If an item was handed over since the loop last waited (it saw no
+    /// wake-up), returns at once, and sets `*woken` as a wake-up would. The loop take()s after
+    /// every wait.
+    int wait(std::span<epoll_event> events, int timeout_ms, bool* woken = nullptr);
+
+    /// The epoll set the loop watches descriptors in (wait through wait()), with the eventfd
+    /// that wakes it.
     [[nodiscard]] process::poller& poller() noexcept { return poller_; }
 
     /// Tells the loop to stop (take() reports `stopping`; try_hand_over() refuses), wakes it and
@@ -158,6 +170,7 @@ class event_thread {
     bool stopping_ = false;
     bool cancel_requested_ = false;
 
+    std::atomic<bool> waiting_{false}; // the loop is in wait(): a hand-over must wake it
     std::atomic<std::thread::id> loop_id_{};
     std::thread thread_;
 };
@@ -221,8 +234,10 @@ void event_thread<Item>::push_locked(item_pointer item) {
 template <class Item>
     requires stop_watched_item<Item>
 void event_thread<Item>::wake_unless_on_loop() noexcept {
-    if (!owns_this_thread()) {
-        poller_.wake(); // the event thread itself takes new items before it waits again
+    // After the push and its unlock: a loop that set waiting_ before it looked at the list
+    // either found the item there or is woken now.
+    if (!owns_this_thread() && waiting_.load()) {
+        poller_.wake();
     }
 }
 
@@ -244,6 +259,21 @@ template <class Item>
 bool event_thread<Item>::pending() const {
     std::lock_guard lock(mutex_);
     return !incoming_.empty() || !cancelled_.empty();
+}
+
+template <class Item>
+    requires stop_watched_item<Item>
+int event_thread<Item>::wait(std::span<epoll_event> events, int timeout_ms, bool* woken) {
+    waiting_.store(true); // before the look at the list: see wake_unless_on_loop()
+    if (pending()) {      // handed over while the loop was busy: no wake-up was spent on it
+        if (woken != nullptr) {
+            *woken = true;
+        }
+        timeout_ms = 0;
+    }
+    const int ready = poller_.wait(events, timeout_ms, woken);
+    waiting_.store(false, std::memory_order_relaxed);
+    return ready;
 }
 
 template <class Item>

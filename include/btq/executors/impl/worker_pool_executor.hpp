@@ -333,13 +333,13 @@ inline int worker_pool_executor::wait_for_events(std::array<epoll_event, 64>& ev
         const auto until = clock_type::now() + busy_poll;
         do {
             bool woken = false; // new requests: the caller must look at them now
-            const int ready = events_.poller().wait(events, 0, &woken);
+            const int ready = events_.wait(events, 0, &woken);
             if (ready != 0 || woken) {
                 return ready;
             }
         } while (clock_type::now() < until);
     }
-    return events_.poller().wait(events, deadlines_.timeout_ms());
+    return events_.wait(events, deadlines_.timeout_ms());
 }
 
 inline void worker_pool_executor::handle(worker& w, stream which) {
