@@ -5,8 +5,8 @@
 ///        machine (children, workers) and its own loop.
 ///
 /// The class is declared first, with its contracts; the definitions follow in the order an item
-/// travels: the thread starts, an item is watched and handed over, the loop takes it, a cancel
-/// or a stop comes.
+/// travels: the thread starts, an item is watched and handed over, the loop waits and takes it,
+/// a cancel or a stop comes.
 #pragma once
 
 #include <sys/epoll.h>
@@ -63,7 +63,7 @@ concept stop_watched_item = requires(Item& item) {
 ///         if (!events_.try_hand_over(item)) item->done.set_exception(...); // stopping
 ///     }
 ///   private:
-///     void run_loop(); // wait on events_.poller(), then events_.take(taken_) ...
+///     void run_loop(); // events_.wait(...), then events_.take(taken_), ...
 ///     process::event_thread<entry> events_; // before the containers of entries it points into
 /// };
 /// @endcode
@@ -243,6 +243,21 @@ void event_thread<Item>::wake_unless_on_loop() noexcept {
 
 template <class Item>
     requires stop_watched_item<Item>
+int event_thread<Item>::wait(std::span<epoll_event> events, int timeout_ms, bool* woken) {
+    waiting_.store(true); // before the look at the list: see wake_unless_on_loop()
+    if (pending()) {      // handed over while the loop was busy: no wake-up was spent on it
+        if (woken != nullptr) {
+            *woken = true;
+        }
+        timeout_ms = 0;
+    }
+    const int ready = poller_.wait(events, timeout_ms, woken);
+    waiting_.store(false, std::memory_order_relaxed);
+    return ready;
+}
+
+template <class Item>
+    requires stop_watched_item<Item>
 void event_thread<Item>::take(taken& out) {
     out.arrived.clear();
     out.cancelled.clear();
@@ -259,21 +274,6 @@ template <class Item>
 bool event_thread<Item>::pending() const {
     std::lock_guard lock(mutex_);
     return !incoming_.empty() || !cancelled_.empty();
-}
-
-template <class Item>
-    requires stop_watched_item<Item>
-int event_thread<Item>::wait(std::span<epoll_event> events, int timeout_ms, bool* woken) {
-    waiting_.store(true); // before the look at the list: see wake_unless_on_loop()
-    if (pending()) {      // handed over while the loop was busy: no wake-up was spent on it
-        if (woken != nullptr) {
-            *woken = true;
-        }
-        timeout_ms = 0;
-    }
-    const int ready = poller_.wait(events, timeout_ms, woken);
-    waiting_.store(false, std::memory_order_relaxed);
-    return ready;
 }
 
 template <class Item>
