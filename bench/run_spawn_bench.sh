@@ -3,7 +3,7 @@
 # (bench/spawn_peers.py, bench/spawn_peers.js) in the same run, then writes a Markdown summary.
 #
 #   bash bench/run_spawn_bench.sh                       # everything, 5 repetitions
-#   REPS=3 bash bench/run_spawn_bench.sh --benchmark_filter='BM_Spawn/.*'
+#   REPS=3 bash bench/run_spawn_bench.sh --benchmark_filter='BM_SpawnPair/.*'   # btq vs posix_spawn only
 #
 # Extra arguments go to the benchmark binary; INTERLEAVE=false runs each benchmark's repetitions
 # back to back. SPAWNS sets the peers' spawns per repetition (400, the C++ batch); PEERS=false
@@ -48,10 +48,12 @@ fi
 
 mkdir -p bench/results
 
-# The 1 GiB heap of the BM_SpawnBigHeap benchmarks stays allocated once touched, so the two
-# families run in two processes: the small parent first, then the big one. Within each, the
-# repetitions of different benchmarks are interleaved in random order, so a burst of load from
-# elsewhere on a shared machine spreads over every library instead of hitting one of them.
+# The 1 GiB heap of the BM_SpawnBigHeap benchmarks stays allocated once touched, so the small and
+# the big parent run in two processes, the small one first: BM_SpawnPair (btq and posix_spawn,
+# batch by batch) and BM_Spawn/fork_exec, then BM_SpawnBigHeap. Within each, the repetitions of
+# different benchmarks are interleaved in random order, so a burst of load from elsewhere on a
+# shared machine spreads over every library instead of hitting one of them; within a pair, btq
+# and posix_spawn run a fraction of a second apart.
 # A --benchmark_filter of yours replaces that split: one process, in registration order
 # (BM_SpawnBigHeap last), without interleaving.
 BENCH=build/release/bench/btq_bench_spawn
@@ -71,7 +73,8 @@ if [ "$user_filter" = true ]; then
         --benchmark_out=bench/results/spawn.json "$@"
 else
     "$BENCH" "${COMMON[@]}" --benchmark_enable_random_interleaving="${INTERLEAVE:-true}" \
-        --benchmark_filter='^BM_Spawn/' --benchmark_out=bench/results/spawn_small.json "$@"
+        --benchmark_filter='^(BM_SpawnPair/|BM_Spawn/fork_exec/)' \
+        --benchmark_out=bench/results/spawn_small.json "$@"
     "$BENCH" "${COMMON[@]}" --benchmark_enable_random_interleaving="${INTERLEAVE:-true}" \
         --benchmark_filter='^BM_SpawnBigHeap/' --benchmark_out=bench/results/spawn_big.json "$@"
     # One file, as if from one run: the first run's context, both runs' benchmarks.

@@ -1,22 +1,39 @@
 // Spawn throughput: how fast btq::subprocess_executor starts and reaps child processes, against
 // the raw system calls it is built on.
 //
-// Every benchmark spawns `/bin/true` and waits for it to end. One benchmark iteration is a batch
-// of `batch_size` spawns with at most C children alive at once (C is the benchmark argument):
+// Every benchmark spawns `/bin/true` and waits for it to end, in batches of `batch_size` spawns
+// with at most C children alive at once (C is the benchmark argument). Three ways to run a batch:
 //
-//   BM_Spawn/btq/<C>          the batch through a bounded_task_queue<command, subprocess_executor>
-//                             with max_concurrency C: submit with a callback that counts a latch
-//                             down, then wait for the latch. The queue is built once per
-//                             benchmark run, before the timed loop.
-//   BM_Spawn/posix_spawn/<C>  posix_spawn() + waitpid(pid): start C children, each watched by a
-//                             pidfd; poll() them, reap whichever ended and start a new child in
-//                             its slot, until the batch is done (children_in_flight).
-//                             stdin/stdout/stderr go to /dev/null. glibc's posix_spawn is
-//                             clone(CLONE_VM | CLONE_VFORK): no page tables are copied. This is
-//                             the limit on the machine.
-//   BM_Spawn/fork_exec/<C>    the same loop with fork() + execve() (+ _exit(127) if it fails).
-//   BM_SpawnBigHeap/<lib>/4   the three above at C = 4, from a parent holding 1 GiB of touched
-//                             heap. fork() copies the page tables of that gigabyte on every spawn;
+//   btq          through a bounded_task_queue<command, subprocess_executor> with max_concurrency
+//                C: submit with a callback that counts a latch down, then wait for the latch. The
+//                queue is built once per benchmark run, before the timed loop.
+//   posix_spawn  posix_spawn() + waitpid(pid): start C children, each watched by a pidfd; poll()
+//                them, reap whichever ended and start a new child in its slot, until the batch
+//                is done (children_in_flight). stdin/stdout/stderr go to /dev/null. glibc's
+//                posix_spawn is clone(CLONE_VM | CLONE_VFORK): no page tables are copied. This is
+//                the limit on the machine.
+//   fork_exec    the same loop with fork() + execve() (+ _exit(127) if it fails).
+//
+// The benchmarks:
+//
+//   BM_SpawnPair/<C>          btq against posix_spawn, batch by batch: one iteration runs a btq
+//                             batch and a posix_spawn batch back to back (`pair_batch_size`
+//                             spawns each), in turn btq first and posix_spawn first,
+//                             `pairs_per_run` iterations. Each pair gives a
+//                             ratio, the btq batch's throughput over the posix_spawn batch's,
+//                             taken a fraction of a second apart, so a burst of load from
+//                             elsewhere on a shared machine slows both sides of a pair instead
+//                             of one library's repetition. Counters: btq_us_per_spawn and
+//                             raw_us_per_spawn (the median batch of each), btq_vs_raw (the median
+//                             of the pairs' ratios; above 1, btq is faster), pairs, and
+//                             btq_parent_cpu_us and raw_parent_cpu_us: the CPU time this process
+//                             (every thread, not the children) spent per spawn, median batch.
+//   BM_Spawn/fork_exec/<C>    one iteration is a fork_exec batch.
+//   BM_Spawn/btq/<C>, BM_Spawn/posix_spawn/<C>
+//                             one library alone, one batch an iteration, as BM_Spawn/fork_exec
+//                             (registered, not run by bench/run_spawn_bench.sh by default).
+//   BM_SpawnBigHeap/<lib>/4   the three at C = 4, from a parent holding 1 GiB of touched heap.
+//                             fork() copies the page tables of that gigabyte on every spawn;
 //                             posix_spawn (vfork) should not care.
 //
 // The big heap is allocated and touched once, before the first BM_SpawnBigHeap benchmark, and
@@ -27,11 +44,11 @@
 // reports the heap it saw in the `heap_mib` counter, so a summary can tell a contaminated
 // small-parent run.
 //
-// Counters: items_per_second (spawns per second, SetItemsProcessed) and us_per_spawn (wall-clock
-// microseconds per spawn over the whole timed loop). With repetitions, a `min` aggregate joins
-// mean/median/stddev/cv: on a shared machine the best repetition is the one least disturbed. Every
-// child's exit status is checked; a failed spawn or a child that did not exit with 0 turns the run
-// into an error.
+// Counters of the one-library benchmarks: items_per_second (spawns per second,
+// SetItemsProcessed) and us_per_spawn (wall-clock microseconds per spawn over the whole timed
+// loop). With repetitions, a `min` aggregate joins mean/median/stddev/cv: on a shared machine the
+// best repetition is the one least disturbed. Every child's exit status is checked; a failed spawn
+// or a child that did not exit with 0 turns the run into an error.
 
 #include <benchmark/benchmark.h>
 
@@ -42,6 +59,7 @@
 #include <poll.h>
 #include <spawn.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -65,8 +83,14 @@ extern char** environ; // NOLINT(readability-redundant-declaration)
 
 namespace {
 
-/// Spawns per benchmark iteration.
+/// Spawns per batch.
 constexpr std::size_t batch_size = 400;
+/// Spawns per batch of BM_SpawnPair: smaller, so that the two batches of a pair run closer
+/// together in time (a few tenths of a second) and see the same load.
+constexpr std::size_t pair_batch_size = 100;
+/// Iterations (btq + posix_spawn pairs of batches) of one BM_SpawnPair run: even, so that each
+/// library goes first equally often.
+constexpr std::int64_t pairs_per_run = 40;
 /// The child: starts, does nothing, exits 0.
 constexpr const char* child_program = "/bin/true";
 /// The parent's extra heap for BM_SpawnBigHeap.
@@ -121,35 +145,50 @@ std::string errno_text(const char* what, int error_number) {
 
 // ---- btq ----------------------------------------------------------------------------------------
 
+using spawn_queue = btq::bounded_task_queue<btq::command, btq::subprocess_executor>;
+
+btq::queue_options queue_options_for(const benchmark::State& state) {
+    return {.max_concurrency = static_cast<std::size_t>(state.range(0)), .capacity = 100'000};
+}
+
+/// One batch of `spawns` through `queue`; counts those that failed or did not exit with 0.
+void run_btq_batch(spawn_queue& queue, std::atomic<std::size_t>& failures,
+                   std::size_t spawns = batch_size) {
+    std::latch done(static_cast<std::ptrdiff_t>(spawns));
+    for (std::size_t i = 0; i < spawns; ++i) {
+        queue.submit(btq::command{.program = child_program},
+                     [&](btq::task_result<btq::process_result> result) noexcept {
+                         if (!result.has_value() || !result->succeeded()) {
+                             failures.fetch_add(1, std::memory_order_relaxed);
+                         }
+                         done.count_down();
+                     });
+    }
+    done.wait();
+}
+
+/// Turns failed btq spawns into the benchmark's error.
+void report_failures(benchmark::State& state, const std::atomic<std::size_t>& failures) {
+    if (const std::size_t failed = failures.load(); failed > 0) {
+        state.SkipWithError(
+            (std::to_string(failed) + " spawns failed or did not exit with 0").c_str());
+    }
+}
+
 void spawn_btq(benchmark::State& state, bool big_heap) {
     if (big_heap && !hold_big_heap()) {
         state.SkipWithError("cannot allocate the 1 GiB heap");
         return;
     }
-    const auto concurrency = static_cast<std::size_t>(state.range(0));
-    btq::bounded_task_queue<btq::command, btq::subprocess_executor> queue(
-        btq::queue_options{.max_concurrency = concurrency, .capacity = 100'000});
+    spawn_queue queue(queue_options_for(state));
     std::atomic<std::size_t> failures{0};
 
     const auto start = std::chrono::steady_clock::now();
     for (auto _ : state) {
-        std::latch done(static_cast<std::ptrdiff_t>(batch_size));
-        for (std::size_t i = 0; i < batch_size; ++i) {
-            queue.submit(btq::command{.program = child_program},
-                         [&](btq::task_result<btq::process_result> result) noexcept {
-                             if (!result.has_value() || !result->succeeded()) {
-                                 failures.fetch_add(1, std::memory_order_relaxed);
-                             }
-                             done.count_down();
-                         });
-        }
-        done.wait();
+        run_btq_batch(queue, failures);
     }
     report(state, std::chrono::steady_clock::now() - start);
-    if (const std::size_t failed = failures.load(); failed > 0) {
-        state.SkipWithError(
-            (std::to_string(failed) + " spawns failed or did not exit with 0").c_str());
-    }
+    report_failures(state, failures);
 }
 
 // ---- raw system calls ---------------------------------------------------------------------------
@@ -271,16 +310,16 @@ class children_in_flight {
         }
     }
 
-    /// One batch: `batch_size` children. False, with `error` set, at the first failure; the
+    /// One batch of `spawns` children. False, with `error` set, at the first failure; the
     /// children already started are still reaped.
     template <class Spawner>
-    bool run_batch(Spawner& spawner, std::string& error) {
+    bool run_batch(Spawner& spawner, std::string& error, std::size_t spawns = batch_size) {
         const std::size_t slots = watched_.size();
         std::size_t started = 0;
         std::size_t alive = 0;
         bool ok = true;
         for (;;) {
-            for (std::size_t slot = 0; ok && slot < slots && started < batch_size; ++slot) {
+            for (std::size_t slot = 0; ok && slot < slots && started < spawns; ++slot) {
                 if (watched_[slot].fd < 0) {
                     ok = start(spawner, slot, error);
                     started += ok ? 1 : 0;
@@ -368,6 +407,99 @@ void spawn_raw(benchmark::State& state, bool big_heap) {
     }
 }
 
+// ---- btq against posix_spawn, batch by batch
+// -----------------------------------------------------
+
+double median(std::vector<double> values) {
+    if (values.empty()) {
+        return 0.0;
+    }
+    const auto middle = values.begin() + static_cast<std::ptrdiff_t>(values.size() / 2);
+    std::nth_element(values.begin(), middle, values.end());
+    if (values.size() % 2 == 1) {
+        return *middle;
+    }
+    return (*middle + *std::max_element(values.begin(), middle)) / 2.0;
+}
+
+/// Microseconds per spawn of a BM_SpawnPair batch.
+double microseconds_per_spawn(std::chrono::steady_clock::duration batch) {
+    return std::chrono::duration<double, std::micro>(batch).count() /
+           static_cast<double>(pair_batch_size);
+}
+
+/// CPU time (user + system) of this process so far, every thread of it, not its children (a
+/// vfork child's time before its exec is the child's).
+std::chrono::microseconds parent_cpu_time() {
+    rusage usage{};
+    ::getrusage(RUSAGE_SELF, &usage);
+    const auto of = [](const timeval& t) {
+        return std::chrono::seconds(t.tv_sec) + std::chrono::microseconds(t.tv_usec);
+    };
+    return of(usage.ru_utime) + of(usage.ru_stime);
+}
+
+void spawn_pair(benchmark::State& state) {
+    const dev_null null;
+    if (null.fd() < 0) {
+        state.SkipWithError(errno_text("open /dev/null", errno).c_str());
+        return;
+    }
+    spawn_queue queue(queue_options_for(state));
+    std::atomic<std::size_t> failures{0};
+    posix_spawner spawner(null.fd());
+    children_in_flight children(static_cast<std::size_t>(state.range(0)));
+    std::string error;
+    bool ok = true;
+    std::vector<double> btq_us;
+    std::vector<double> raw_us;
+    std::vector<double> ratios;
+    std::vector<double> btq_cpu_us;
+    std::vector<double> raw_cpu_us;
+
+    const auto timed = [](std::vector<double>& wall, std::vector<double>& cpu, auto batch) {
+        const auto cpu_start = parent_cpu_time();
+        const auto start = std::chrono::steady_clock::now();
+        batch();
+        wall.push_back(microseconds_per_spawn(std::chrono::steady_clock::now() - start));
+        cpu.push_back(microseconds_per_spawn(parent_cpu_time() - cpu_start));
+    };
+    const auto timed_btq = [&] {
+        timed(btq_us, btq_cpu_us, [&] { run_btq_batch(queue, failures, pair_batch_size); });
+    };
+    const auto timed_raw = [&] {
+        timed(raw_us, raw_cpu_us,
+              [&] { ok = children.run_batch(spawner, error, pair_batch_size); });
+    };
+    bool btq_first = true;
+    for (auto _ : state) {
+        if (btq_first) {
+            timed_btq();
+            timed_raw();
+        } else {
+            timed_raw();
+            timed_btq();
+        }
+        btq_first = !btq_first;
+        if (!ok) {
+            break;
+        }
+        ratios.push_back(raw_us.back() / btq_us.back()); // throughput: btq's over raw's
+    }
+    state.SetItemsProcessed(state.iterations() * 2 * static_cast<std::int64_t>(pair_batch_size));
+    state.counters["btq_us_per_spawn"] = median(btq_us);
+    state.counters["raw_us_per_spawn"] = median(raw_us);
+    state.counters["btq_vs_raw"] = median(ratios);
+    state.counters["pairs"] = static_cast<double>(ratios.size());
+    state.counters["btq_parent_cpu_us"] = median(btq_cpu_us);
+    state.counters["raw_parent_cpu_us"] = median(raw_cpu_us);
+    if (!ok) {
+        state.SkipWithError(error.c_str());
+        return;
+    }
+    report_failures(state, failures);
+}
+
 // ---- registration -------------------------------------------------------------------------------
 
 /// The smallest of the repetitions (for us_per_spawn: the best one).
@@ -376,6 +508,15 @@ double minimum(const std::vector<double>& values) {
 }
 
 void register_benchmarks() {
+    benchmark::RegisterBenchmark("BM_SpawnPair", &spawn_pair)
+        ->Arg(1)
+        ->Arg(2)
+        ->Arg(4)
+        ->Arg(8)
+        ->Iterations(pairs_per_run)
+        ->UseRealTime()
+        ->ComputeStatistics("min", &minimum)
+        ->Unit(benchmark::kMillisecond);
     struct library {
         const char* name;
         void (*function)(benchmark::State&, bool);

@@ -18,11 +18,8 @@
 #include <ctime>
 #include <exception>
 #include <memory>
-#include <mutex>
 #include <optional>
-#include <queue>
 #include <string>
-#include <thread>
 #include <type_traits>
 #include <unordered_map>
 #include <utility>
@@ -30,7 +27,9 @@
 
 #include "../executor.hpp"
 #include "../process/command.hpp"
+#include "../process/deadline_heap.hpp"
 #include "../process/event_loop.hpp"
+#include "../process/event_thread.hpp"
 #include "../process/memory_limit.hpp"
 #include "../process/spawn.hpp"
 #include "../process/unique_fd.hpp"
@@ -90,12 +89,10 @@ class subprocess_executor {
 
     /// @brief True on the executor's event thread, where completions (and so callbacks) run: a
     ///        queue's drain() there would wait for itself.
-    [[nodiscard]] bool owns_this_thread() const noexcept {
-        return loop_.get_id() == std::this_thread::get_id();
-    }
+    [[nodiscard]] bool owns_this_thread() const noexcept { return events_.owns_this_thread(); }
 
     explicit subprocess_executor(subprocess_options options = {}) : options_(options) {
-        loop_ = std::thread([this] { run_loop(); });
+        events_.start([this] { run_loop(); });
     }
 
     subprocess_executor(const subprocess_executor&) = delete;
@@ -105,14 +102,7 @@ class subprocess_executor {
 
     /// @brief Kills (SIGKILL to the process group) and reaps every child still running, answers
     ///        their tasks (ending `signaled`, signal SIGKILL), then stops the event thread.
-    ~subprocess_executor() {
-        {
-            std::lock_guard lock(mutex_);
-            stopping_ = true;
-        }
-        poller_.wake();
-        loop_.join();
-    }
+    ~subprocess_executor() { events_.stop_and_join(); }
 
     /// @brief Starts `cmd` on the calling thread and hands the child to the event thread, which
     ///        completes `done` once the child is reaped. A command that cannot be started
@@ -128,12 +118,7 @@ class subprocess_executor {
             watched->done.set_exception(std::make_exception_ptr(task_cancelled()));
             return;
         }
-        bool refused = false;
-        {
-            std::lock_guard lock(mutex_);
-            refused = stopping_;
-        }
-        if (refused) { // answered outside the lock: the answer may submit again
+        if (events_.stopping()) { // answered outside the lock: the answer may submit again
             watched->done.set_exception(std::make_exception_ptr(
                 spawn_error(ECANCELED, cmd.program, "executor is shutting down")));
             return;
@@ -160,33 +145,17 @@ class subprocess_executor {
             watched->memory->limit = *cmd.memory_limit;
             watched->memory->cgroup = std::move(watched->process.cgroup);
         }
-        watched->stop.watch(watched->done.stop_token(), stop_pending_, poller_);
+        events_.watch_stop(*watched, watched->done.stop_token());
         running_.fetch_add(1, std::memory_order_relaxed);
-        {
-            std::lock_guard lock(mutex_);
-            // A stop requested before this push may have been looked for before the child was
-            // there to be found: have it looked for again, now that it is.
-            if (watched->stop.requested()) {
-                stop_pending_.store(true);
-            }
-            incoming_.push_back(std::move(watched));
-        }
-        if (std::this_thread::get_id() != loop_id_.load(std::memory_order_relaxed)) {
-            poller_.wake(); // the event thread itself picks new children up before it waits again
-        }
+        // Even once stopping: the child runs, and the event thread kills and answers it.
+        events_.hand_over(std::move(watched));
     }
 
     /// @brief Kills (SIGKILL to the process group) every child running now; their tasks complete
     ///        as `signaled` with SIGKILL. Children started afterwards are not affected. A queue's
     ///        destructor calls this, so destroying a queue never waits for a child that would run
     ///        for a long time.
-    void cancel_running() {
-        {
-            std::lock_guard lock(mutex_);
-            cancel_requested_ = true;
-        }
-        poller_.wake();
-    }
+    void cancel_running() { events_.request_cancel(); }
 
     /// @brief Children started and not yet reaped.
     [[nodiscard]] std::size_t running() const noexcept {
@@ -229,24 +198,16 @@ class subprocess_executor {
     };
 
     enum class deadline_kind : std::uint8_t { timeout, kill, drain, memory_check };
-    struct deadline {
-        clock_type::time_point at;
-        std::uint64_t child_id;
-        deadline_kind kind;
-        bool operator>(const deadline& other) const noexcept { return at > other.at; }
-    };
 
     // ---- the event thread ----------------------------------------------------------------
 
     void run_loop() {
-        loop_id_.store(std::this_thread::get_id());
-        // Writing to a pipe whose reader has exited raises SIGPIPE for this thread: keep it
-        // blocked here (and consume it), so it never reaches the process.
-        process::block_sigpipe_on_this_thread();
-
         std::array<epoll_event, 64> events{};
         for (;;) {
-            const int ready = poller_.wait(events, milliseconds_to_next_deadline());
+            // Deadlines of children that are gone are dropped lazily.
+            const int timeout =
+                deadlines_.timeout_ms([this](std::uint64_t id) { return !children_.contains(id); });
+            const int ready = events_.wait(events, timeout);
             for (int i = 0; i < ready; ++i) {
                 const epoll_event& event = events[static_cast<std::size_t>(i)];
                 auto* target = static_cast<watch*>(event.data.ptr);
@@ -261,11 +222,8 @@ class subprocess_executor {
             if (complete_finished() && take_incoming()) {
                 kill_everything();
             }
-            if (stopping_seen_ && children_.empty()) {
-                std::lock_guard lock(mutex_);
-                if (incoming_.empty()) {
-                    return;
-                }
+            if (stopping_seen_ && children_.empty() && !events_.pending()) {
+                return;
             }
         }
     }
@@ -274,35 +232,16 @@ class subprocess_executor {
     /// Returns true when every running child must be killed (the executor is stopping, or
     /// cancel_running() was called).
     bool take_incoming() {
-        std::vector<std::unique_ptr<child>> arrived;
-        bool cancel = false;
-        bool stop_some = false;
-        {
-            std::lock_guard lock(mutex_);
-            arrived.swap(incoming_);
-            stopping_seen_ = stopping_;
-            cancel = std::exchange(cancel_requested_, false);
-            stop_some = stop_pending_.exchange(false);
+        events_.take(taken_);
+        stopping_seen_ = taken_.stopping;
+        // The children of a cancel_running() are killed with the rest: register them first.
+        for (std::unique_ptr<child>& started : taken_.cancelled) {
+            add_child(std::move(started));
         }
-        for (std::unique_ptr<child>& started : arrived) {
-            child& c = *started;
-            c.id = ++last_id_;
-            add_watch(c, stream::pidfd, c.process.pidfd.get(), EPOLLIN);
-            if (c.process.standard_input) {
-                add_watch(c, stream::input, c.process.standard_input.get(), EPOLLOUT);
-            }
-            add_watch(c, stream::output, c.process.standard_output.get(), EPOLLIN);
-            add_watch(c, stream::error, c.process.standard_error.get(), EPOLLIN);
-            if (c.timeout_at) {
-                deadlines_.push({*c.timeout_at, c.id, deadline_kind::timeout});
-            }
-            if (c.memory) {
-                deadlines_.push(
-                    {c.started + memory_check_interval, c.id, deadline_kind::memory_check});
-            }
-            children_.emplace(c.id, std::move(started));
+        for (std::unique_ptr<child>& started : taken_.arrived) {
+            add_child(std::move(started));
         }
-        if (stop_some) {
+        if (taken_.stop_requested) {
             const auto now = clock_type::now();
             for (auto& [id, c] : children_) {
                 if (c->stop.requested()) {
@@ -310,13 +249,31 @@ class subprocess_executor {
                 }
             }
         }
-        return stopping_seen_ || cancel;
+        return stopping_seen_ || taken_.cancel;
+    }
+
+    void add_child(std::unique_ptr<child> started) {
+        child& c = *started;
+        c.id = ++last_id_;
+        add_watch(c, stream::pidfd, c.process.pidfd.get(), EPOLLIN);
+        if (c.process.standard_input) {
+            add_watch(c, stream::input, c.process.standard_input.get(), EPOLLOUT);
+        }
+        add_watch(c, stream::output, c.process.standard_output.get(), EPOLLIN);
+        add_watch(c, stream::error, c.process.standard_error.get(), EPOLLIN);
+        if (c.timeout_at) {
+            deadlines_.push(*c.timeout_at, c.id, deadline_kind::timeout);
+        }
+        if (c.memory) {
+            deadlines_.push(c.started + memory_check_interval, c.id, deadline_kind::memory_check);
+        }
+        children_.emplace(c.id, std::move(started));
     }
 
     void add_watch(child& c, stream which, int fd, std::uint32_t interest) {
         watch& slot = c.watches[static_cast<std::size_t>(which)];
         slot = watch{&c, which};
-        poller_.add(fd, interest, &slot);
+        events_.poller().add(fd, interest, &slot);
     }
 
     static process::unique_fd& descriptor(child& c, stream which) {
@@ -334,11 +291,7 @@ class subprocess_executor {
     }
 
     void close_stream(child& c, stream which) {
-        process::unique_fd& fd = descriptor(c, which);
-        if (fd) {
-            poller_.remove(fd.get());
-            fd.reset();
-        }
+        events_.poller().remove_and_close(descriptor(c, which));
     }
 
     void handle(child& c, stream which) {
@@ -367,7 +320,7 @@ class subprocess_executor {
         close_stream(c, stream::pidfd);
         close_stream(c, stream::input);
         if (c.process.standard_output || c.process.standard_error) {
-            deadlines_.push({clock_type::now() + options_.drain_grace, c.id, deadline_kind::drain});
+            deadlines_.push(clock_type::now() + options_.drain_grace, c.id, deadline_kind::drain);
         }
     }
 
@@ -410,25 +363,15 @@ class subprocess_executor {
         }
     }
 
-    int milliseconds_to_next_deadline() {
-        // Deadlines of children that are gone are dropped lazily.
-        while (!deadlines_.empty() && !children_.contains(deadlines_.top().child_id)) {
-            deadlines_.pop();
-        }
-        return deadlines_.empty() ? -1 : process::milliseconds_until(deadlines_.top().at);
-    }
-
     void run_due_deadlines() {
         const auto now = clock_type::now();
-        while (!deadlines_.empty() && deadlines_.top().at <= now) {
-            const deadline due = deadlines_.top();
-            deadlines_.pop();
-            const auto found = children_.find(due.child_id);
+        deadlines_.pop_due(now, [this, now](std::uint64_t id, deadline_kind kind) {
+            const auto found = children_.find(id);
             if (found == children_.end()) {
-                continue;
+                return;
             }
             child& c = *found->second;
-            switch (due.kind) {
+            switch (kind) {
             case deadline_kind::timeout:
                 begin_stop(c, process_ending::timed_out, now);
                 break;
@@ -445,7 +388,7 @@ class subprocess_executor {
                 check_memory(c, now);
                 break;
             }
-        }
+        });
     }
 
     /// Stops a running child for `why` (timed_out, cancelled): SIGTERM to its process group now,
@@ -457,7 +400,7 @@ class subprocess_executor {
         }
         c.stopped_for = why;
         ::kill(-c.process.pid, SIGTERM);
-        deadlines_.push({now + c.kill_grace, c.id, deadline_kind::kill});
+        deadlines_.push(now + c.kill_grace, c.id, deadline_kind::kill);
     }
 
     /// The watchdog's look at a limited child: above its limit, SIGKILL to its process group at
@@ -471,7 +414,7 @@ class subprocess_executor {
             ::kill(-c.process.pid, SIGKILL);
             return;
         }
-        deadlines_.push({now + memory_check_interval, c.id, deadline_kind::memory_check});
+        deadlines_.push(now + memory_check_interval, c.id, deadline_kind::memory_check);
     }
 
     void kill_everything() {
@@ -534,23 +477,17 @@ class subprocess_executor {
     }
 
     subprocess_options options_;
-    process::poller poller_;
-
-    std::mutex mutex_; // guards incoming_, stopping_ and cancel_requested_
-    std::vector<std::unique_ptr<child>> incoming_;
-    bool stopping_ = false;
-    bool cancel_requested_ = false;
-    std::atomic<bool> stop_pending_{false}; // a child's stop token was requested: look for it
+    std::atomic<std::size_t> running_{0};
+    // The thread, poller and hand-over list; before what holds children (their stop watches
+    // point into it). Started last in the constructor, joined first in the destructor.
+    process::event_thread<child> events_;
 
     // Owned by the event thread.
+    process::event_thread<child>::taken taken_; // reused by every take()
     std::unordered_map<std::uint64_t, std::unique_ptr<child>> children_;
-    std::priority_queue<deadline, std::vector<deadline>, std::greater<>> deadlines_;
+    process::deadline_heap<std::uint64_t, deadline_kind> deadlines_;
     std::uint64_t last_id_ = 0;
     bool stopping_seen_ = false;
-
-    std::atomic<std::size_t> running_{0};
-    std::atomic<std::thread::id> loop_id_{};
-    std::thread loop_; // last: started once everything above exists
 };
 
 } // namespace btq

@@ -20,19 +20,18 @@
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
-#include <queue>
 #include <stdexcept>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "../executor.hpp"
+#include "../process/deadline_heap.hpp"
 #include "../process/event_loop.hpp"
+#include "../process/event_thread.hpp"
 #include "../process/frames.hpp"
 #include "../process/line_splitter.hpp"
 #include "../process/memory_limit.hpp"
@@ -97,9 +96,7 @@ class worker_pool_executor {
 
     /// @brief True on the executor's event thread, where completions (and so callbacks) run: a
     ///        queue's drain() there would wait for itself.
-    [[nodiscard]] bool owns_this_thread() const noexcept {
-        return loop_.get_id() == std::this_thread::get_id();
-    }
+    [[nodiscard]] bool owns_this_thread() const noexcept { return events_.owns_this_thread(); }
 
     /// @brief Starts the event thread, which starts the workers.
     /// @throws std::invalid_argument when `options.workers` is 0
@@ -121,7 +118,7 @@ class worker_pool_executor {
             slots_[i] = std::make_unique<worker>();
             slots_[i]->index = i;
         }
-        loop_ = std::thread([this] { run_loop(); });
+        events_.start([this] { run_loop(); });
     }
 
     worker_pool_executor(const worker_pool_executor&) = delete;
@@ -132,14 +129,7 @@ class worker_pool_executor {
     /// @brief Shuts the pool down: waiting requests fail with worker_start_error, in-flight ones
     ///        get `shutdown_grace` to finish, then the workers' input is closed (they exit at end
     ///        of input), then SIGTERM, then SIGKILL. Every worker is reaped.
-    ~worker_pool_executor() {
-        {
-            std::lock_guard lock(mutex_);
-            stopping_ = true;
-        }
-        poller_.wake();
-        loop_.join();
-    }
+    ~worker_pool_executor() { events_.stop_and_join(); }
 
     /// @brief Cancels every request handed to the pool so far: workers busy with one are killed
     ///        (SIGKILL to the process group) and replaced, and requests not yet sent to a worker
@@ -153,16 +143,8 @@ class worker_pool_executor {
     /// }
     /// @endcode
     void cancel_running() {
-        {
-            std::lock_guard lock(mutex_);
-            cancel_requested_ = true;
-            // Handed over but not yet seen by the event loop: cancelled too, and nothing later.
-            for (auto& job : incoming_) {
-                cancelled_.push_back(std::move(job));
-            }
-            incoming_.clear();
-        }
-        poller_.wake();
+        // Handed over but not yet seen by the event loop: cancelled too, and nothing later.
+        events_.request_cancel();
     }
 
     /// @brief Queues `request` for the next idle worker. A request whose stop token is already
@@ -257,20 +239,19 @@ class worker_pool_executor {
         restart,
         memory_check
     };
-    struct deadline {
-        clock_type::time_point at;
+    /// Whose a deadline is: a slot, and which of its successive processes.
+    struct deadline_key {
         std::size_t slot;
         std::uint64_t generation;
-        deadline_kind kind;
-        bool operator>(const deadline& other) const noexcept { return at > other.at; }
     };
 
     /// While a request is in flight the event thread polls this long before it sleeps.
     static constexpr std::chrono::microseconds busy_poll{50};
 
     // A request's way (all on the event thread but execute()).
-    /// Moves requests from execute() into waiting_; sets `stop_some` when a request's stop
-    /// token was requested since the last call. Returns true once the pool is stopping.
+    /// Moves requests from execute() into waiting_ (and those a cancel_running() withdrew into
+    /// cancelled_); sets `stop_some` when a request's stop token was requested since the last
+    /// call. Returns true once the pool is stopping.
     bool take_incoming(bool& stop_some);
     /// Answers the requests whose stop token was requested: never sent ones with
     /// task_cancelled; in-flight ones by killing their worker.
@@ -287,7 +268,7 @@ class worker_pool_executor {
     /// epoll_wait, after polling for busy_poll while a request is in flight.
     int wait_for_events(std::array<epoll_event, 64>& events);
     void handle(worker& w, stream which);
-    /// After a cancel_running() call: the requests it took from the hand-over list (the
+    /// After a cancel_running() call: the requests it withdrew from the hand-over list (the
     /// caller adds the loop's own waiting ones); otherwise nothing.
     std::optional<std::vector<std::unique_ptr<pending_request>>> take_cancel_request();
     void fail_all_waiting(const std::string& message);
@@ -321,7 +302,7 @@ class worker_pool_executor {
     void add_watch(worker& w, stream which, int fd, std::uint32_t interest) {
         watch& slot = w.watches[static_cast<std::size_t>(which)];
         slot = watch{&w, which};
-        poller_.add(fd, interest, &slot);
+        events_.poller().add(fd, interest, &slot);
     }
 
     static process::unique_fd& descriptor(worker& w, stream which) {
@@ -341,11 +322,7 @@ class worker_pool_executor {
     }
 
     void close_stream(worker& w, stream which) {
-        process::unique_fd& fd = descriptor(w, which);
-        if (fd) {
-            poller_.remove(fd.get());
-            fd.reset();
-        }
+        events_.poller().remove_and_close(descriptor(w, which));
     }
 
     void close_all(worker& w) {
@@ -356,7 +333,7 @@ class worker_pool_executor {
     }
 
     void schedule(const worker& w, clock_type::duration after, deadline_kind kind) {
-        deadlines_.push({clock_type::now() + after, w.index, w.generation, kind});
+        deadlines_.push(clock_type::now() + after, {w.index, w.generation}, kind);
     }
 
     void set_start_failures_in_a_row(std::size_t count) {
@@ -364,29 +341,18 @@ class worker_pool_executor {
         start_failures_in_a_row_.store(count, std::memory_order_relaxed);
     }
 
-    int next_timeout_ms() {
-        return deadlines_.empty() ? -1 : process::milliseconds_until(deadlines_.top().at);
-    }
-
-    bool stopping_seen() {
-        std::lock_guard lock(mutex_);
-        return stopping_;
-    }
-
     worker_pool_options options_;
-    process::poller poller_;
-
-    std::mutex mutex_; // guards incoming_, stopping_, cancel_requested_ and cancelled_
-    std::vector<std::unique_ptr<pending_request>> incoming_;
-    bool stopping_ = false;
-    bool cancel_requested_ = false;                           ///< cancel_running() was called
-    std::vector<std::unique_ptr<pending_request>> cancelled_; ///< taken from incoming_ by it
-    std::atomic<bool> stop_pending_{false}; ///< a request's stop token was requested: look for it
+    // The thread, poller and hand-over list; before what holds requests (their stop watches
+    // point into it). Started last in the constructor, joined first in the destructor.
+    process::event_thread<pending_request> events_;
 
     // Owned by the event thread.
+    process::event_thread<pending_request>::taken taken_; ///< reused by every take()
     std::vector<std::unique_ptr<worker>> slots_;
     std::deque<std::unique_ptr<pending_request>> waiting_;
-    std::priority_queue<deadline, std::vector<deadline>, std::greater<>> deadlines_;
+    bool cancel_seen_ = false; ///< cancel_running() was called: not yet answered
+    std::vector<std::unique_ptr<pending_request>> cancelled_; ///< withdrawn by it
+    process::deadline_heap<deadline_key, deadline_kind> deadlines_;
     std::size_t consecutive_start_failures_ = 0;
     std::string last_start_failure_; ///< the message of the last failed start
 
@@ -399,8 +365,6 @@ class worker_pool_executor {
     std::atomic<std::uint64_t> memory_limit_kills_{0};
     std::atomic<std::size_t> ready_{0};
     std::atomic<std::size_t> start_failures_in_a_row_{0};
-    std::atomic<std::thread::id> loop_id_{};
-    std::thread loop_; // last: started once everything above exists
 };
 
 } // namespace btq

@@ -1,8 +1,8 @@
 /// @file event_loop.hpp
 /// @brief The plumbing the process executors' event threads share: an epoll set with an eventfd
-///        to wake it, a task's watch on its stop token, the timeout to the next deadline, writing
-///        to a child's pipe (and SIGPIPE handling for the thread that does), and reaping one
-///        child through its pidfd.
+///        to wake it, a task's watch on its stop token, writing to a child's pipe (and SIGPIPE
+///        handling for the thread that does), and reaping one child through its pidfd. The
+///        thread itself and its hand-over list are event_thread.hpp; deadlines, deadline_heap.hpp.
 #pragma once
 
 #include <sys/epoll.h>
@@ -14,7 +14,6 @@
 
 #include <atomic>
 #include <cerrno>
-#include <chrono>
 #include <csignal>
 #include <cstddef>
 #include <cstdint>
@@ -68,6 +67,14 @@ class poller {
 
     /// Stops watching `fd` (before it is closed: a copy of it elsewhere would keep it watched).
     void remove(int fd) noexcept { ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr); }
+
+    /// Stops watching `fd`, if it is open, and closes it.
+    void remove_and_close(unique_fd& fd) noexcept {
+        if (fd) {
+            remove(fd.get());
+            fd.reset();
+        }
+    }
 
     /// Waits up to `timeout_ms` (-1: no limit; 0: poll). Returns how many of `events` hold
     /// ready descriptors (their tags in `data.ptr`); a wake-up is consumed and reported through
@@ -138,15 +145,6 @@ class stop_watch {
     std::atomic<bool> requested_{false};
     std::optional<std::stop_callback<relay>> callback_; // last: goes first
 };
-
-/// The timeout for poller::wait() until `at`: milliseconds, rounded up; 0 when it is due.
-inline int milliseconds_until(std::chrono::steady_clock::time_point at) noexcept {
-    const auto left = at - std::chrono::steady_clock::now();
-    if (left <= std::chrono::steady_clock::duration::zero()) {
-        return 0;
-    }
-    return static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(left).count());
-}
 
 /// A thread that writes to children's pipes blocks SIGPIPE for itself: a write to a pipe whose
 /// reader has exited then fails with EPIPE instead of killing the process.

@@ -326,13 +326,44 @@ inline int start_clone(int (*function)(void*), void* stack, int flags, void* arg
 }
 #endif
 
+/// The clone() child's stack, one per spawning thread, mapped at its first spawn and kept until
+/// the thread exits: a spawn holds its thread until the child has exec'd, so a thread never
+/// needs two. (Unmapping it after every spawn would cost a TLB shootdown on every other CPU
+/// that runs one of this process's threads.)
+class child_stack {
+  public:
+    static constexpr std::size_t size = std::size_t{64} << 10;
+    child_stack() = default;
+    child_stack(const child_stack&) = delete;
+    child_stack& operator=(const child_stack&) = delete;
+    ~child_stack() {
+        if (base_ != nullptr) {
+            ::munmap(base_, size);
+        }
+    }
+    /// The top of the stack (it grows down); nullptr, with errno set, if it cannot be mapped.
+    void* top() noexcept {
+        if (base_ == nullptr) {
+            void* mapped = ::mmap(nullptr, size, PROT_READ | PROT_WRITE,
+                                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+            if (mapped == MAP_FAILED) {
+                return nullptr;
+            }
+            base_ = mapped;
+        }
+        return static_cast<char*>(base_) + size;
+    }
+
+  private:
+    void* base_ = nullptr;
+};
+
 /// Starts the child with clone(CLONE_VM | CLONE_VFORK), as glibc's posix_spawn does, running
 /// child_main: the parent's thread waits until the program runs (or the child fails).
 inline pid_t clone_spawn(clone_plan& plan, const command& cmd) {
-    constexpr std::size_t stack_size = std::size_t{64} << 10;
-    void* stack = ::mmap(nullptr, stack_size, PROT_READ | PROT_WRITE,
-                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    if (stack == MAP_FAILED) {
+    thread_local child_stack stack;
+    void* const stack_top = stack.top();
+    if (stack_top == nullptr) {
         throw spawn_error(errno, cmd.program, "child stack");
     }
     // All signals blocked on this thread across clone(), so none reaches the child before it has
@@ -340,11 +371,9 @@ inline pid_t clone_spawn(clone_plan& plan, const command& cmd) {
     std::uint64_t all_signals = ~std::uint64_t{0};
     std::uint64_t previous = 0;
     ::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all_signals, &previous, sizeof(previous));
-    const pid_t pid = start_clone(&child_main, static_cast<char*>(stack) + stack_size,
-                                  CLONE_VM | CLONE_VFORK | SIGCHLD, &plan);
+    const pid_t pid = start_clone(&child_main, stack_top, CLONE_VM | CLONE_VFORK | SIGCHLD, &plan);
     const int saved = errno;
     ::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &previous, nullptr, sizeof(previous));
-    ::munmap(stack, stack_size);
     if (pid < 0) {
         throw spawn_error(saved, cmd.program, "clone");
     }
@@ -379,9 +408,17 @@ inline child_process spawn(const command& cmd, std::span<const int> extra_fds = 
     argument_strings.reserve(cmd.arguments.size() + 1);
     argument_strings.push_back(cmd.program);
     argument_strings.insert(argument_strings.end(), cmd.arguments.begin(), cmd.arguments.end());
-    std::vector<std::string> environment_strings = detail::environment_of(cmd);
     std::vector<char*> argv = detail::pointers_to(argument_strings);
-    std::vector<char*> envp = detail::pointers_to(environment_strings);
+    // The parent's environment as it is needs no copy (most commands): the child gets `environ`.
+    const bool unchanged_environment = cmd.environment_source == environment_mode::inherit &&
+                                       cmd.environment.empty() && cmd.unset_environment.empty();
+    std::vector<std::string> environment_strings;
+    std::vector<char*> environment_pointers;
+    if (!unchanged_environment) {
+        environment_strings = detail::environment_of(cmd);
+        environment_pointers = detail::pointers_to(environment_strings);
+    }
+    char* const* const envp = unchanged_environment ? environ : environment_pointers.data();
 
     pipe_ends input;
     pipe_ends output;
@@ -448,7 +485,7 @@ inline child_process spawn(const command& cmd, std::span<const int> extra_fds = 
             plan.oom_length = oom_text.size();
         }
         plan.argv = argv.data();
-        plan.envp = envp.data();
+        plan.envp = envp;
         const std::vector<std::string> candidates = detail::program_candidates(cmd.program);
         std::vector<const char*> candidate_pointers;
         candidate_pointers.reserve(candidates.size());
@@ -509,9 +546,9 @@ inline child_process spawn(const command& cmd, std::span<const int> extra_fds = 
         const bool search_path = cmd.program.find('/') == std::string::npos;
         const int spawned = search_path
                                 ? posix_spawnp(&child.pid, cmd.program.c_str(), &setup.actions,
-                                               &setup.attributes, argv.data(), envp.data())
+                                               &setup.attributes, argv.data(), envp)
                                 : posix_spawn(&child.pid, cmd.program.c_str(), &setup.actions,
-                                              &setup.attributes, argv.data(), envp.data());
+                                              &setup.attributes, argv.data(), envp);
         child.spawn_time = std::chrono::steady_clock::now() - child.started;
         if (spawned != 0) {
             throw spawn_error(spawned, cmd.program);

@@ -44,34 +44,26 @@ void worker_pool_executor::execute(Task&& request, completion<worker_response> d
     job->request = std::forward<Task>(request);
     job->waited = done.waited();
     job->done = std::move(done);
-    job->stop.watch(job->done.stop_token(), stop_pending_, poller_);
-    std::unique_lock lock(mutex_);
-    if (stopping_) {
-        lock.unlock(); // answered outside the lock: the answer may submit again
+    events_.watch_stop(*job, job->done.stop_token());
+    if (!events_.try_hand_over(job)) { // answered outside the lock: the answer may submit again
         job->done.set_exception(
             std::make_exception_ptr(worker_start_error("btq: worker pool is shutting down")));
-        return;
-    }
-    // A stop requested before this push may have been looked for before the request was there
-    // to be found: have it looked for again, now that it is.
-    if (job->stop.requested()) {
-        stop_pending_.store(true);
-    }
-    incoming_.push_back(std::move(job));
-    lock.unlock();
-    if (std::this_thread::get_id() != loop_id_.load(std::memory_order_relaxed)) {
-        poller_.wake();
     }
 }
 
 inline bool worker_pool_executor::take_incoming(bool& stop_some) {
-    std::lock_guard lock(mutex_);
-    for (auto& job : incoming_) {
+    events_.take(taken_);
+    for (auto& job : taken_.arrived) {
         waiting_.push_back(std::move(job));
     }
-    incoming_.clear();
-    stop_some = stop_pending_.exchange(false);
-    return stopping_;
+    if (taken_.cancel) {
+        cancel_seen_ = true;
+        for (auto& job : taken_.cancelled) {
+            cancelled_.push_back(std::move(job));
+        }
+    }
+    stop_some = taken_.stop_requested;
+    return taken_.stopping;
 }
 
 inline void worker_pool_executor::stop_requested_tasks() {
@@ -142,7 +134,7 @@ inline void worker_pool_executor::write_requests(worker& w) {
     case process::write_status::would_block: {
         watch& slot = w.watches[static_cast<std::size_t>(stream::requests)];
         slot = watch{&w, stream::requests};
-        poller_.watch(w.requests.get(), EPOLLOUT, &slot);
+        events_.poller().watch(w.requests.get(), EPOLLOUT, &slot);
         return;
     }
     case process::write_status::closed:
@@ -151,7 +143,7 @@ inline void worker_pool_executor::write_requests(worker& w) {
         break;
     }
     w.to_send.clear();
-    poller_.remove(w.requests.get());
+    events_.poller().remove(w.requests.get());
 }
 
 inline void worker_pool_executor::read_responses(worker& w) {
@@ -257,9 +249,6 @@ inline bool worker_pool_executor::should_recycle(const worker& w) const {
 // ---- the pool and its event thread --------------------------------------------------------------
 
 inline void worker_pool_executor::run_loop() {
-    loop_id_.store(std::this_thread::get_id());
-    process::block_sigpipe_on_this_thread();
-
     for (auto& slot : slots_) {
         start_worker(*slot);
     }
@@ -303,7 +292,7 @@ inline void worker_pool_executor::run_loop() {
             shutdown_begun = true;
             shutdown_deadline = clock_type::now() + options_.shutdown_grace;
             // An entry for no slot: it only wakes the loop when the grace is over.
-            deadlines_.push({shutdown_deadline, slots_.size(), 0, deadline_kind::restart});
+            deadlines_.push(shutdown_deadline, {slots_.size(), 0}, deadline_kind::restart);
             fail_all_waiting("btq: worker pool is shutting down");
         }
         if (shutdown_begun) {
@@ -328,7 +317,7 @@ inline void worker_pool_executor::run_loop() {
                 fail_all_waiting(last_start_failure_);
                 // Those answers may have handed this thread the queue's next requests: look at
                 // them now rather than at the next deadline.
-                poller_.wake();
+                events_.poller().wake();
             }
         } else {
             assign_waiting();
@@ -344,13 +333,13 @@ inline int worker_pool_executor::wait_for_events(std::array<epoll_event, 64>& ev
         const auto until = clock_type::now() + busy_poll;
         do {
             bool woken = false; // new requests: the caller must look at them now
-            const int ready = poller_.wait(events, 0, &woken);
+            const int ready = events_.wait(events, 0, &woken);
             if (ready != 0 || woken) {
                 return ready;
             }
         } while (clock_type::now() < until);
     }
-    return poller_.wait(events, next_timeout_ms());
+    return events_.wait(events, deadlines_.timeout_ms());
 }
 
 inline void worker_pool_executor::handle(worker& w, stream which) {
@@ -376,8 +365,7 @@ inline void worker_pool_executor::handle(worker& w, stream which) {
 
 inline auto worker_pool_executor::take_cancel_request()
     -> std::optional<std::vector<std::unique_ptr<pending_request>>> {
-    std::lock_guard lock(mutex_);
-    if (!std::exchange(cancel_requested_, false)) {
+    if (!std::exchange(cancel_seen_, false)) {
         return std::nullopt;
     }
     return std::exchange(cancelled_, {});
@@ -613,11 +601,11 @@ inline void worker_pool_executor::reap(worker& w) {
         start_failed(w, why, held_task);
         return;
     }
-    if (!stopping_seen()) {
+    if (!events_.stopping()) {
         // Restarted after this batch of events: later events of the batch may still name
         // the old process's descriptors, and must find them closed, not reused.
         ++w.generation;
-        deadlines_.push({clock_type::now(), w.index, w.generation, deadline_kind::restart});
+        schedule(w, clock_type::duration::zero(), deadline_kind::restart);
     }
 }
 
@@ -673,16 +661,13 @@ inline void worker_pool_executor::flush_log(worker& w) const {
 }
 
 inline void worker_pool_executor::run_due_deadlines() {
-    const auto now = clock_type::now();
-    while (!deadlines_.empty() && deadlines_.top().at <= now) {
-        const deadline due = deadlines_.top();
-        deadlines_.pop();
-        if (due.slot >= slots_.size()) {
-            continue; // the shutdown grace: only wakes the loop
+    deadlines_.pop_due(clock_type::now(), [this](deadline_key key, deadline_kind kind) {
+        if (key.slot >= slots_.size()) {
+            return; // the shutdown grace: only wakes the loop
         }
-        worker& w = *slots_[due.slot];
-        const bool current = due.generation == w.generation;
-        switch (due.kind) {
+        worker& w = *slots_[key.slot];
+        const bool current = key.generation == w.generation;
+        switch (kind) {
         case deadline_kind::handshake:
             if (current && w.current == state::starting) {
                 // reap() reports it as a failed start; until then it is no candidate for
@@ -716,7 +701,7 @@ inline void worker_pool_executor::run_due_deadlines() {
             }
             break;
         case deadline_kind::restart:
-            if (current && w.current == state::empty && !stopping_seen()) {
+            if (current && w.current == state::empty && !events_.stopping()) {
                 start_worker(w);
             }
             break;
@@ -736,7 +721,7 @@ inline void worker_pool_executor::run_due_deadlines() {
             }
             break;
         }
-    }
+    });
 }
 
 } // namespace btq
