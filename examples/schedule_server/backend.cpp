@@ -69,9 +69,7 @@ run_outcome outcome_of(const std::exception_ptr& error) {
         outcome.result = run_outcome::kind::memory_limit;
         outcome.message = stopped.what();
     } catch (const btq::worker_failure& failed) {
-        // The pool says "memory limit" in the message of a worker it stopped at its limit.
-        const bool at_limit =
-            std::string_view(failed.what()).find("memory limit") != std::string_view::npos;
+        const bool at_limit = failed.cause() == btq::worker_failure_cause::memory_limit;
         outcome.result =
             at_limit ? run_outcome::kind::memory_limit : run_outcome::kind::worker_failed;
         outcome.message = failed.what();

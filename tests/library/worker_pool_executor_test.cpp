@@ -573,6 +573,7 @@ TEST_CASE("a worker that crashes mid-task fails only that task with worker_failu
     INFO("failure: " << failure->what());
     CHECK(failure->signal() == SIGABRT);
     CHECK(failure->exit_code() == -1);
+    CHECK(failure->cause() == btq::worker_failure_cause::crashed);
 
     const btq::worker_response survivor = answer(long_task);
     CHECK(survivor.body == "slept");
@@ -855,6 +856,7 @@ TEST_CASE("a worker that answers with a frame of unknown type 'Z' fails its task
     REQUIRE(failure.has_value());
     INFO("failure: " << failure->what());
     CHECK(contains(failure->what(), "unknown frame type"));
+    CHECK(failure->cause() == btq::worker_failure_cause::protocol_error);
 
     const btq::worker_response next = answer(queue.submit(request("pid")));
     CHECK(next.worker_pid != first);
@@ -1309,6 +1311,7 @@ TEST_CASE("a worker that reaches memory_limit mid-request is replaced, its task 
         REQUIRE(failure.has_value());
         INFO(failure->what());
         CHECK(contains(failure->what(), "memory limit"));
+        CHECK(failure->cause() == btq::worker_failure_cause::memory_limit);
         const pid_t after = std::stoi(answer(queue.submit(request("pid"))).body);
         CHECK(after != before);
         CHECK(after != first);
@@ -1493,6 +1496,7 @@ TEST_CASE("a stop requested while a worker runs the request kills the worker's p
     CHECK(steady::now() - requested < 2s);
     REQUIRE(failure.has_value());
     CHECK(contains(failure->what(), "stopped while running"));
+    CHECK(failure->cause() == btq::worker_failure_cause::stop_requested);
     CHECK(failure->signal() == SIGKILL);
     CHECK(reaped(worker_pid));
     CHECK(eventually([worker_pid] { return group_gone(worker_pid); }, 2s)); // its grandchild too
@@ -1642,6 +1646,7 @@ TEST_CASE("cancel_running kills only the busy workers, fails their tasks with wo
     CHECK(steady::now() - start < 1s);
     REQUIRE(failure.has_value());
     CHECK(contains(failure->what(), "cancelled"));
+    CHECK(failure->cause() == btq::worker_failure_cause::cancelled);
     CHECK(queue.executor().stats().crashes == 0);
 
     // The idle worker was left alone; the cancelled one is replaced, and the pool serves on.

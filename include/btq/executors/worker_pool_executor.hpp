@@ -199,6 +199,25 @@ class worker_pool_executor {
         memory_limit, // above worker_pool_options::memory_limit while a request ran
     };
 
+    /// What a worker's task is told it failed of, when the pool stopped the worker for `reason`.
+    static worker_failure_cause failure_cause_of(stop_reason reason) noexcept {
+        switch (reason) {
+        case stop_reason::protocol:
+        case stop_reason::hang_up:
+            return worker_failure_cause::protocol_error;
+        case stop_reason::memory_limit:
+            return worker_failure_cause::memory_limit;
+        case stop_reason::requested:
+            return worker_failure_cause::stop_requested;
+        case stop_reason::cancel:
+            return worker_failure_cause::cancelled;
+        case stop_reason::shutdown:
+            return worker_failure_cause::shutdown;
+        default:
+            return worker_failure_cause::crashed;
+        }
+    }
+
     struct worker;
     struct watch {
         worker* owner;

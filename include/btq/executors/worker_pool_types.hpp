@@ -44,20 +44,33 @@ class worker_error : public std::runtime_error {
     explicit worker_error(const std::string& message) : std::runtime_error(message) {}
 };
 
-/// @brief The worker died, broke the protocol, or was stopped (the task's stop token was
-///        requested while it ran, cancel_running(), shutdown) while it held the task; the task
-///        started, so this is not a task_not_run. The worker has been replaced. `exit_code` or
-///        `signal` tell how it ended (-1 / 0 when not applicable).
+/// @brief Why a worker failed the task it held (btq::worker_failure::cause()).
+enum class worker_failure_cause : std::uint8_t {
+    crashed,        ///< it exited or was killed by a signal of its own
+    protocol_error, ///< it broke the protocol, or closed its response descriptor
+    memory_limit,   ///< above worker_pool_options::memory_limit (killed, or refused memory)
+    stop_requested, ///< the task's stop token was requested while it ran
+    cancelled,      ///< cancel_running()
+    shutdown,       ///< the pool is being destroyed
+};
+
+/// @brief The worker died, broke the protocol, or was stopped (its memory limit, the task's stop
+///        token requested while it ran, cancel_running(), shutdown) while it held the task; the
+///        task started, so this is not a task_not_run. The worker has been replaced. `cause()`
+///        says which; `exit_code` or `signal` tell how it ended (-1 / 0 when not applicable).
 class worker_failure : public std::runtime_error {
   public:
-    worker_failure(const std::string& message, int exit_code, int signal)
-        : std::runtime_error(message), exit_code_(exit_code), signal_(signal) {}
+    worker_failure(const std::string& message, int exit_code, int signal,
+                   worker_failure_cause cause = worker_failure_cause::crashed)
+        : std::runtime_error(message), exit_code_(exit_code), signal_(signal), cause_(cause) {}
     [[nodiscard]] int exit_code() const noexcept { return exit_code_; }
     [[nodiscard]] int signal() const noexcept { return signal_; }
+    [[nodiscard]] worker_failure_cause cause() const noexcept { return cause_; }
 
   private:
     int exit_code_;
     int signal_;
+    worker_failure_cause cause_;
 };
 
 /// @brief No worker could be started (spawn failed; it exited or broke the protocol before its

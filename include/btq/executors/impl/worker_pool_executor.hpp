@@ -278,7 +278,8 @@ inline void worker_pool_executor::run_loop() {
             }
             for (auto& job : *cancelled) {
                 job->done.set_exception(std::make_exception_ptr(worker_failure(
-                    "btq: the request was cancelled (cancel_running) before it started", -1, 0)));
+                    "btq: the request was cancelled (cancel_running) before it started", -1, 0,
+                    worker_failure_cause::cancelled)));
             }
             for (auto& slot : slots_) {
                 if (slot->current == state::busy) {
@@ -512,6 +513,12 @@ inline void worker_pool_executor::reap(worker& w) {
     const bool exited = info.si_code == CLD_EXITED;
     const std::string how = exited ? "exited with code " + std::to_string(info.si_status)
                                    : "was killed by signal " + std::to_string(info.si_status);
+    if (w.stopping_for == stop_reason::hang_up && w.memory && w.memory->cgroup &&
+        w.memory->cgroup->oom_killed()) {
+        // The OOM killer killed it in its cgroup: the end of file it left was seen before its
+        // exit, and the hang-up's SIGKILL came after. Its limit ended it, not the protocol.
+        w.stopping_for = stop_reason::none;
+    }
     if (w.stopping_for == stop_reason::hang_up) {
         // Only a worker that was still running for hung_up()'s SIGKILL hung up; one that had
         // closed the descriptor by exiting ended on its own, and is reported as such.
@@ -560,9 +567,9 @@ inline void worker_pool_executor::reap(worker& w) {
         case stop_reason::cancel:
         case stop_reason::requested:
         case stop_reason::memory_limit:
-            error = std::make_exception_ptr(worker_failure(w.stop_message + "; the worker " + how,
-                                                           exited ? info.si_status : -1,
-                                                           exited ? 0 : info.si_status));
+            error = std::make_exception_ptr(
+                worker_failure(w.stop_message + "; the worker " + how, exited ? info.si_status : -1,
+                               exited ? 0 : info.si_status, failure_cause_of(w.stopping_for)));
             break;
         default:
             crashes_.fetch_add(1, std::memory_order_relaxed);
