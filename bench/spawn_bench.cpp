@@ -32,6 +32,11 @@
 //   BM_Spawn/btq/<C>, BM_Spawn/posix_spawn/<C>
 //                             one library alone, one batch an iteration, as BM_Spawn/fork_exec
 //                             (registered, not run by bench/run_spawn_bench.sh by default).
+//   BM_SpawnMemoryLimited/<mechanism>/<C>
+//                             btq with a 256 MiB memory_limit on every child, held by a memory
+//                             cgroup per child (cgroup; skipped where none can be made) or by
+//                             RLIMIT_DATA (rlimit): what the limit adds to a spawn (registered,
+//                             run with --benchmark_filter=BM_SpawnMemoryLimited).
 //   BM_SpawnBigHeap/<lib>/4   the three at C = 4, from a parent holding 1 GiB of touched heap.
 //                             fork() copies the page tables of that gigabyte on every spawn;
 //                             posix_spawn (vfork) should not care.
@@ -74,6 +79,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <latch>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -153,16 +159,18 @@ btq::queue_options queue_options_for(const benchmark::State& state) {
 
 /// One batch of `spawns` through `queue`; counts those that failed or did not exit with 0.
 void run_btq_batch(spawn_queue& queue, std::atomic<std::size_t>& failures,
-                   std::size_t spawns = batch_size) {
+                   std::size_t spawns = batch_size,
+                   std::optional<std::size_t> memory_limit = std::nullopt) {
     std::latch done(static_cast<std::ptrdiff_t>(spawns));
     for (std::size_t i = 0; i < spawns; ++i) {
-        queue.submit(btq::command{.program = child_program},
-                     [&](btq::task_result<btq::process_result> result) noexcept {
-                         if (!result.has_value() || !result->succeeded()) {
-                             failures.fetch_add(1, std::memory_order_relaxed);
-                         }
-                         done.count_down();
-                     });
+        btq::command cmd{.program = child_program};
+        cmd.memory_limit = memory_limit;
+        queue.submit(std::move(cmd), [&](btq::task_result<btq::process_result> result) noexcept {
+            if (!result.has_value() || !result->succeeded()) {
+                failures.fetch_add(1, std::memory_order_relaxed);
+            }
+            done.count_down();
+        });
     }
     done.wait();
 }
@@ -189,6 +197,27 @@ void spawn_btq(benchmark::State& state, bool big_heap) {
     }
     report(state, std::chrono::steady_clock::now() - start);
     report_failures(state, failures);
+}
+
+/// The batch with a 256 MiB memory limit on every child, held by `cgroup` (a memory cgroup per
+/// child, where this process may make them) or RLIMIT_DATA: what the limit costs a spawn.
+void spawn_btq_limited(benchmark::State& state, bool cgroup) {
+    const btq::memory_limit_mechanism mechanism =
+        btq::set_memory_cgroup_parent(cgroup ? std::optional<std::string>() : std::string());
+    if (cgroup && mechanism == btq::memory_limit_mechanism::rlimit_and_watchdog) {
+        state.SkipWithError("no memory cgroup can be made here");
+        return;
+    }
+    state.SetLabel(std::string(btq::to_string(mechanism)));
+    spawn_queue queue(queue_options_for(state));
+    std::atomic<std::size_t> failures{0};
+    const auto start = std::chrono::steady_clock::now();
+    for (auto _ : state) {
+        run_btq_batch(queue, failures, batch_size, std::size_t{256} << 20);
+    }
+    report(state, std::chrono::steady_clock::now() - start);
+    report_failures(state, failures);
+    (void)btq::set_memory_cgroup_parent(std::nullopt);
 }
 
 // ---- raw system calls ---------------------------------------------------------------------------
@@ -533,6 +562,16 @@ void register_benchmarks() {
             ->Arg(2)
             ->Arg(4)
             ->Arg(8)
+            ->UseRealTime()
+            ->ComputeStatistics("min", &minimum)
+            ->Unit(benchmark::kMillisecond);
+    }
+    for (const bool cgroup : {false, true}) {
+        benchmark::RegisterBenchmark(cgroup ? "BM_SpawnMemoryLimited/cgroup"
+                                            : "BM_SpawnMemoryLimited/rlimit",
+                                     &spawn_btq_limited, cgroup)
+            ->Arg(1)
+            ->Arg(4)
             ->UseRealTime()
             ->ComputeStatistics("min", &minimum)
             ->Unit(benchmark::kMillisecond);
