@@ -5,6 +5,9 @@
 #include <btq/executors/subprocess_executor.hpp>
 #include <btq/executors/worker_pool_executor.hpp>
 #include <btq/gates/memory_gate.hpp>
+#if SCHEDULE_SERVER_REDIS
+#include <btq/redis/redis_permits.hpp>
+#endif
 
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -96,6 +99,7 @@ struct server_gate {
     Queue make_queue(Arguments&&... arguments) {
         return Queue(std::forward<Arguments>(arguments)...);
     }
+    [[nodiscard]] std::optional<redis_gate_stats> redis() const { return std::nullopt; }
 };
 
 template <>
@@ -105,8 +109,44 @@ struct server_gate<btq::memory_gate> {
     Queue make_queue(Arguments&&... arguments) {
         return Queue(gate, std::forward<Arguments>(arguments)...);
     }
+    [[nodiscard]] std::optional<redis_gate_stats> redis() const { return std::nullopt; }
     btq::memory_gate gate;
 };
+
+#if SCHEDULE_SERVER_REDIS
+/// --redis and --global-concurrency: a btq::redis_permits gate of global_concurrency permits
+/// (Redis unreachable: requests wait, their queue timeout still expires; /readyz says so).
+template <>
+struct server_gate<btq::redis_permits> {
+    explicit server_gate(const backend_options& options)
+        : gate(btq::redis_permits_options{.endpoint = options.redis.value(),
+                                          .limit = options.global_concurrency,
+                                          .on_lease_lost = [](const btq::redis_lease_lost&) {
+                                              std::fprintf(stderr,
+                                                           "schedule_server: a request's Redis "
+                                                           "lease was lost: it is stopped\n");
+                                          }}) {}
+    template <class Queue, class... Arguments>
+    Queue make_queue(Arguments&&... arguments) {
+        return Queue(gate, std::forward<Arguments>(arguments)...);
+    }
+    [[nodiscard]] std::optional<redis_gate_stats> redis() const {
+        const btq::redis_permits_stats stats = gate.stats();
+        return redis_gate_stats{.url = btq::to_url(gate.options().endpoint),
+                                .limit = stats.limit,
+                                .permits_held = stats.permits_held,
+                                .waiters = stats.waiters,
+                                .grants = stats.grants,
+                                .lease_renewals = stats.lease_renewals,
+                                .leases_lost = stats.leases_lost,
+                                .redis_errors = stats.redis_errors,
+                                .reconnects = stats.reconnects,
+                                .healthy = stats.healthy,
+                                .last_error = stats.last_error};
+    }
+    btq::redis_permits gate;
+};
+#endif
 
 /// "the task went above its memory limit (256 MiB)": the message of a 507.
 std::string memory_limit_message(const backend_options& options) {
@@ -128,6 +168,7 @@ class queued_backend : public backend {
 
     [[nodiscard]] btq::queue_stats stats() const override { return queue_.stats(); }
     [[nodiscard]] const backend_options& options() const noexcept override { return options_; }
+    [[nodiscard]] std::optional<redis_gate_stats> redis() const override { return gate_.redis(); }
 
     std::size_t close_and_clear(const std::string& reason) override {
         queue_.close();
@@ -260,7 +301,8 @@ class checked_subprocess_executor {
                 btq::task_timeout("schedule_worker ran past the task timeout and was stopped")));
         } else if (run.ending == btq::process_ending::cancelled) {
             done.set_exception(std::make_exception_ptr(
-                worker_crashed("schedule_worker was stopped: its client went away")));
+                worker_crashed("schedule_worker was stopped: its client went away or its "
+                               "cluster-wide lease was lost")));
         } else if (run.ending == btq::process_ending::exited && answers_with_json(run.exit_code) &&
                    !run.stdout_truncated && !run.standard_output.empty()) {
             done.set_value(std::move(run));
@@ -365,9 +407,24 @@ std::unique_ptr<backend> make_gated_backend(const backend_options& options) {
 
 } // namespace
 
+bool redis_available() noexcept {
+    return SCHEDULE_SERVER_REDIS != 0;
+}
+
 std::unique_ptr<backend> make_backend(const backend_options& options) {
     if (options.pool_size == 0) {
         throw std::invalid_argument("--pool-size must be at least 1");
+    }
+    if (options.redis) {
+        if (options.min_available_memory || options.max_memory_pressure) {
+            throw std::invalid_argument(
+                "the Redis gate and the memory gate cannot be combined yet");
+        }
+#if SCHEDULE_SERVER_REDIS
+        return make_gated_backend<btq::redis_permits>(options);
+#else
+        throw std::invalid_argument("this server was built without Redis (no hiredis)");
+#endif
     }
     if (options.min_available_memory || options.max_memory_pressure) {
         return make_gated_backend<btq::memory_gate>(options);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <btq/btq.hpp>
+#include <btq/redis/redis_url.hpp>
 
 #include <boost/asio/awaitable.hpp>
 
@@ -41,7 +42,31 @@ struct backend_options {
     /// btq::memory_gate when either is set, and no gate otherwise.
     std::optional<std::uint64_t> min_available_memory;
     std::optional<double> max_memory_pressure;
+    /// The cluster-wide limit (--redis, --global-concurrency): with an endpoint, the queue has a
+    /// btq::redis_permits gate of `global_concurrency` permits (pool_size still bounds this
+    /// host). Never together with the memory gate's flags (make_backend refuses it).
+    std::optional<btq::redis_endpoint> redis;
+    std::size_t global_concurrency = 0;
 };
+
+/// What the Redis gate reports, for /api/queue-stats, /metrics and /readyz (a copy of the
+/// btq::redis_permits_stats the server shows, so this header needs no hiredis).
+struct redis_gate_stats {
+    std::string url;              ///< the pool, as redis://host:port/prefix
+    std::size_t limit = 0;        ///< N, cluster-wide
+    std::size_t permits_held = 0; ///< leases of requests running here now
+    std::size_t waiters = 0;      ///< requests here a slot was free for, waiting for a permit
+    std::uint64_t grants = 0;     ///< leases granted by Redis, in total
+    std::uint64_t lease_renewals = 0;
+    std::uint64_t leases_lost = 0; ///< running requests whose lease was lost (they were stopped)
+    std::uint64_t redis_errors = 0;
+    std::uint64_t reconnects = 0;
+    bool healthy = false; ///< connected, and the last command succeeded
+    std::string last_error;
+};
+
+/// True when this server was built with btq::redis (hiredis found): --redis works.
+[[nodiscard]] bool redis_available() noexcept;
 
 /// What the backend saw of its runs' memory, for /api/queue-stats and /metrics.
 struct memory_stats {
@@ -98,6 +123,8 @@ class backend {
     /// Not const: the counters are read from the queue's executor.
     [[nodiscard]] virtual memory_stats memory() = 0;
     [[nodiscard]] virtual const backend_options& options() const noexcept = 0;
+    /// The Redis gate's counters; empty when the queue has no Redis gate.
+    [[nodiscard]] virtual std::optional<redis_gate_stats> redis() const = 0;
 
     /// Shutdown, step 1: refuse new requests and answer every waiting one with
     /// btq::queue_cleared(reason). Returns how many were waiting.
@@ -110,7 +137,8 @@ class backend {
 };
 
 /// Builds the backend for `options.mode`.
-/// @throws std::invalid_argument for bad options
+/// @throws std::invalid_argument for bad options (a Redis endpoint with the memory gate's
+///         options, or in a server built without btq::redis)
 [[nodiscard]] std::unique_ptr<backend> make_backend(const backend_options& options);
 
 } // namespace schedule_server

@@ -195,11 +195,52 @@ int run(int argc, char** argv) {
                    "time stalled) is above this; one still starts when none runs. 0 to 100")
         ->type_name("PERCENT")
         ->check(percent());
+    std::string redis_url;
+    long global_concurrency = 0;
+    CLI::Option* redis_flag =
+        app.add_option("--redis", redis_url,
+                       "Redis of a cluster-wide limit shared by every server given the same URL: "
+                       "redis://host[:port][/keyprefix] (with --global-concurrency)")
+            ->type_name("URL");
+    CLI::Option* global_flag =
+        app.add_option("--global-concurrency", global_concurrency,
+                       "Most requests running at once across every server of the --redis pool "
+                       "(--pool-size still bounds this host)")
+            ->type_name("N");
     app.add_flag("--no-access-log", no_access_log, "Do not log a line per request");
     app.add_flag("--enable-memory-probe", endpoints.memory_probe,
                  "Serve GET /api/memory-probe (touches the memory a request asks for: tests and "
                  "benchmarks only; off: 404)");
     CLI11_PARSE(app, argc, argv);
+    // Refused like a bad flag value (CLI11's exit status and message shape).
+    const auto refuse = [&app](const std::string& flag, const std::string& message) {
+        return app.exit(CLI::ValidationError(flag, message));
+    };
+    if ((redis_flag->count() > 0) != (global_flag->count() > 0)) {
+        return refuse(redis_flag->count() > 0 ? "--redis" : "--global-concurrency",
+                      "--redis and --global-concurrency go together: give both or neither");
+    }
+    if (redis_flag->count() > 0) {
+        if (global_concurrency < 1) {
+            return refuse("--global-concurrency",
+                          "must be at least 1 (got " + std::to_string(global_concurrency) + ")");
+        }
+        try {
+            queue.redis = btq::parse_redis_url(redis_url);
+        } catch (const btq::redis_url_error& bad) {
+            return refuse("--redis", bad.what());
+        }
+        queue.global_concurrency = static_cast<std::size_t>(global_concurrency);
+        if (!min_available_memory.empty() || !max_memory_pressure.empty()) {
+            return refuse("--redis",
+                          "the Redis gate and the memory gate (--min-available-memory, "
+                          "--max-memory-pressure) cannot be combined yet: give one or the other");
+        }
+        if (!redis_available()) {
+            return refuse("--redis", "this server was built without Redis (hiredis was not "
+                                     "found): --redis and --global-concurrency are unavailable");
+        }
+    }
 
     queue.mode = mode == "spawn" ? run_mode::spawn : run_mode::pool;
     queue.queue_timeout = std::chrono::milliseconds(queue_timeout_ms);
@@ -251,6 +292,10 @@ int run(int argc, char** argv) {
                  "%s)\n",
                  http.address.c_str(), static_cast<unsigned>(server.port()), mode.c_str(),
                  queue.pool_size, queue.queue_capacity, queue.data_dir.c_str());
+    if (queue.redis) {
+        std::fprintf(stderr, "schedule_server: cluster-wide limit %zu on %s\n",
+                     queue.global_concurrency, btq::to_url(*queue.redis).c_str());
+    }
     std::fflush(stderr);
 
     std::thread drainer;

@@ -17,6 +17,7 @@
 #include <ctime>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -95,6 +96,21 @@ void append_metric(std::string& out, std::string_view name, std::string_view typ
     out += '\n';
 }
 
+/// The Redis gate's counters as the "redis" object of /api/queue-stats.
+json::object redis_object(const redis_gate_stats& redis) {
+    return {{"url", redis.url},
+            {"globalConcurrency", redis.limit},
+            {"permitsHeld", redis.permits_held},
+            {"waiters", redis.waiters},
+            {"grants", redis.grants},
+            {"leaseRenewals", redis.lease_renewals},
+            {"leasesLost", redis.leases_lost},
+            {"redisErrors", redis.redis_errors},
+            {"reconnects", redis.reconnects},
+            {"healthy", redis.healthy},
+            {"lastError", redis.last_error}};
+}
+
 } // namespace
 
 api_response api::queue_stats() const {
@@ -129,10 +145,14 @@ api_response api::queue_stats() const {
         {"waitTime", latency(stats.wait_time)},
         {"runTime", latency(stats.run_time)},
     };
-    return json_answer({{"status", "success"},
+    json::object answer{{"status", "success"},
                         {"processPool", pool},
                         {"timestamp", iso_timestamp_now()},
-                        {"queue", queue}});
+                        {"queue", queue}};
+    if (const std::optional<redis_gate_stats> redis = backend_.redis()) {
+        answer["redis"] = redis_object(*redis);
+    }
+    return json_answer(answer);
 }
 
 api_response api::system_info() const {
@@ -189,6 +209,10 @@ api_response api::healthz() const {
 api_response api::readyz() const {
     if (shutting_down()) {
         return error(503, "shutting down");
+    }
+    if (const std::optional<redis_gate_stats> redis = backend_.redis(); redis && !redis->healthy) {
+        return error(503, "Redis unhealthy: " + (redis->last_error.empty() ? "not connected yet"
+                                                                           : redis->last_error));
     }
     return json_answer({{"status", "success"}, {"ready", true}});
 }
@@ -276,6 +300,35 @@ api_response api::metrics_text() const {
                   static_cast<double>(open_connections.load(std::memory_order_relaxed)));
     append_metric(out, "btq_server_ready", "gauge", "1 while the server accepts work.",
                   shutting_down() ? 0.0 : 1.0);
+    if (const std::optional<redis_gate_stats> redis = backend_.redis()) {
+        const std::array<metric_sample, 9> redis_samples{{
+            {"btq_redis_global_concurrency", "gauge", "Permits in the cluster-wide pool (N).",
+             static_cast<double>(redis->limit)},
+            {"btq_redis_permits_held", "gauge",
+             "Cluster-wide permits held by requests running here.",
+             static_cast<double>(redis->permits_held)},
+            {"btq_redis_waiters", "gauge",
+             "Requests a slot was free for, waiting for a cluster-wide permit now.",
+             static_cast<double>(redis->waiters)},
+            {"btq_redis_grants_total", "counter", "Permits granted to this server by Redis.",
+             static_cast<double>(redis->grants)},
+            {"btq_redis_lease_renewals_total", "counter", "Permit lease renewals acknowledged.",
+             static_cast<double>(redis->lease_renewals)},
+            {"btq_redis_leases_lost_total", "counter",
+             "Running requests whose permit lease was lost (they were stopped).",
+             static_cast<double>(redis->leases_lost)},
+            {"btq_redis_errors_total", "counter",
+             "Failed Redis connects, commands and error replies.",
+             static_cast<double>(redis->redis_errors)},
+            {"btq_redis_reconnects_total", "counter", "Redis connections made after the first.",
+             static_cast<double>(redis->reconnects)},
+            {"btq_redis_healthy", "gauge", "1 while Redis is connected and answering.",
+             redis->healthy ? 1.0 : 0.0},
+        }};
+        for (const metric_sample& sample : redis_samples) {
+            append_metric(out, sample.name, sample.type, sample.help, sample.value);
+        }
+    }
     return response;
 }
 

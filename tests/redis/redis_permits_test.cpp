@@ -1,7 +1,7 @@
 // btq::redis_permits against a real redis-server that each test starts on a free loopback port
-// in its own folder (redis_support.hpp). Safety is judged by an independent oracle the tasks
-// update themselves (oracle.hpp), never by the gate's own counters; after every test the pool's
-// free count, read on the server, returns to exactly N.
+// in its own folder (tests/common/redis_server.hpp). Safety is judged by an independent oracle the
+// tasks update themselves (oracle.hpp), never by the gate's own counters; after every test the
+// pool's free count, read on the server, returns to exactly N.
 #include <btq/bounded_task_queue.hpp>
 #include <btq/redis/redis_permits.hpp>
 
@@ -22,8 +22,8 @@
 #include <thread>
 #include <vector>
 
+#include "../common/redis_server.hpp"
 #include "oracle.hpp"
-#include "redis_support.hpp"
 
 using namespace std::chrono_literals;
 using btq_redis_test::eventually;

@@ -16,10 +16,6 @@ bool starts_with(const std::string& text, std::string_view prefix) {
     return text.rfind(prefix, 0) == 0;
 }
 
-bool contains(const std::string& text, std::string_view part) {
-    return text.find(part) != std::string::npos;
-}
-
 } // namespace
 
 TEST_CASE("every endpoint answers with the sample data in pool and spawn mode", "[server]") {

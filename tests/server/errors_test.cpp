@@ -10,10 +10,6 @@ using namespace srv_test;
 
 namespace {
 
-bool contains(const std::string& text, std::string_view part) {
-    return text.find(part) != std::string::npos;
-}
-
 /// The error body's message ("<missing>" if there is none).
 std::string message_of(const http_response& response) {
     return text_of(json_body(response), "message");

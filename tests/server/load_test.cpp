@@ -22,10 +22,6 @@ server_config one_slow_worker(const std::string& mode, long delay_ms) {
     return config;
 }
 
-bool contains(const std::string& text, std::string_view part) {
-    return text.find(part) != std::string::npos;
-}
-
 /// Samples the schedule_worker children of a process from a thread, as often as it can (at
 /// least every millisecond's worth of /proc scan), until stopped.
 class worker_sampler {

@@ -22,10 +22,6 @@ namespace {
 
 constexpr std::int64_t mebibyte = std::int64_t{1} << 20;
 
-bool contains(const std::string& text, std::string_view part) {
-    return text.find(part) != std::string::npos;
-}
-
 server_config probe_config(const std::string& mode, std::vector<std::string> extra = {}) {
     server_config config;
     config.mode = mode;
@@ -96,17 +92,6 @@ double metric_value(const std::string& metrics, const std::string& name) {
         return -1;
     }
     return std::stod(metrics.substr(at + prefix.size()));
-}
-
-/// How the server ended when started with `flags`: its exit status (-1 if it did not exit within
-/// 10 s or was killed) and its log.
-std::pair<int, std::string> start_refused(const std::vector<std::string>& flags) {
-    server_config config;
-    config.extra_arguments = flags;
-    server_process server(config, false);
-    const auto status = server.wait_exit(10s);
-    const int code = status && WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
-    return {code, server.log()};
 }
 
 } // namespace

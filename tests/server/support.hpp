@@ -64,6 +64,11 @@ class temp_dir : public test_files::temp_dir {
     temp_dir() : test_files::temp_dir("btq-server-test") {}
 };
 
+/// Whether `text` contains `part`.
+inline bool contains(std::string_view text, std::string_view part) {
+    return text.find(part) != std::string_view::npos;
+}
+
 inline json::value parse_json(std::string_view text) {
     boost::system::error_code error;
     json::value value = json::parse(text, error);
@@ -414,6 +419,17 @@ class server_process {
     bool reaped_ = false;
     unsigned short port_ = 0;
 };
+
+/// How the server ended when started with `flags`: its exit status (-1 if it did not exit within
+/// 10 s or was killed) and its log.
+inline std::pair<int, std::string> start_refused(const std::vector<std::string>& flags) {
+    server_config config;
+    config.extra_arguments = flags;
+    server_process server(config, false);
+    const auto status = server.wait_exit(10s);
+    const int code = status && WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
+    return {code, server.log()};
+}
 
 /// Runs schedule_worker once (`--data-dir DIR OPERATION`, `input` on stdin) with a 10 s limit;
 /// its standard output.

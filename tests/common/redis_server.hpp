@@ -1,5 +1,6 @@
-// What the Redis tests share: a temporary folder, child processes that die with the test
-// (PR_SET_PDEATHSIG), a free loopback port, and a redis-server of the test's own.
+// A redis-server of a test's own (tests/redis, tests/server): a temporary folder, child processes
+// that die with the test (PR_SET_PDEATHSIG), a free loopback port. Needs hiredis and the
+// redis-server program's path as BTQ_REDIS_SERVER.
 #pragma once
 
 #include <hiredis/hiredis.h>
