@@ -6,6 +6,7 @@
 #include <btq/btq.hpp>
 #include <btq/executors/subprocess_executor.hpp>
 
+#include <optional>
 #include <string>
 
 #include "memory_probe.hpp"
@@ -52,17 +53,31 @@ TEST_CASE("memory_probe refuses a request above its caps naming the field", "[wo
                     schedule::input_error);
 }
 
-TEST_CASE("memory_probe ends with status 1 and no answer when its memory limit refuses it",
+TEST_CASE("memory_probe ends memory_limit with no answer under either mechanism: status 1 and its "
+          "message when RLIMIT_DATA refuses an allocation",
           "[worker]") {
     temp_dir dir;
-    btq::bounded_task_queue<btq::command, btq::subprocess_executor> queue({.max_concurrency = 1});
-    btq::command probe{.program = worker_binary.string(),
-                       .arguments = {"--data-dir", dir.path().string(), "memory_probe"}};
-    probe.standard_input = R"({"megabytes":256})";
-    probe.memory_limit = std::size_t{48} << 20;
-    const btq::process_result result = queue.submit(std::move(probe)).get();
-    INFO(result.standard_error);
-    CHECK(result.ending == btq::process_ending::memory_limit);
-    CHECK(result.standard_output.empty());
-    CHECK(result.standard_error.find("memory_probe: allocation refused") != std::string::npos);
+    const auto run_probe = [&dir] {
+        btq::bounded_task_queue<btq::command, btq::subprocess_executor> queue(
+            {.max_concurrency = 1});
+        btq::command probe{.program = worker_binary.string(),
+                           .arguments = {"--data-dir", dir.path().string(), "memory_probe"}};
+        probe.standard_input = R"({"megabytes":256})";
+        probe.memory_limit = std::size_t{48} << 20;
+        return queue.submit(std::move(probe)).get();
+    };
+    // RLIMIT_DATA: the allocation fails and the probe says so.
+    REQUIRE(btq::set_memory_cgroup_parent(std::string()) ==
+            btq::memory_limit_mechanism::rlimit_and_watchdog);
+    const btq::process_result refused = run_probe();
+    (void)btq::set_memory_cgroup_parent(std::nullopt);
+    INFO(refused.standard_error);
+    CHECK(refused.ending == btq::process_ending::memory_limit);
+    CHECK(refused.standard_output.empty());
+    CHECK(refused.standard_error.find("memory_probe: allocation refused") != std::string::npos);
+    // The automatic mechanism (a memory cgroup where one can be made: the OOM killer ends it).
+    const btq::process_result stopped = run_probe();
+    INFO(stopped.standard_error);
+    CHECK(stopped.ending == btq::process_ending::memory_limit);
+    CHECK(stopped.standard_output.empty());
 }
