@@ -53,31 +53,42 @@ TEST_CASE("memory_probe refuses a request above its caps naming the field", "[wo
                     schedule::input_error);
 }
 
-TEST_CASE("memory_probe ends memory_limit with no answer under either mechanism: status 1 and its "
-          "message when RLIMIT_DATA refuses an allocation",
+TEST_CASE("memory_probe refused memory by RLIMIT_DATA says so and ends with status 1, no answer",
           "[worker]") {
     temp_dir dir;
-    const auto run_probe = [&dir] {
+    btq::bounded_task_queue<btq::command, btq::subprocess_executor> queue({.max_concurrency = 1});
+    // The shell sets the limit, so no watchdog of btq's races the refusal.
+    btq::command probe{
+        .program = "/bin/sh",
+        .arguments = {"-c", "ulimit -d 49152 && exec \"$0\" --data-dir \"$1\" memory_probe",
+                      worker_binary.string(), dir.path().string()}};
+    probe.standard_input = R"({"megabytes":256})";
+    const btq::process_result result = queue.submit(std::move(probe)).get();
+    INFO(result.standard_error);
+    CHECK(result.ending == btq::process_ending::exited);
+    CHECK(result.exit_code == 1);
+    CHECK(result.standard_output.empty());
+    CHECK(result.standard_error.find("memory_probe: allocation refused") != std::string::npos);
+}
+
+TEST_CASE("memory_probe past its memory_limit ends memory_limit with no answer under every "
+          "mechanism",
+          "[worker]") {
+    temp_dir dir;
+    for (const std::optional<std::string>& parent :
+         {std::optional<std::string>(""), std::optional<std::string>()}) {
+        const btq::memory_limit_mechanism mechanism = btq::set_memory_cgroup_parent(parent);
+        INFO("mechanism " << btq::to_string(mechanism));
         btq::bounded_task_queue<btq::command, btq::subprocess_executor> queue(
             {.max_concurrency = 1});
         btq::command probe{.program = worker_binary.string(),
                            .arguments = {"--data-dir", dir.path().string(), "memory_probe"}};
         probe.standard_input = R"({"megabytes":256})";
         probe.memory_limit = std::size_t{48} << 20;
-        return queue.submit(std::move(probe)).get();
-    };
-    // RLIMIT_DATA: the allocation fails and the probe says so.
-    REQUIRE(btq::set_memory_cgroup_parent(std::string()) ==
-            btq::memory_limit_mechanism::rlimit_and_watchdog);
-    const btq::process_result refused = run_probe();
+        const btq::process_result result = queue.submit(std::move(probe)).get();
+        INFO(result.standard_error);
+        CHECK(result.ending == btq::process_ending::memory_limit);
+        CHECK(result.standard_output.empty());
+    }
     (void)btq::set_memory_cgroup_parent(std::nullopt);
-    INFO(refused.standard_error);
-    CHECK(refused.ending == btq::process_ending::memory_limit);
-    CHECK(refused.standard_output.empty());
-    CHECK(refused.standard_error.find("memory_probe: allocation refused") != std::string::npos);
-    // The automatic mechanism (a memory cgroup where one can be made: the OOM killer ends it).
-    const btq::process_result stopped = run_probe();
-    INFO(stopped.standard_error);
-    CHECK(stopped.ending == btq::process_ending::memory_limit);
-    CHECK(stopped.standard_output.empty());
 }
