@@ -24,8 +24,9 @@ PACKAGES=(
     # libxmltv-perl ships the DTD, libxml2-utils xmllint.
     libxmltv-perl libxml2-utils
     # The cluster-wide permits (include/btq/redis, target btq::redis): the hiredis client, and the
-    # Redis 7 server its tests (tests/redis) start on a free loopback port of their own.
-    redis-server libhiredis-dev
+    # Redis 7 server its tests (tests/redis) start on a free loopback port of their own; CMake finds
+    # hiredis through pkg-config, which libhiredis-dev does not pull in.
+    redis-server libhiredis-dev pkg-config
 )
 
 if [ "${1:-}" = "--bench" ]; then
