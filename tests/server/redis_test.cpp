@@ -109,18 +109,11 @@ TEST_CASE("the server refuses --redis and --global-concurrency alone, N below 1,
          "cannot be combined yet"},
     };
     for (const auto& [flags, message] : cases) {
-        CAPTURE(flags);
-        const auto [code, log] = start_refused(flags);
-        INFO(log);
-        CHECK(code == usual);
-        CHECK(contains(log, message));
-        CHECK_FALSE(contains(log, "listening on"));
+        check_refused_at_start(flags, message, usual);
     }
 #if !BTQ_SERVER_TESTS_REDIS
-    const auto [code, log] = start_refused({"--redis", url, "--global-concurrency", "1"});
-    INFO(log);
-    CHECK(code == usual);
-    CHECK(contains(log, "built without Redis"));
+    check_refused_at_start({"--redis", url, "--global-concurrency", "1"}, "built without Redis",
+                           usual);
 #endif
 }
 

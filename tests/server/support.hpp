@@ -7,6 +7,7 @@
 #include "http_client.hpp"
 
 #include <boost/json.hpp>
+#include <catch2/catch.hpp>
 
 #include <fcntl.h>
 #include <signal.h>
@@ -429,6 +430,19 @@ inline std::pair<int, std::string> start_refused(const std::vector<std::string>&
     const auto status = server.wait_exit(10s);
     const int code = status && WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
     return {code, server.log()};
+}
+
+/// Checks that the server refuses `flags` at start as it refuses other bad flags: exit status
+/// `usual` (that of a bad --pool-size), `message` in its log, never listening. Returns the log.
+inline std::string check_refused_at_start(const std::vector<std::string>& flags,
+                                          std::string_view message, int usual) {
+    CAPTURE(flags);
+    const auto [code, log] = start_refused(flags);
+    INFO(log);
+    CHECK(code == usual);
+    CHECK(contains(log, message));
+    CHECK_FALSE(contains(log, "listening on"));
+    return log;
 }
 
 /// Runs schedule_worker once (`--data-dir DIR OPERATION`, `input` on stdin) with a 10 s limit;
