@@ -3,6 +3,8 @@
 // tasks update themselves (oracle.hpp), never by the gate's own counters; after every test the
 // pool's free count, read on the server, returns to exactly N.
 #include <btq/bounded_task_queue.hpp>
+#include <btq/gates/gate_chain.hpp>
+#include <btq/gates/memory_gate.hpp>
 #include <btq/redis/redis_permits.hpp>
 
 #include <catch2/catch.hpp>
@@ -415,6 +417,108 @@ TEST_CASE("redis permits: deadlines and clear() racing grants leak no permit", "
         CHECK(eventually([&] { return permits.stats().permits_unused == 0; }));
     }
     CHECK(most.load() <= static_cast<std::int64_t>(limit));
+}
+
+TEST_CASE("redis permits behind the memory gate: a queue waiting for memory holds no lease, and "
+          "runs with fencing tokens once memory recovers",
+          "[redis][chain]") {
+    redis_server server;
+    constexpr std::size_t limit = 2;
+    std::atomic<std::uint64_t> available{64ull << 20};
+    btq::memory_gate memory({.min_available_bytes = 256ull << 20,
+                             .interval = std::chrono::hours(1),
+                             .progress_guarantee = false,
+                             .source = [&] {
+                                 btq::memory_reading reading;
+                                 reading.mem_available = available.load();
+                                 return reading;
+                             }});
+    btq::redis_permits permits(options_for(server, "pool", limit, 1000ms));
+    using both_gates = btq::gate_chain<btq::memory_gate, btq::redis_permits>;
+    both_gates chain(memory, permits);
+    std::atomic<std::int64_t> inside{0};
+    std::atomic<std::int64_t> most{0};
+    std::mutex tokens_mutex;
+    std::set<std::uint64_t> tokens;
+    {
+        btq::bounded_task_queue<btq::fenced_task<void>, btq::thread_executor, both_gates> queue(
+            chain, {.max_concurrency = 4});
+        std::vector<std::future<void>> futures;
+        for (int i = 0; i < 12; ++i) {
+            futures.push_back(queue.submit(
+                btq::fenced_task<void>([&](const btq::redis_permit_info& permit, std::stop_token) {
+                    btq_redis_test::raise_to(most, ++inside);
+                    {
+                        std::lock_guard lock(tokens_mutex);
+                        tokens.insert(permit.fencing_token);
+                    }
+                    std::this_thread::sleep_for(5ms);
+                    --inside;
+                })));
+        }
+        std::this_thread::sleep_for(200ms); // longer than a fetch round trip and unused_hold
+        CHECK(queue.stats().held_by_gate == 4);
+        CHECK(permits.stats().waiters == 0); // held by memory: no demand on the pool
+        CHECK(permits.stats().grants == 0);
+        CHECK(holders(server, "pool") == 0);
+
+        available = 1024ull << 20;
+        memory.refresh();
+        for (auto& one : futures) {
+            REQUIRE(one.wait_for(20s) == std::future_status::ready);
+            one.get();
+        }
+        REQUIRE(queue.drain(10s));
+        CHECK(memory.permits_out() == 0);
+        CHECK(permits.stats().permits_held == 0);
+    }
+    CHECK(most.load() <= static_cast<std::int64_t>(limit));
+    CHECK(tokens.size() == 12); // every task had a grant of its own
+    CHECK(eventually([&] { return holders(server, "pool") == 0; }));
+}
+
+TEST_CASE("redis permits before the memory gate: leases taken for a start that memory refuses go "
+          "back unused, and nothing leaks",
+          "[redis][chain]") {
+    redis_server server;
+    std::atomic<std::uint64_t> available{64ull << 20};
+    btq::memory_gate memory({.min_available_bytes = 256ull << 20,
+                             .interval = std::chrono::hours(1),
+                             .progress_guarantee = false,
+                             .source = [&] {
+                                 btq::memory_reading reading;
+                                 reading.mem_available = available.load();
+                                 return reading;
+                             }});
+    btq::redis_permits permits(options_for(server, "pool", 2, 1000ms));
+    using both_gates = btq::gate_chain<btq::redis_permits, btq::memory_gate>;
+    both_gates chain(permits, memory);
+    {
+        btq::bounded_task_queue<btq::fenced_task<void>, btq::thread_executor, both_gates> queue(
+            chain, {.max_concurrency = 2});
+        std::vector<std::future<void>> futures;
+        for (int i = 0; i < 6; ++i) {
+            futures.push_back(queue.submit(
+                btq::fenced_task<void>([](const btq::redis_permit_info&, std::stop_token) {})));
+        }
+        // Redis grants, memory refuses: the leases go back to the gate unstarted, the demand
+        // moves to memory, and the unused leases go back to Redis after unused_hold.
+        REQUIRE(eventually([&] { return chain.blocker_of(&queue) == 1; }));
+        CHECK(permits.stats().grants >= 1);
+        CHECK(eventually([&] { return holders(server, "pool") == 0; }));
+        CHECK(permits.stats().permits_held == 0);
+        CHECK(permits.stats().permits_unused == 0);
+
+        available = 1024ull << 20;
+        memory.refresh();
+        for (auto& one : futures) {
+            REQUIRE(one.wait_for(20s) == std::future_status::ready);
+            one.get();
+        }
+        REQUIRE(queue.drain(10s));
+    }
+    CHECK(memory.permits_out() == 0);
+    CHECK(eventually([&] { return holders(server, "pool") == 0; }));
 }
 
 TEST_CASE("redis permits: unreachable Redis in fail-fast mode fails tasks with gate_unavailable "

@@ -343,6 +343,20 @@ class memory_gate {
         return std::nullopt;
     }
 
+    /// @brief btq::returns_unstarted: takes back a permit whose task did not start (a later
+    ///        gate of a btq::gate_chain refused), as if it had never been granted, and wakes
+    ///        nobody: the gate that refused wakes the queue. Called under a queue's lock.
+    void return_unstarted(permit_type&& permit) noexcept {
+        if (permit.gate_ != this) {
+            return;
+        }
+        permit.gate_ = nullptr;
+        out_.fetch_sub(1, std::memory_order_seq_cst);
+        if (permit.forced_) {
+            forced_.fetch_sub(1, std::memory_order_relaxed);
+        }
+    }
+
     /// @brief btq::start_gate: called by a queue's constructor.
     void attach(start_gate_waker waker) { wakers_.attach(waker); }
 

@@ -351,6 +351,34 @@ class redis_permits {
         return std::nullopt;
     }
 
+    /// @brief btq::returns_unstarted: takes back a lease whose task did not start (a later
+    ///        gate of a btq::gate_chain refused) and keeps it for the next start, as if
+    ///        try_acquire() had not taken it: no round trip, no wake-up. Under a queue's lock.
+    void return_unstarted(permit_type&& permit) noexcept {
+        if (permit.gate_ != this || !permit.lease_) {
+            return; // a failure permit, or moved from
+        }
+        permit.gate_ = nullptr;
+        std::shared_ptr<redis_detail::lease> lease = std::move(permit.lease_);
+        std::lock_guard lock(mutex_);
+        if (lease->now != redis_detail::lease::state::running) {
+            return; // lost meanwhile: already on its way back to Redis
+        }
+        --running_;
+        try {
+            lease->now = redis_detail::lease::state::unused;
+            unused_.push_front(std::move(lease));
+        } catch (...) {
+            // Out of memory: give it back to Redis instead.
+            live_.erase(lease->token);
+            try {
+                to_release_.push_back(lease->id);
+            } catch (...) { // NOLINT(bugprone-empty-catch)
+                // The lease expires on the server after one ttl.
+            }
+        }
+    }
+
     /// @brief btq::start_gate: called by a queue's constructor.
     void attach(start_gate_waker waker) { wakers_.attach(waker); }
 
