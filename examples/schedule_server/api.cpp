@@ -461,11 +461,19 @@ boost::asio::awaitable<api_response> api::run(routed& job, const std::stop_token
         response.status = 507;
         response.body = error_body(outcome.message);
         break;
+    case run_outcome::kind::lease_lost:
     case run_outcome::kind::worker_failed:
         if (shutting_down()) { // stopped because the shutdown grace ran out
             response.status = 503;
             response.body = error_body("Server shutting down: the request was stopped after "
                                        "the shutdown grace");
+            break;
+        }
+        if (outcome.result == run_outcome::kind::lease_lost) { // the limit could not be kept
+            response.status = 503;
+            response.body = error_body(outcome.message);
+            response.headers.emplace_back("Retry-After",
+                                          std::to_string(options_.retry_after_seconds));
             break;
         }
         response.status = 502;

@@ -4,6 +4,7 @@
 #include <btq/asio.hpp>
 #include <btq/executors/subprocess_executor.hpp>
 #include <btq/executors/worker_pool_executor.hpp>
+#include <btq/gates/gate_chain.hpp>
 #include <btq/gates/memory_gate.hpp>
 #if SCHEDULE_SERVER_REDIS
 #include <btq/redis/redis_permits.hpp>
@@ -43,6 +44,27 @@ class memory_limit_reached : public std::runtime_error {
   public:
     using std::runtime_error::runtime_error;
 };
+
+/// A schedule_worker run stopped through its stop token (spawn mode; in pool mode the pool's
+/// btq::worker_failure says so with worker_failure_cause::stop_requested): its client went away,
+/// or its cluster-wide lease was lost.
+class run_stopped : public std::runtime_error {
+  public:
+    using std::runtime_error::runtime_error;
+};
+
+/// True if `error` says the run was stopped through its stop token while it ran.
+bool stopped_while_running(const std::exception_ptr& error) {
+    try {
+        std::rethrow_exception(error);
+    } catch (const run_stopped&) {
+        return true;
+    } catch (const btq::worker_failure& failed) {
+        return failed.cause() == btq::worker_failure_cause::stop_requested;
+    } catch (...) {
+        return false;
+    }
+}
 
 /// Raises `peak` to `seen` if it is larger.
 void raise_to(std::atomic<std::uint64_t>& peak, std::uint64_t seen) noexcept {
@@ -90,8 +112,15 @@ btq::memory_gate_options memory_gate_options_for(const backend_options& options)
     };
 }
 
+/// Requests held back by the memory gate: now, and in total.
+struct memory_holds {
+    std::size_t held = 0;
+    std::uint64_t total = 0;
+};
+
 /// The start gate of the server's queue and how the queue is built with it: btq::no_gate
-/// (nothing to build, nothing to read), or a btq::memory_gate from the memory flags.
+/// (nothing to build, nothing to read), a btq::memory_gate from the memory flags, a
+/// btq::redis_permits from --redis, or both chained, memory first.
 template <class Gate>
 struct server_gate {
     explicit server_gate(const backend_options& /*options*/) {}
@@ -100,6 +129,10 @@ struct server_gate {
         return Queue(std::forward<Arguments>(arguments)...);
     }
     [[nodiscard]] std::optional<redis_gate_stats> redis() const { return std::nullopt; }
+    template <class Queue>
+    [[nodiscard]] static memory_holds held_for_memory(const Queue& /*queue*/) {
+        return {};
+    }
 };
 
 template <>
@@ -110,41 +143,85 @@ struct server_gate<btq::memory_gate> {
         return Queue(gate, std::forward<Arguments>(arguments)...);
     }
     [[nodiscard]] std::optional<redis_gate_stats> redis() const { return std::nullopt; }
+    /// The queue's own count: every task it holds, the memory gate holds.
+    template <class Queue>
+    [[nodiscard]] static memory_holds held_for_memory(const Queue& queue) {
+        const btq::queue_stats stats = queue.stats();
+        return {.held = stats.held_by_gate, .total = stats.gate_holds_total};
+    }
     btq::memory_gate gate;
 };
 
 #if SCHEDULE_SERVER_REDIS
-/// --redis and --global-concurrency: a btq::redis_permits gate of global_concurrency permits
-/// (Redis unreachable: requests wait, their queue timeout still expires; /readyz says so).
+/// --redis, --global-concurrency, --redis-lease-ttl-ms, --redis-unavailable: the settings of a
+/// btq::redis_permits gate of global_concurrency permits (Redis unreachable: requests wait,
+/// their queue timeout still expires, /readyz says so; or they fail fast with a 503).
+btq::redis_permits_options redis_options_for(const backend_options& options) {
+    return btq::redis_permits_options{
+        .endpoint = options.redis.value(),
+        .limit = options.global_concurrency,
+        .lease_ttl = options.redis_lease_ttl,
+        .when_unreachable = options.redis_fail_fast ? btq::redis_unreachable::fail_fast
+                                                    : btq::redis_unreachable::hold,
+        .on_lease_lost = [](const btq::redis_lease_lost& lost) {
+            std::fprintf(stderr,
+                         "schedule_server: a request's Redis lease (fencing token %llu) was "
+                         "lost: it is stopped (%s)\n",
+                         static_cast<unsigned long long>(lost.fencing_token), lost.reason.c_str());
+        }};
+}
+
+redis_gate_stats redis_stats_of(const btq::redis_permits& gate) {
+    const btq::redis_permits_stats stats = gate.stats();
+    return redis_gate_stats{.url = btq::to_url(gate.options().endpoint),
+                            .limit = stats.limit,
+                            .permits_held = stats.permits_held,
+                            .waiters = stats.waiters,
+                            .grants = stats.grants,
+                            .lease_renewals = stats.lease_renewals,
+                            .leases_lost = stats.leases_lost,
+                            .redis_errors = stats.redis_errors,
+                            .reconnects = stats.reconnects,
+                            .healthy = stats.healthy,
+                            .last_error = stats.last_error};
+}
+
 template <>
 struct server_gate<btq::redis_permits> {
-    explicit server_gate(const backend_options& options)
-        : gate(btq::redis_permits_options{.endpoint = options.redis.value(),
-                                          .limit = options.global_concurrency,
-                                          .on_lease_lost = [](const btq::redis_lease_lost&) {
-                                              std::fprintf(stderr,
-                                                           "schedule_server: a request's Redis "
-                                                           "lease was lost: it is stopped\n");
-                                          }}) {}
+    explicit server_gate(const backend_options& options) : gate(redis_options_for(options)) {}
     template <class Queue, class... Arguments>
     Queue make_queue(Arguments&&... arguments) {
         return Queue(gate, std::forward<Arguments>(arguments)...);
     }
-    [[nodiscard]] std::optional<redis_gate_stats> redis() const {
-        const btq::redis_permits_stats stats = gate.stats();
-        return redis_gate_stats{.url = btq::to_url(gate.options().endpoint),
-                                .limit = stats.limit,
-                                .permits_held = stats.permits_held,
-                                .waiters = stats.waiters,
-                                .grants = stats.grants,
-                                .lease_renewals = stats.lease_renewals,
-                                .leases_lost = stats.leases_lost,
-                                .redis_errors = stats.redis_errors,
-                                .reconnects = stats.reconnects,
-                                .healthy = stats.healthy,
-                                .last_error = stats.last_error};
+    [[nodiscard]] std::optional<redis_gate_stats> redis() const { return redis_stats_of(gate); }
+    template <class Queue>
+    [[nodiscard]] static memory_holds held_for_memory(const Queue& /*queue*/) {
+        return {};
     }
     btq::redis_permits gate;
+};
+
+/// Both: memory first, so a request waiting for memory holds no cluster-wide permit.
+using memory_then_redis = btq::gate_chain<btq::memory_gate, btq::redis_permits>;
+
+template <>
+struct server_gate<memory_then_redis> {
+    explicit server_gate(const backend_options& options)
+        : memory(memory_gate_options_for(options)), cluster(redis_options_for(options)),
+          gate(memory, cluster) {}
+    template <class Queue, class... Arguments>
+    Queue make_queue(Arguments&&... arguments) {
+        return Queue(gate, std::forward<Arguments>(arguments)...);
+    }
+    [[nodiscard]] std::optional<redis_gate_stats> redis() const { return redis_stats_of(cluster); }
+    /// The chain's count for its first gate (the Redis gate's waiters are its own).
+    template <class Queue>
+    [[nodiscard]] memory_holds held_for_memory(const Queue& /*queue*/) const {
+        return {.held = gate.held_by(0), .total = gate.holds_total(0)};
+    }
+    btq::memory_gate memory;
+    btq::redis_permits cluster;
+    memory_then_redis gate;
 };
 #endif
 
@@ -182,6 +259,14 @@ class queued_backend : public backend {
     void stop() override { queue_.executor().cancel_running(); }
 
   protected:
+    /// `executor`'s part of memory(), with the memory gate's holds.
+    [[nodiscard]] memory_stats with_gate_holds(memory_stats executor) const {
+        const memory_holds holds = gate_.held_for_memory(queue_);
+        executor.held_for_memory = holds.held;
+        executor.memory_holds_total = holds.total;
+        return executor;
+    }
+
     /// Submits `task` (moved from) with `stop` as its stop token and waits without blocking a
     /// thread; `answered` turns the worker's answer into the outcome, outcome_of() every
     /// failure. (The task is passed by reference: see backend::run.)
@@ -205,6 +290,12 @@ class queued_backend : public backend {
         run_outcome outcome = outcome_of(failure);
         if (stop.stop_requested()) {
             outcome.result = run_outcome::kind::client_gone;
+        } else if (btq::revocable_permit<typename queue_type::permit_type> &&
+                   stopped_while_running(failure)) {
+            // Nobody else stops a running request but the shutdown, which api tells apart.
+            outcome.result = run_outcome::kind::lease_lost;
+            outcome.message = "the request's cluster-wide permit was lost while it ran (Redis "
+                              "unreachable or paused past the lease): it was stopped";
         } else if (outcome.result == run_outcome::kind::memory_limit) {
             outcome.message = memory_limit_message(options_);
         }
@@ -301,8 +392,8 @@ class checked_subprocess_executor {
                 btq::task_timeout("schedule_worker ran past the task timeout and was stopped")));
         } else if (run.ending == btq::process_ending::cancelled) {
             done.set_exception(std::make_exception_ptr(
-                worker_crashed("schedule_worker was stopped: its client went away or its "
-                               "cluster-wide lease was lost")));
+                run_stopped("schedule_worker was stopped: its client went away or its "
+                            "cluster-wide lease was lost")));
         } else if (run.ending == btq::process_ending::exited && answers_with_json(run.exit_code) &&
                    !run.stdout_truncated && !run.standard_output.empty()) {
             done.set_value(std::move(run));
@@ -323,7 +414,9 @@ class spawn_backend final : public queued_backend<btq::command, checked_subproce
     explicit spawn_backend(const backend_options& options)
         : queued_backend<btq::command, checked_subprocess_executor, Gate>(options) {}
 
-    [[nodiscard]] memory_stats memory() override { return this->queue_.executor().memory(); }
+    [[nodiscard]] memory_stats memory() override {
+        return this->with_gate_holds(this->queue_.executor().memory());
+    }
 
     boost::asio::awaitable<run_outcome> run(const std::string& operation, std::string& body,
                                             const std::stop_token& stop) override {
@@ -371,8 +464,9 @@ class pool_backend final
               options, pool_options_for(options)) {}
 
     [[nodiscard]] memory_stats memory() override {
-        return memory_stats{.stopped_at_limit = this->queue_.executor().stats().memory_limit_kills,
-                            .peak_resident_bytes = peak_resident_.load(std::memory_order_relaxed)};
+        return this->with_gate_holds(
+            memory_stats{.stopped_at_limit = this->queue_.executor().stats().memory_limit_kills,
+                         .peak_resident_bytes = peak_resident_.load(std::memory_order_relaxed)});
     }
 
     boost::asio::awaitable<run_outcome> run(const std::string& operation, std::string& body,
@@ -416,11 +510,10 @@ std::unique_ptr<backend> make_backend(const backend_options& options) {
         throw std::invalid_argument("--pool-size must be at least 1");
     }
     if (options.redis) {
-        if (options.min_available_memory || options.max_memory_pressure) {
-            throw std::invalid_argument(
-                "the Redis gate and the memory gate cannot be combined yet");
-        }
 #if SCHEDULE_SERVER_REDIS
+        if (options.min_available_memory || options.max_memory_pressure) {
+            return make_gated_backend<memory_then_redis>(options);
+        }
         return make_gated_backend<btq::redis_permits>(options);
 #else
         throw std::invalid_argument("this server was built without Redis (no hiredis)");

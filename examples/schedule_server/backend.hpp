@@ -44,9 +44,15 @@ struct backend_options {
     std::optional<double> max_memory_pressure;
     /// The cluster-wide limit (--redis, --global-concurrency): with an endpoint, the queue has a
     /// btq::redis_permits gate of `global_concurrency` permits (pool_size still bounds this
-    /// host). Never together with the memory gate's flags (make_backend refuses it).
+    /// host); with the memory gate's flags too, a btq::gate_chain of both, memory first.
     std::optional<btq::redis_endpoint> redis;
     std::size_t global_concurrency = 0;
+    /// The lease of a running request's permit (--redis-lease-ttl-ms): a server that dies
+    /// frees its permits after this.
+    std::chrono::milliseconds redis_lease_ttl{10'000};
+    /// While Redis is unreachable, fail waiting requests (503) instead of holding them
+    /// (--redis-unavailable fail-fast).
+    bool redis_fail_fast = false;
 };
 
 /// What the Redis gate reports, for /api/queue-stats, /metrics and /readyz (a copy of the
@@ -79,6 +85,11 @@ struct memory_stats {
     /// worker read after it answered a request (a worker's peak since it started; the pool keeps
     /// no peak per request, and a worker killed at its limit is not read again).
     std::uint64_t peak_resident_bytes = 0;
+    /// Requests a slot was free for, held back now by the memory gate (with --redis too: those
+    /// whose start the memory gate refused last; the Redis gate's are redis_gate_stats::waiters).
+    std::size_t held_for_memory = 0;
+    /// Times a request began to be held back by the memory gate.
+    std::uint64_t memory_holds_total = 0;
 };
 
 /// How one queued request ended, in the terms the HTTP layer answers with.
@@ -91,6 +102,7 @@ struct run_outcome {
         memory_limit,  ///< it went above the task memory limit and was stopped (507)
         client_gone,   ///< the client disconnected: cancelled while waiting (it never ran) or
                        ///< stopped while running
+        lease_lost,    ///< its cluster-wide permit's lease was lost while it ran: stopped (503)
     };
     kind result = kind::answered;
     std::string body;    ///< answered: the worker's JSON
@@ -137,8 +149,8 @@ class backend {
 };
 
 /// Builds the backend for `options.mode`.
-/// @throws std::invalid_argument for bad options (a Redis endpoint with the memory gate's
-///         options, or in a server built without btq::redis)
+/// @throws std::invalid_argument for bad options (a Redis endpoint in a server built without
+///         btq::redis, lease timings btq::redis_permits refuses)
 [[nodiscard]] std::unique_ptr<backend> make_backend(const backend_options& options);
 
 } // namespace schedule_server

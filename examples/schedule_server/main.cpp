@@ -207,6 +207,20 @@ int run(int argc, char** argv) {
                        "Most requests running at once across every server of the --redis pool "
                        "(--pool-size still bounds this host)")
             ->type_name("N");
+    long redis_lease_ttl_ms = queue.redis_lease_ttl.count();
+    CLI::Option* lease_flag =
+        app.add_option("--redis-lease-ttl-ms", redis_lease_ttl_ms,
+                       "Lease of a running request's cluster-wide permit, renewed every third of "
+                       "it; a server that dies frees its permits after this (with --redis)")
+            ->check(CLI::Range(100L, 3'600'000L))
+            ->capture_default_str();
+    std::string redis_unavailable = "hold";
+    CLI::Option* unavailable_flag =
+        app.add_option("--redis-unavailable", redis_unavailable,
+                       "While Redis cannot be reached: hold (requests wait until their queue "
+                       "timeout; /readyz 503) or fail-fast (they get 503 at once) (with --redis)")
+            ->check(CLI::IsMember({"hold", "fail-fast"}))
+            ->capture_default_str();
     app.add_flag("--no-access-log", no_access_log, "Do not log a line per request");
     app.add_flag("--enable-memory-probe", endpoints.memory_probe,
                  "Serve GET /api/memory-probe (touches the memory a request asks for: tests and "
@@ -220,6 +234,11 @@ int run(int argc, char** argv) {
         return refuse(redis_flag->count() > 0 ? "--redis" : "--global-concurrency",
                       "--redis and --global-concurrency go together: give both or neither");
     }
+    for (const CLI::Option* needs_redis : {lease_flag, unavailable_flag}) {
+        if (needs_redis->count() > 0 && redis_flag->count() == 0) {
+            return refuse(needs_redis->get_name(), "only means something with --redis");
+        }
+    }
     if (redis_flag->count() > 0) {
         if (global_concurrency < 1) {
             return refuse("--global-concurrency",
@@ -231,11 +250,8 @@ int run(int argc, char** argv) {
             return refuse("--redis", bad.what());
         }
         queue.global_concurrency = static_cast<std::size_t>(global_concurrency);
-        if (!min_available_memory.empty() || !max_memory_pressure.empty()) {
-            return refuse("--redis",
-                          "the Redis gate and the memory gate (--min-available-memory, "
-                          "--max-memory-pressure) cannot be combined yet: give one or the other");
-        }
+        queue.redis_lease_ttl = std::chrono::milliseconds(redis_lease_ttl_ms);
+        queue.redis_fail_fast = redis_unavailable == "fail-fast";
         if (!redis_available()) {
             return refuse("--redis", "this server was built without Redis (hiredis was not "
                                      "found): --redis and --global-concurrency are unavailable");

@@ -220,10 +220,15 @@ TEST_CASE("a gate chain starts a task only when every gate grants, asks them in 
     CHECK(first.demand() == 0);   // the demand moved to the gate that refused
     CHECK(second.demand() == 1);
     CHECK(chain.blocker_of(&queue) == 1);
+    CHECK(chain.held_by(0) == 0);
+    CHECK(chain.held_by(1) == 1);
+    CHECK(chain.holds_total(0) == 1);
+    CHECK(chain.holds_total(1) == 1);
 
     second.set_open(true);
     REQUIRE(answer.wait_for(10s) == std::future_status::ready);
     REQUIRE(queue.drain(10s));
+    CHECK(chain.held_by(1) == 0);
     CHECK(first.released() == 1);
     CHECK(second.released() == 1);
     CHECK(first.out() == 0);
@@ -376,7 +381,7 @@ TEST_CASE("memory first, then a permit pool: a task waiting for memory holds no 
     memory.refresh(); // admits now and wakes the queue; the pool still refuses
     REQUIRE(eventually([&] { return pool.asked() >= 1; }));
     CHECK(memory.permits_out() == 0); // the admission went back unstarted
-    CHECK(pool.demand() == 2);        // both held tasks now wait for the pool
+    CHECK(pool.demand() == 1);        // the pool is told of the one task memory let through so far
     CHECK_FALSE(ready_now(first));
 
     pool.set_open(true);

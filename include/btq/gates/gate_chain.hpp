@@ -6,7 +6,9 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
+#include <cstdint>
 #include <mutex>
 #include <optional>
 #include <stop_token>
@@ -37,7 +39,11 @@ concept returns_unstarted = requires(G& gate, typename G::permit_type&& permit) 
 /// Demand: the tasks a queue holds back are told (demand()) to the gate that refused that
 /// queue's last start, and 0 to the others: an asynchronous gate (btq::redis_permits) fetches
 /// permits only while it is what holds the queue, so a queue waiting for memory holds no
-/// cluster-wide lease.
+/// cluster-wide lease. A later gate is told at first only of the one task that passed the gates
+/// before it, then, while it keeps refusing starts that passed them, of twice as many each time
+/// (up to every task held), and of none after a start that passed every gate until it refuses
+/// again: while an earlier gate lets one task through at a time (memory short, its progress
+/// guarantee), the later one fetches one permit at a time, never a batch it would give back.
 ///
 /// Order: put the cheap, local gates first and the remote ones last. A grant from a later gate
 /// is never taken while an earlier one refuses, so with memory first no cluster permit is held
@@ -133,6 +139,7 @@ class gate_chain {
         if (!parts) {
             return std::nullopt;
         }
+        passed_all(request.queue);
         return permit_type(std::move(*parts));
     }
 
@@ -155,6 +162,10 @@ class gate_chain {
     void detach(start_gate_waker waker) {
         std::apply([&](auto&... gate) { (gate.detach(waker), ...); }, gates_);
         std::lock_guard lock(mutex_);
+        if (queue_state* state = find_locked(waker.context);
+            state != nullptr && state->blocker < size) {
+            count_held_locked(state->blocker, state->held, 0);
+        }
         std::erase_if(queues_, [&](const queue_state& state) { return state.waker == waker; });
     }
 
@@ -166,9 +177,10 @@ class gate_chain {
         if (state == nullptr) {
             return;
         }
-        state->held = held;
+        const std::size_t before = std::exchange(state->held, held);
         if (state->blocker < size) {
-            tell_demand(state->blocker, waker, held);
+            count_held_locked(state->blocker, before, held);
+            tell_demand(state->blocker, waker, told(*state));
         }
     }
 
@@ -183,6 +195,20 @@ class gate_chain {
     template <std::size_t I>
     [[nodiscard]] auto& gate() noexcept {
         return std::get<I>(gates_);
+    }
+
+    /// @brief Tasks held back now by the `index`th gate: the held tasks of every queue whose
+    ///        last start that gate refused.
+    [[nodiscard]] std::size_t held_by(std::size_t index) const {
+        std::lock_guard lock(mutex_);
+        return index < size ? held_[index] : 0;
+    }
+
+    /// @brief Times a task began to be held back by the `index`th gate, in total (a task held
+    ///        by one gate, then by another, counts once for each).
+    [[nodiscard]] std::uint64_t holds_total(std::size_t index) const {
+        std::lock_guard lock(mutex_);
+        return index < size ? holds_total_[index] : 0;
     }
 
     /// @brief The index of the gate that refused the last start of the queue `queue` (a
@@ -200,8 +226,10 @@ class gate_chain {
   private:
     struct queue_state {
         start_gate_waker waker;
-        std::size_t held = 0;       // the queue's last demand()
-        std::size_t blocker = size; // the gate that refused its last start; size: none yet
+        std::size_t held = 0;          // the queue's last demand()
+        std::size_t blocker = size;    // the gate that refused its last start; size: none yet
+        std::size_t allowance = 1;     // most held tasks told to a blocker after the first gate
+        bool waiting_on_later = false; // that blocker refused a start the gates before it passed
     };
 
     template <std::size_t I, class... Got>
@@ -231,19 +259,64 @@ class gate_chain {
         }
     }
 
-    // The queue's held tasks are now held by gate `index`: move its demand there.
+    // Gate `index` refused the queue's start: the held tasks are now its to count, and its
+    // demand. A later gate is told only of the task that passed the gates before it; after each
+    // start that passed them all, of nothing until it refuses again, and then of twice as many
+    // (up to every task held).
     void blocked_by(const void* queue, std::size_t index) {
         std::lock_guard lock(mutex_);
         queue_state* state = find_locked(queue);
-        if (state == nullptr || state->blocker == index) {
+        if (state == nullptr) {
+            return;
+        }
+        if (state->blocker == index) {
+            if (index == 0) {
+                return; // the first gate is told every held task already
+            }
+            state->waiting_on_later = true;
+            tell_demand(index, state->waker, told(*state));
             return;
         }
         const std::size_t before = std::exchange(state->blocker, index);
+        state->allowance = 1;
+        state->waiting_on_later = index > 0;
         if (state->held > 0) {
             if (before < size) {
+                count_held_locked(before, state->held, 0);
                 tell_demand(before, state->waker, 0);
             }
-            tell_demand(index, state->waker, state->held);
+            count_held_locked(index, 0, state->held);
+            tell_demand(index, state->waker, told(*state));
+        }
+    }
+
+    // A start passed every gate: a later blocker is told nothing more until it refuses again
+    // (the next start may not pass the gates before it), and then twice as many as before.
+    void passed_all(const void* queue) {
+        std::lock_guard lock(mutex_);
+        queue_state* state = find_locked(queue);
+        if (state != nullptr && state->blocker > 0 && state->blocker < size &&
+            state->waiting_on_later) {
+            state->waiting_on_later = false;
+            state->allowance =
+                std::min(state->allowance * 2, std::max<std::size_t>(state->held, 1));
+            tell_demand(state->blocker, state->waker, told(*state));
+        }
+    }
+
+    // What the blocker of `state` is told: every held task for the first gate; for a later one,
+    // at most the allowance while it holds a start that passed the gates before it.
+    static std::size_t told(const queue_state& state) noexcept {
+        if (state.blocker == 0) {
+            return state.held;
+        }
+        return state.waiting_on_later ? std::min(state.held, state.allowance) : 0;
+    }
+
+    void count_held_locked(std::size_t index, std::size_t before, std::size_t after) noexcept {
+        held_[index] = held_[index] + after - before;
+        if (after > before) {
+            holds_total_[index] += after - before;
         }
     }
 
@@ -301,6 +374,8 @@ class gate_chain {
     gates_tuple gates_;
     mutable std::mutex mutex_; // queues_
     std::vector<queue_state> queues_;
+    std::array<std::size_t, size> held_{};
+    std::array<std::uint64_t, size> holds_total_{};
 };
 
 } // namespace btq
