@@ -60,6 +60,12 @@ function parse(argv) {
 
 const config = parse(process.argv.slice(2));
 const ACQUIRE_TIMEOUT_MS = 60000;
+let leaving = false;
+/// A child's goodbye: closes its channel to the harness.
+function leave() {
+  leaving = true;
+  process.disconnect();
+}
 
 function semaphoreOptions(extra = {}) {
   return { acquireTimeout: ACQUIRE_TIMEOUT_MS, retryInterval: config.retryIntervalMs, ...extra };
@@ -239,7 +245,7 @@ async function contendChild() {
     inWindow,
     timeouts,
     trips: client.sentCommands - trips0,
-  }, () => process.disconnect());
+  }, leave);
   client.disconnect();
 }
 
@@ -288,7 +294,7 @@ async function wakeChild() {
       process.send({ type: 'released', at: at.toString() });
     } else if (message.type === 'count') {
       client.disconnect();
-      process.send({ type: 'count', trips: client.sentCommands }, () => process.disconnect());
+      process.send({ type: 'count', trips: client.sentCommands }, leave);
     }
   });
   process.send({ type: 'ready' });
@@ -396,6 +402,8 @@ async function recovery() {
 // ---- main -------------------------------------------------------------------------------------
 
 async function main() {
+  // A child whose harness died (the channel closed before it said goodbye) leaves at once.
+  if (config.role !== 'main') process.on('disconnect', () => leaving || process.exit(1));
   if (config.role === 'contend') return contendChild();
   if (config.role === 'wake') return wakeChild();
   if (config.role === 'holder') return holderChild();
