@@ -51,6 +51,7 @@
 #include <exception>
 #include <future>
 #include <map>
+#include <memory>
 #include <semaphore>
 #include <sstream>
 #include <stdexcept>
@@ -242,7 +243,9 @@ T* shared_array(std::size_t count) {
     if (memory == MAP_FAILED) {
         throw std::runtime_error("mmap failed");
     }
-    return new (memory) T[count]();
+    T* first = static_cast<T*>(memory);
+    std::uninitialized_value_construct_n(first, count);
+    return first;
 }
 
 template <class T>
