@@ -296,6 +296,9 @@ TEST_CASE("a gate chain bounds running tasks by its tightest gate and gets every
         chaos_done = true;
         chaos.join();
         REQUIRE(queue.drain(30s));
+        // A permit goes back only after its task's slot is free: the queue never counts more
+        // running than the tighter gate granted.
+        CHECK(queue.stats().peak_active <= 2);
     }
     CHECK(answered.load() == producers * per_producer);
     CHECK(over.load() == 0);
@@ -391,4 +394,23 @@ TEST_CASE("memory first, then a permit pool: a task waiting for memory holds no 
     CHECK(pool.peak_out() == 1);
     CHECK(memory.permits_out() == 0);
     CHECK(pool.out() == 0);
+}
+
+TEST_CASE("a gated queue gives a permit back only after its task's slot is free, so it never "
+          "counts more tasks running than its gate grants",
+          "[gate][permit]") {
+    counting_gate one(1);
+    std::atomic<int> answered{0};
+    {
+        btq::bounded_task_queue<std::function<void()>, btq::thread_executor, counting_gate> queue(
+            one, {.max_concurrency = 4});
+        for (int i = 0; i < 400; ++i) {
+            queue.submit([] {}, [&](btq::task_result<void>) noexcept { ++answered; });
+        }
+        REQUIRE(queue.drain(30s));
+        CHECK(queue.stats().peak_active == 1);
+        CHECK(one.peak_out() == 1);
+    }
+    CHECK(answered.load() == 400);
+    CHECK(one.out() == 0);
 }

@@ -185,6 +185,15 @@ void bounded_task_queue<Task, Executor, Gate>::finish(Node* node, bool failed,
         extras->state = node_state::left;
         overran = extras->overran;
     }
+    // A gated task's permit is given back after its slot is free, so the gate never sees a
+    // task more than the queue counts running (a start it grants always finds the slot free).
+    // Until then the queue does not count as idle: drain() must not return before the release.
+    [[maybe_unused]] std::conditional_t<gated, std::optional<permit_type>, char> permit{};
+    if constexpr (gated) {
+        if (node->permit) {
+            permit.emplace(std::move(*node->permit));
+        }
+    }
     delete node;
     counters_.run_times.record(detail::tick_clock::between(started, now)); // before drain() sees it
 
@@ -218,6 +227,16 @@ void bounded_task_queue<Task, Executor, Gate>::finish(Node* node, bool failed,
         if (blocked_submitters_ > 0) {
             room_available_.notify_one();
         }
+        if constexpr (gated) {
+            ++answering_; // the permit's release is still to come
+        } else {
+            notify_if_idle_locked();
+        }
+    }
+    if constexpr (gated) {
+        permit.reset(); // may wake queues: never under the lock
+        std::lock_guard lock(mutex_);
+        --answering_;
         notify_if_idle_locked();
     }
     if (expired.size > 0) {
