@@ -62,7 +62,7 @@ runner make_runner(const std::string& mode, const fs::path& dir,
             return cli(dir, op, request);
         };
     }
-    keep = std::make_shared<schedule::service>(dir);
+    keep = std::make_shared<test_service>(dir);
     return [svc = keep](const std::string& op, std::string_view request) {
         return in_process(*svc, op, request);
     };
@@ -517,7 +517,7 @@ TEST_CASE("infowars-videos reads the feed given with --feed") {
     CHECK(num(v.as_object().at("total")) == 1);
     CHECK(str(v.as_object().at("videos").as_array()[0].as_object().at("title")) == "Other");
 
-    schedule::service svc(data.dir.path(), "other.m3u");
+    test_service svc(data.dir.path(), "other.m3u");
     const answer a = in_process(svc, "infowars-videos", "{}");
     CHECK(num(a.obj().at("total")) == 1);
 }
@@ -526,7 +526,7 @@ TEST_CASE("schedules in a long-lived service reflects imports by itself and by o
     // A persistent worker reuses its last listing while the database is unchanged; any write,
     // its own or another process's, must show in the next listing.
     data_folder data;
-    schedule::service service(data.dir.path());
+    test_service service(data.dir.path());
     CHECK(num(in_process(service, "schedules", "{}").obj().at("count")) == 0);
     CHECK(num(in_process(service, "schedules", "{}").obj().at("count")) == 0);
 
