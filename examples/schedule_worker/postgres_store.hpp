@@ -32,10 +32,6 @@ class postgres_store final : public store {
     /// @brief Connects on first use, not here.
     explicit postgres_store(database_location location);
     ~postgres_store() override;
-    postgres_store(const postgres_store&) = delete;
-    postgres_store& operator=(const postgres_store&) = delete;
-    postgres_store(postgres_store&&) = delete;
-    postgres_store& operator=(postgres_store&&) = delete;
 
     using store::insert;
     void insert(std::span<schedule> stored) override;

@@ -23,10 +23,6 @@ class sqlite_store final : public store {
     /// @throws database_error
     explicit sqlite_store(const std::filesystem::path& database_file);
     ~sqlite_store() override;
-    sqlite_store(const sqlite_store&) = delete;
-    sqlite_store& operator=(const sqlite_store&) = delete;
-    sqlite_store(sqlite_store&&) = delete;
-    sqlite_store& operator=(sqlite_store&&) = delete;
 
     using store::insert;
     void insert(std::span<schedule> stored) override;

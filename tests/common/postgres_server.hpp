@@ -90,7 +90,8 @@ inline server_user unprivileged_user() {
     return {entry->pw_uid, entry->pw_gid, true};
 }
 
-/// Starts `argv` as `user` with its output appended to `log`; it gets SIGKILL if the test dies.
+/// Starts `argv` as `user` in the folder of `log`, with its output appended to `log`; it gets
+/// SIGKILL if the test dies.
 inline pid_t spawn_as(const server_user& user, const std::vector<std::string>& argv,
                       const std::string& log) {
     std::vector<char*> pointers;
@@ -115,6 +116,10 @@ inline pid_t spawn_as(const server_user& user, const std::vector<std::string>& a
         if (user.switch_to &&
             (::setgroups(0, nullptr) != 0 || ::setgid(user.gid) != 0 || ::setuid(user.uid) != 0)) {
             ::_exit(126);
+        }
+        // Where the user can be whatever the test's folder is (initdb needs its current one).
+        if (::chdir(fs::path(log).parent_path().c_str()) != 0) {
+            ::_exit(125);
         }
         // After the change of user, which clears the parent-death signal.
         ::prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -215,18 +220,7 @@ class postgres_server {
     ~postgres_server() { remove(); }
 
     /// Stops the server (fast shutdown: sessions are ended) and waits for it.
-    void stop() {
-        if (pid_ > 0) {
-            ::kill(pid_, SIGINT);
-            if (!wait_exit(pid_, 20s)) {
-                ::kill(pid_, SIGKILL);
-                int status = 0;
-                ::waitpid(pid_, &status, 0);
-            }
-            pid_ = -1;
-        }
-        release_keeper();
-    }
+    void stop() { end_server(SIGINT, 20s); }
 
     /// Starts it again on the same port and folder.
     void start() {
@@ -373,10 +367,11 @@ class postgres_server {
         }
     }
 
-    void remove() noexcept {
+    /// Sends `signal` to the server, then SIGKILL if it has not ended within `grace`; reaps it.
+    void end_server(int signal, std::chrono::milliseconds grace) noexcept {
         if (pid_ > 0) {
-            ::kill(pid_, SIGQUIT); // immediate shutdown: nothing to keep
-            if (!wait_exit(pid_, 10s)) {
+            ::kill(pid_, signal);
+            if (!wait_exit(pid_, grace)) {
                 ::kill(pid_, SIGKILL);
                 int status = 0;
                 ::waitpid(pid_, &status, 0);
@@ -384,6 +379,10 @@ class postgres_server {
             pid_ = -1;
         }
         release_keeper();
+    }
+
+    void remove() noexcept {
+        end_server(SIGQUIT, 10s); // immediate shutdown: nothing to keep
         std::error_code ignored;
         fs::remove_all(folder_, ignored);
     }
