@@ -314,40 +314,33 @@ void BM_InProcess(benchmark::State& state) {
 
 } // namespace
 
-BENCHMARK_CAPTURE(BM_Once, sqlite, store::sqlite)
-    ->Name("BM_ScheduleWorker/once")
-    ->UseRealTime()
-    ->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_Persistent, sqlite, store::sqlite)
-    ->Name("BM_ScheduleWorker/persistent")
-    ->UseRealTime()
-    ->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(BM_ImportOnce, sqlite, store::sqlite)
-    ->Name("BM_ScheduleWorker/import_once")
-    ->UseRealTime()
-    ->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_ImportPersistent, sqlite, store::sqlite)
-    ->Name("BM_ScheduleWorker/import_persistent")
-    ->UseRealTime()
-    ->Unit(benchmark::kMillisecond);
-#if SCHEDULE_BENCH_POSTGRES
-BENCHMARK_CAPTURE(BM_Once, postgresql, store::postgresql)
-    ->Name("BM_ScheduleWorker/once_postgresql")
-    ->UseRealTime()
-    ->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_Persistent, postgresql, store::postgresql)
-    ->Name("BM_ScheduleWorker/persistent_postgresql")
-    ->UseRealTime()
-    ->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(BM_ImportOnce, postgresql, store::postgresql)
-    ->Name("BM_ScheduleWorker/import_once_postgresql")
-    ->UseRealTime()
-    ->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_ImportPersistent, postgresql, store::postgresql)
-    ->Name("BM_ScheduleWorker/import_persistent_postgresql")
-    ->UseRealTime()
-    ->Unit(benchmark::kMillisecond);
-#endif
+// Every store and way of running, in the order of the tables: BM_ScheduleWorker/once,
+// .../persistent, .../import_once, .../import_persistent, then the same ending in _postgresql.
+[[maybe_unused]] const bool registered = [] {
+    struct way {
+        const char* name;
+        void (*run)(benchmark::State&, store);
+        benchmark::TimeUnit unit;
+    };
+    const way ways[] = {{"once", BM_Once, benchmark::kMillisecond},
+                        {"persistent", BM_Persistent, benchmark::kMicrosecond},
+                        {"import_once", BM_ImportOnce, benchmark::kMillisecond},
+                        {"import_persistent", BM_ImportPersistent, benchmark::kMillisecond}};
+    std::vector<std::pair<store, std::string>> stores{{store::sqlite, ""}};
+    if (SCHEDULE_BENCH_POSTGRES != 0) {
+        stores.emplace_back(store::postgresql, "_postgresql");
+    }
+    for (const auto& [kind, suffix] : stores) {
+        for (const way& each : ways) {
+            benchmark::RegisterBenchmark(
+                ("BM_ScheduleWorker/" + std::string(each.name) + suffix).c_str(), each.run, kind)
+                ->UseRealTime()
+                ->Unit(each.unit);
+        }
+    }
+    return true;
+}();
+
 BENCHMARK(BM_InProcess)
     ->Name("BM_ScheduleWorker/in_process")
     ->UseRealTime()
