@@ -27,6 +27,10 @@ PACKAGES=(
     # Redis 7 server its tests (tests/redis) start on a free loopback port of their own; CMake finds
     # hiredis through pkg-config, which libhiredis-dev does not pull in.
     redis-server libhiredis-dev pkg-config
+    # The example worker's PostgreSQL store (--database postgresql://...): libpq's header to
+    # build it (libpq itself is loaded at run time), and the PostgreSQL 15 server its tests start
+    # in a temporary folder of their own (initdb and postgres from /usr/lib/postgresql/15/bin).
+    postgresql libpq-dev
 )
 
 if [ "${1:-}" = "--bench" ]; then

@@ -424,6 +424,9 @@ class spawn_backend final : public queued_backend<btq::command, checked_subproce
         btq::command task;
         task.program = options.worker_program.string();
         task.arguments = {"--data-dir", options.data_dir.string(), operation};
+        if (!options.database.empty()) {
+            task.environment["SCHEDULE_DATABASE"] = options.database;
+        }
         task.standard_input = std::move(body);
         task.timeout = options.task_timeout;
         task.kill_grace = std::chrono::milliseconds(500);
@@ -444,6 +447,9 @@ btq::worker_pool_options pool_options_for(const backend_options& options) {
     btq::worker_pool_options pool;
     pool.worker.program = options.worker_program.string();
     pool.worker.arguments = {"--data-dir", options.data_dir.string(), "--serve"};
+    if (!options.database.empty()) {
+        pool.worker.environment["SCHEDULE_DATABASE"] = options.database;
+    }
     pool.worker.kill_grace = std::chrono::milliseconds(500);
     pool.workers = options.pool_size;
     pool.task_timeout = options.task_timeout;

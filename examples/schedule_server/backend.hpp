@@ -30,6 +30,11 @@ struct backend_options {
     run_mode mode = run_mode::pool;
     std::filesystem::path worker_program;
     std::filesystem::path data_dir;
+    /// Where the workers keep the schedules (--database or SCHEDULE_DATABASE, checked by
+    /// schedule::parse_database_url); empty: each worker's default, sqlite:DATA_DIR/schedules.db.
+    /// It reaches the workers as SCHEDULE_DATABASE in their environment, so that a password in
+    /// it never shows on a command line.
+    std::string database;
     std::size_t pool_size = 4;
     std::size_t queue_capacity = 256;
     std::chrono::milliseconds queue_timeout{30'000};
@@ -70,6 +75,12 @@ struct redis_gate_stats {
     bool healthy = false; ///< connected, and the last command succeeded
     std::string last_error;
 };
+
+/// The workers' --database: `options.database`, or their default sqlite:DATA_DIR/schedules.db.
+[[nodiscard]] inline std::string store_url(const backend_options& options) {
+    return options.database.empty() ? "sqlite:" + (options.data_dir / "schedules.db").string()
+                                    : options.database;
+}
 
 /// True when this server was built with btq::redis (hiredis found): --redis works.
 [[nodiscard]] bool redis_available() noexcept;

@@ -4,6 +4,7 @@
 #include "api.hpp"
 #include "backend.hpp"
 #include "byte_size.hpp"
+#include "database_url.hpp"
 #include "http_server.hpp"
 
 #include <CLI/CLI.hpp>
@@ -145,6 +146,12 @@ int run(int argc, char** argv) {
         ->capture_default_str();
     app.add_option("--data-dir", data_dir, "Data folder (SQLite database, playlists, feed)")
         ->capture_default_str();
+    app.add_option("--database", queue.database,
+                   "Where the schedules are: sqlite:FILE or "
+                   "postgresql://[user[:password]@]host[:port]/dbname (default: "
+                   "sqlite:DATA_DIR/schedules.db); passed to the workers")
+        ->envname("SCHEDULE_DATABASE")
+        ->type_name("URL");
     app.add_option("--sample-data", sample_data,
                    "Copied into a data folder that has no playlists yet ('' to skip)");
     app.add_option("--worker", worker, "The schedule_worker program (default: found beside)");
@@ -258,6 +265,20 @@ int run(int argc, char** argv) {
         }
     }
 
+    if (!queue.database.empty()) {
+        try {
+            const schedule::database_location store = schedule::parse_database_url(queue.database);
+            if (store.store == schedule::database_location::kind::postgresql &&
+                SCHEDULE_SERVER_POSTGRES == 0) {
+                return refuse("--database",
+                              "schedule_worker was built without PostgreSQL support (libpq's "
+                              "header was not found): only sqlite:FILE is available");
+            }
+        } catch (const schedule::database_url_error& bad) {
+            return refuse("--database", bad.what());
+        }
+    }
+
     queue.mode = mode == "spawn" ? run_mode::spawn : run_mode::pool;
     queue.queue_timeout = std::chrono::milliseconds(queue_timeout_ms);
     queue.task_timeout = std::chrono::milliseconds(task_timeout_ms);
@@ -308,6 +329,8 @@ int run(int argc, char** argv) {
                  "%s)\n",
                  http.address.c_str(), static_cast<unsigned>(server.port()), mode.c_str(),
                  queue.pool_size, queue.queue_capacity, queue.data_dir.c_str());
+    std::fprintf(stderr, "schedule_server: schedules in %s\n",
+                 schedule::describe(schedule::parse_database_url(store_url(queue))).c_str());
     if (queue.redis) {
         std::fprintf(stderr, "schedule_server: cluster-wide limit %zu on %s\n",
                      queue.global_concurrency, btq::to_url(*queue.redis).c_str());

@@ -1,6 +1,7 @@
 // The endpoints that never wait in the queue: /api/queue-stats and /api/system-info (JSON,
 // written with Boost.JSON), /metrics (Prometheus text), /healthz and /readyz.
 #include "api.hpp"
+#include "database_url.hpp"
 #include "json_text.hpp"
 
 #include <boost/json.hpp>
@@ -196,6 +197,22 @@ api_response api::system_info() const {
         }
     }
     server["openConnections"] = open_connections.load(std::memory_order_relaxed);
+    // Where the schedules are; never the user or the password of a PostgreSQL URL.
+    try {
+        const schedule::database_location where =
+            schedule::parse_database_url(store_url(backend_.options()));
+        json::object store{{"kind", schedule::kind_name(where.store)}};
+        if (where.store == schedule::database_location::kind::sqlite) {
+            store["file"] = where.sqlite_file;
+        } else {
+            store["host"] = where.host;
+            store["port"] = where.port.empty() ? std::string("5432") : where.port;
+            store["database"] = where.database;
+        }
+        server["store"] = std::move(store);
+    } catch (const schedule::database_url_error&) {
+        server["store"] = nullptr; // checked at start: cannot happen
+    }
     return json_answer({{"status", "success"},
                         {"system", std::move(system)},
                         {"server", std::move(server)},

@@ -11,27 +11,34 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
 
+#include "database_url.hpp"
 #include "files.hpp"
 #include "schedule.hpp"
 #include "service.hpp"
+#include "store.hpp"
 
 namespace {
 
 constexpr int usage_error = 64; // EX_USAGE
 
 constexpr const char* usage_text =
-    "usage: schedule_worker --data-dir DIR [--feed FILE] OPERATION   (request JSON on stdin)\n"
-    "       schedule_worker --data-dir DIR [--feed FILE] --serve     (btq worker protocol on "
-    "fd 3/4)\n"
+    "usage: schedule_worker --data-dir DIR [--feed FILE] [--database URL] OPERATION\n"
+    "                                                   (request JSON on stdin)\n"
+    "       schedule_worker --data-dir DIR [--feed FILE] [--database URL] --serve\n"
+    "                                                   (btq worker protocol on fd 3/4)\n"
     "\n"
     "  --data-dir DIR  the data folder: schedules.db, playlists/, feed.m3u\n"
     "  --feed FILE     the video feed, a path inside DIR (default feed.m3u)\n"
+    "  --database URL  where the schedules are: sqlite:FILE or\n"
+    "                  postgresql://[user[:password]@]host[:port]/dbname[?param=value...]\n"
+    "                  (default: SCHEDULE_DATABASE if set, else sqlite:DIR/schedules.db)\n"
     "  --serve         serve the btq worker protocol (also the default with no OPERATION when\n"
     "                  BTQ_WORKER_PROTOCOL=1)\n"
     "\n"
@@ -93,6 +100,7 @@ std::string read_request() {
 int run(int argc, char** argv) {
     std::string data_dir;
     std::string feed = "feed.m3u";
+    std::string database;
     std::string operation;
     bool serve = false;
     for (int index = 1; index < argc; ++index) {
@@ -105,16 +113,18 @@ int run(int argc, char** argv) {
             std::fputs(usage_text, stdout);
             return 0;
         }
-        if (argument == "--data-dir" || argument == "--feed") {
+        if (argument == "--data-dir" || argument == "--feed" || argument == "--database") {
             const char* given = next_value();
             if (given == nullptr) {
                 return bad_command_line(std::string(argument) + " needs a value");
             }
-            (argument == "--data-dir" ? data_dir : feed) = given;
+            (argument == "--data-dir" ? data_dir : argument == "--feed" ? feed : database) = given;
         } else if (argument.starts_with("--data-dir=")) {
             data_dir = argument.substr(11);
         } else if (argument.starts_with("--feed=")) {
             feed = argument.substr(7);
+        } else if (argument.starts_with("--database=")) {
+            database = argument.substr(11);
         } else if (argument == "--serve") {
             serve = true;
         } else if (argument.starts_with("-")) {
@@ -148,13 +158,33 @@ int run(int argc, char** argv) {
         return bad_command_line("an OPERATION (or --serve) is required");
     }
 
+    // The flag, else the environment (where a password stays out of the process list).
+    if (database.empty()) {
+        const char* from_environment = std::getenv("SCHEDULE_DATABASE"); // NOLINT
+        database = from_environment != nullptr ? from_environment : "";
+    }
+    if (database.empty()) {
+        database = "sqlite:" + (std::filesystem::path(data_dir) / "schedules.db").string();
+    }
+    try {
+        const schedule::database_location location = schedule::parse_database_url(database);
+        if (location.store == schedule::database_location::kind::postgresql &&
+            !schedule::postgresql_available()) {
+            return bad_command_line("--database " + schedule::describe(location) +
+                                    ": this schedule_worker was built without PostgreSQL "
+                                    "support (libpq's header was not found at build time)");
+        }
+    } catch (const schedule::database_url_error& error) {
+        return bad_command_line(error.what());
+    }
+
     std::chrono::milliseconds delay{0};
     try {
         delay = configured_delay();
     } catch (const std::invalid_argument& error) {
         return bad_command_line(error.what());
     }
-    schedule::service service(data_dir, feed);
+    schedule::service service(data_dir, feed, database);
     if (serve) {
         btq::worker worker;
         std::vector<std::string_view> names(schedule::service::operations.begin(),

@@ -146,14 +146,18 @@ std::pair<std::string, std::string> read_named_playlist(const std::filesystem::p
 
 } // namespace
 
-service::service(std::filesystem::path data_dir, std::filesystem::path feed)
-    : data_dir_(std::move(data_dir)), feed_(std::move(feed)) {}
+service::service(std::filesystem::path data_dir, std::filesystem::path feed,
+                 std::string_view database_url)
+    : data_dir_(std::move(data_dir)), feed_(std::move(feed)),
+      database_(parse_database_url(database_url.empty()
+                                       ? "sqlite:" + (data_dir_ / "schedules.db").string()
+                                       : std::string(database_url))) {}
 
 service::~service() = default;
 
 store& service::database() {
     if (!store_) {
-        store_ = std::make_unique<store>(data_dir_ / "schedules.db");
+        store_ = open_store(database_);
     }
     return *store_;
 }

@@ -11,13 +11,15 @@
 #include <string_view>
 #include <utility>
 
+#include "database_url.hpp"
+
 namespace schedule {
 
 class store;
 
 /// @brief Answers requests for one data folder. The same object serves one request (once
 ///        mode) or many (persistent mode): the database is opened on the first operation that
-///        needs it and kept open. Not thread-safe.
+///        needs it and kept open (a PostgreSQL store reconnects by itself). Not thread-safe.
 class service {
   public:
     /// @brief The operations, as named on the command line and in worker requests.
@@ -36,7 +38,11 @@ class service {
 
     /// @param data_dir the data folder (`schedules.db`, `playlists/`, the feed)
     /// @param feed     the video feed, a path relative to `data_dir` that stays inside it
-    explicit service(std::filesystem::path data_dir, std::filesystem::path feed = "feed.m3u");
+    /// @param database_url where the schedules are (database_url.hpp); empty:
+    ///                 `sqlite:DATA_DIR/schedules.db`
+    /// @throws database_url_error for a `database` that is not a database URL
+    explicit service(std::filesystem::path data_dir, std::filesystem::path feed = "feed.m3u",
+                     std::string_view database_url = {});
     ~service();
     service(const service&) = delete;
     service& operator=(const service&) = delete;
@@ -69,6 +75,7 @@ class service {
 
     std::filesystem::path data_dir_;
     std::filesystem::path feed_;
+    database_location database_;
     std::unique_ptr<store> store_;
     /// The last `schedules` answer and the database version it was computed at.
     std::optional<std::string> schedules_answer_;

@@ -1,21 +1,24 @@
 /// @file store.hpp
-/// @brief Schedules in SQLite: `DIR/schedules.db`, created and migrated on first use.
+/// @brief Where schedules are kept: the operations every store offers (SQLite in the data
+///        folder, sqlite_store.hpp; PostgreSQL shared by many instances, postgres_store.hpp),
+///        and open_store(), which picks one by its `--database` URL.
 #pragma once
 
 #include <cstdint>
-#include <filesystem>
+#include <memory>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "database_url.hpp"
 #include "schedule.hpp"
-
-struct sqlite3;
 
 namespace schedule {
 
-/// @brief A SQLite failure (cannot open, busy past the timeout, disk full): an internal error.
+/// @brief A database failure (cannot open or connect, busy past the timeout, disk full, the
+///        connection lost): an internal error. The message starts with "database: ".
 struct database_error : std::runtime_error {
     explicit database_error(const std::string& message, int code = 0)
         : std::runtime_error(message), sqlite_code(code) {}
@@ -34,19 +37,13 @@ struct schedule_summary {
     std::int32_t last_offset = 0;  ///< minutes, the last item's offset
 };
 
-/// @brief The schedule database of one data folder; one connection, opened once per process.
-///
-/// WAL journal, busy timeout 5 s, foreign keys on. The schema version is `PRAGMA user_version`;
-/// missing migrations are applied in one `BEGIN IMMEDIATE` transaction, so two processes
-/// opening a new folder at once do not both migrate. Every write is a `BEGIN IMMEDIATE`
-/// transaction, so concurrent writers queue on the lock (up to the timeout) instead of failing
-/// halfway. Not thread-safe: one store per thread.
+/// @brief The schedules of one service. Every store gives the same answers: ids 1, 2, 3, ...
+///        in the order imports commit, each import all or nothing. Not thread-safe: one store
+///        per thread.
 class store {
   public:
-    /// @brief Opens (creating if needed) and migrates the database.
-    /// @throws database_error
-    explicit store(const std::filesystem::path& database_file);
-    ~store();
+    store() = default;
+    virtual ~store() = default;
     store(const store&) = delete;
     store& operator=(const store&) = delete;
     store(store&&) = delete;
@@ -55,36 +52,38 @@ class store {
     /// @brief Stores a validated schedule (items sorted, not overlapping) in one transaction;
     ///        sets its id and created_at.
     /// @throws database_error
-    void insert(schedule& stored);
+    void insert(schedule& stored) { insert(std::span<schedule>(&stored, 1)); }
 
     /// @brief Stores validated schedules in one transaction (all of them or none), in order;
     ///        sets their ids and created_at.
     /// @throws database_error
-    void insert(std::span<schedule> stored);
+    virtual void insert(std::span<schedule> stored) = 0;
 
     /// @brief The schedule `id`, items sorted by start.
     /// @throws not_found_error, database_error
-    [[nodiscard]] schedule find(std::int64_t id);
+    [[nodiscard]] virtual schedule find(std::int64_t id) = 0;
 
     /// @brief Every schedule's summary, in id order.
     /// @throws database_error
-    [[nodiscard]] std::vector<schedule_summary> list();
+    [[nodiscard]] virtual std::vector<schedule_summary> list() = 0;
 
-    /// @brief A value that changes whenever the database may have changed, by this connection
-    ///        or another process (SQLite's `PRAGMA data_version` with this connection's own
-    ///        change count). Equal values mean an answer computed from the data is still right.
+    /// @brief A value that changes whenever the schedules may have changed, through this store
+    ///        or any other process or instance. Equal values mean an answer computed from the
+    ///        data is still right.
     /// @throws database_error
-    [[nodiscard]] std::pair<std::int64_t, std::int64_t> version();
+    [[nodiscard]] virtual std::pair<std::int64_t, std::int64_t> version() = 0;
 
     /// @brief Every schedule with its items, in id order (one consistent snapshot).
     /// @throws database_error
-    [[nodiscard]] std::vector<schedule> all();
-
-  private:
-    void execute(const char* sql);
-    void migrate();
-
-    sqlite3* database_ = nullptr;
+    [[nodiscard]] virtual std::vector<schedule> all() = 0;
 };
+
+/// @brief True when this program was built with PostgreSQL support (libpq's header found).
+[[nodiscard]] bool postgresql_available() noexcept;
+
+/// @brief The store `location` names. SQLite is opened and migrated here; PostgreSQL connects
+///        (and migrates) on its first operation.
+/// @throws database_error (SQLite cannot be opened; PostgreSQL support not built in)
+[[nodiscard]] std::unique_ptr<store> open_store(const database_location& location);
 
 } // namespace schedule

@@ -229,7 +229,7 @@ std::string shorten(const std::string& text) {
 TEST_CASE("import-schedule rejects invalid requests with code, field and exit 2, and writes "
           "nothing") {
     temp_dir dir;
-    schedule::service svc(dir.path());
+    test_service svc(dir.path());
     REQUIRE(cli(dir.path(), "import-schedule", import_request("kept", 3)).status() == "success");
     const std::string counts = table_counts(dir.path());
     INFO("tables: " << counts);
@@ -248,7 +248,7 @@ TEST_CASE("import-schedule rejects invalid requests with code, field and exit 2,
 
 TEST_CASE("the whole request is at most 8 MiB") {
     temp_dir dir;
-    schedule::service svc(dir.path());
+    test_service svc(dir.path());
     std::string request = import_request("padded", 2);
     const std::size_t limit = std::size_t{8} << 20;
     std::string exact = request + std::string(limit - request.size(), ' ');
@@ -276,7 +276,7 @@ TEST_CASE("the other operations reject invalid requests and unknown ids with cod
           "exit status") {
     temp_dir dir;
     copy_sample_data(dir.path());
-    schedule::service svc(dir.path());
+    test_service svc(dir.path());
     REQUIRE(cli(dir.path(), "import-schedule", import_request("kept", 3)).status() == "success");
     const std::string counts = table_counts(dir.path());
     for (const auto& bad : bad_others()) {
@@ -315,7 +315,7 @@ TEST_CASE("a bad command line exits 64 with usage on stderr, an unknown operatio
         CHECK_FALSE(r.err.empty());
     }
     // An unknown operation is answered as invalid input (exit 2), in once mode as in-process.
-    schedule::service svc(dir.path());
+    test_service svc(dir.path());
     for (const answer& a :
          {cli(dir.path(), "frobnicate", "{}"), in_process(svc, "frobnicate", "{}")}) {
         INFO(a.text);
@@ -336,7 +336,7 @@ TEST_CASE("a symlink in playlists pointing outside the data folder is refused") 
     temp_dir dir2;
     fs::create_directory_symlink(outside.path(), dir2.path() / "playlists");
 
-    schedule::service svc(dir.path());
+    test_service svc(dir.path());
     const std::string request =
         R"({"playlist":"evil","channel":"c","start":"2026-11-30T08:00:00Z"})";
     for (const answer& a : {cli(dir.path(), "schedule-playlist", request),
@@ -378,7 +378,7 @@ TEST_CASE("a symlink in playlists pointing outside the data folder is refused") 
 
 TEST_CASE("infowars-videos without a feed, or with a feed outside the data folder, is refused") {
     temp_dir dir;
-    schedule::service svc(dir.path());
+    test_service svc(dir.path());
     for (const answer& a :
          {cli(dir.path(), "infowars-videos", "{}"), in_process(svc, "infowars-videos", "{}")}) {
         INFO(a.text);
@@ -418,11 +418,28 @@ TEST_CASE("infowars-videos without a feed, or with a feed outside the data folde
 
 TEST_CASE("an unusable data folder is an internal error, exit 1") {
     temp_dir dir;
-    // schedules.db is a directory: the database cannot be opened.
-    fs::create_directories(dir.path() / "schedules.db");
-    const answer a = cli(dir.path(), "schedules", "{}");
+    answer a;
+    if (tested_store() == store_kind::sqlite) {
+        // schedules.db is a directory: the database cannot be opened.
+        fs::create_directories(dir.path() / "schedules.db");
+        a = cli(dir.path(), "schedules", "{}");
+    } else {
+#if SCHEDULE_TESTS_POSTGRES
+        // Nothing listens where the database should be.
+        const std::string nowhere =
+            "postgresql://postgres@127.0.0.1:" + std::to_string(btq_postgres_test::free_port()) +
+            "/none";
+        const run_result r = run(
+            {worker_binary.string(), "--data-dir", dir.str(), "--database", nowhere, "schedules"},
+            "{}");
+        a = answer{parse_json(r.out), r.exit_code, r.out};
+        CHECK(a.text.find("database: cannot connect to postgresql://127.0.0.1:") !=
+              std::string::npos);
+#endif
+    }
     INFO(a.text);
     CHECK(a.status() == "error");
     CHECK(a.code() == "internal");
     CHECK(a.exit_code == 1);
+    CHECK(a.text.find("\"message\":\"database: ") != std::string::npos);
 }

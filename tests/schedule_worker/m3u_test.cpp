@@ -308,7 +308,7 @@ TEST_CASE("parse_m3u reads a provider-style playlist of 5000 entries: BOM, CRLF,
 TEST_CASE("schedule-playlist: an error about an entry's URL names the URL's line, not the "
           "#EXTINF's") {
     sw_test::temp_dir dir;
-    schedule::service svc(dir.path());
+    sw_test::test_service svc(dir.path());
     const auto schedule_m3u = [&](const std::string& m3u) {
         sw_test::json::object request;
         request["m3u"] = m3u;
@@ -336,7 +336,7 @@ TEST_CASE("schedule-playlist: an error about an entry's URL names the URL's line
 
 TEST_CASE("schedule-playlist schedules a provider-style playlist of 5000 entries") {
     sw_test::temp_dir dir;
-    schedule::service svc(dir.path());
+    sw_test::test_service svc(dir.path());
     sw_test::json::object request;
     request["m3u"] = provider_playlist(5000);
     request["channel"] = "iptv";

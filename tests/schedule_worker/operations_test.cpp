@@ -62,7 +62,7 @@ runner make_runner(const std::string& mode, const fs::path& dir,
             return cli(dir, op, request);
         };
     }
-    keep = std::make_shared<schedule::service>(dir);
+    keep = std::make_shared<test_service>(dir);
     return [svc = keep](const std::string& op, std::string_view request) {
         return in_process(*svc, op, request);
     };
@@ -517,7 +517,7 @@ TEST_CASE("infowars-videos reads the feed given with --feed") {
     CHECK(num(v.as_object().at("total")) == 1);
     CHECK(str(v.as_object().at("videos").as_array()[0].as_object().at("title")) == "Other");
 
-    schedule::service svc(data.dir.path(), "other.m3u");
+    test_service svc(data.dir.path(), "other.m3u");
     const answer a = in_process(svc, "infowars-videos", "{}");
     CHECK(num(a.obj().at("total")) == 1);
 }
@@ -526,7 +526,7 @@ TEST_CASE("schedules in a long-lived service reflects imports by itself and by o
     // A persistent worker reuses its last listing while the database is unchanged; any write,
     // its own or another process's, must show in the next listing.
     data_folder data;
-    schedule::service service(data.dir.path());
+    test_service service(data.dir.path());
     CHECK(num(in_process(service, "schedules", "{}").obj().at("count")) == 0);
     CHECK(num(in_process(service, "schedules", "{}").obj().at("count")) == 0);
 
@@ -539,4 +539,39 @@ TEST_CASE("schedules in a long-lived service reflects imports by itself and by o
     REQUIRE(num(after.obj().at("count")) == 2);
     CHECK(str(after.obj().at("schedules").as_array()[1].as_object().at("name")) == "Other process");
     CHECK(in_process(service, "schedules", "{}").text == after.text);
+}
+
+TEST_CASE("the store is --database, else SCHEDULE_DATABASE, else DIR/schedules.db") {
+    temp_dir dir;
+    temp_dir elsewhere;
+    const std::string from_flag = "sqlite:" + (elsewhere.path() / "flag.db").string();
+    const std::string from_environment = "sqlite:" + (elsewhere.path() / "environment.db").string();
+    const auto import_with = [&](std::vector<std::string> flags) {
+        std::vector<std::string> command{worker_binary.string(), "--data-dir", dir.str()};
+        command.insert(command.end(), flags.begin(), flags.end());
+        command.emplace_back("import-schedule");
+        const run_result r = run(command, import_request("where", 1));
+        INFO(r.out << r.err);
+        CHECK(r.exit_code == 0);
+    };
+    import_with({});
+    CHECK(fs::exists(dir.path() / "schedules.db"));
+    ::setenv("SCHEDULE_DATABASE", from_environment.c_str(), 1);
+    import_with({});
+    CHECK(fs::exists(elsewhere.path() / "environment.db"));
+    import_with({"--database", from_flag}); // the flag wins over the environment
+    CHECK(fs::exists(elsewhere.path() / "flag.db"));
+    const run_result refused = run({worker_binary.string(), "--data-dir", dir.str(), "--database",
+                                    "mysql://user:secret@host/db", "schedules"},
+                                   "{}");
+    ::unsetenv("SCHEDULE_DATABASE");
+    CHECK(refused.exit_code == 64);
+    CHECK(refused.err.find("unknown scheme 'mysql:'") != std::string::npos);
+    CHECK(refused.err.find("secret") == std::string::npos);
+    // One schedule in each of the three stores.
+    for (const std::string& url :
+         {"sqlite:" + (dir.path() / "schedules.db").string(), from_environment, from_flag}) {
+        schedule::service service(dir.path(), "feed.m3u", url);
+        CHECK(num(in_process(service, "schedules", "{}").obj().at("count")) == 1);
+    }
 }

@@ -23,9 +23,8 @@ using pool_queue = btq::bounded_task_queue<btq::worker_request, btq::worker_pool
 
 btq::worker_pool_options pool_options(const fs::path& dir, std::size_t workers,
                                       std::vector<std::string> extra = {}) {
-    std::vector<std::string> arguments{"--data-dir", dir.string()};
-    arguments.insert(arguments.end(), extra.begin(), extra.end());
-    arguments.emplace_back("--serve");
+    extra.emplace_back("--serve");
+    std::vector<std::string> arguments = worker_arguments(dir, extra);
     return btq::worker_pool_options{
         .worker = btq::command{.program = worker_binary.string(),
                                .arguments = std::move(arguments),

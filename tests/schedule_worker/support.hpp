@@ -1,5 +1,10 @@
 // Helpers shared by the schedule_worker tests: temporary data folders, running the worker
-// binary (once mode) with pipes, JSON parsing, SQLite checks and request builders.
+// binary (once mode) with pipes, JSON parsing, database checks and request builders.
+//
+// The store under test: SQLite in each data folder, or, with SCHEDULE_TEST_STORE=postgresql
+// (the ctest tests named pg.*), a database of its own for each data folder on a PostgreSQL
+// server the test process starts on first use (tests/common/postgres_server.hpp). Every test
+// reaches the store through database_url(), store_arguments(), test_service and database.
 #pragma once
 
 #include "../common/files.hpp"
@@ -12,6 +17,10 @@
 #include <unistd.h>
 
 #include <sqlite3.h>
+
+#if SCHEDULE_TESTS_POSTGRES
+#include "../common/postgres_server.hpp"
+#endif
 
 #include <boost/json.hpp>
 
@@ -28,6 +37,9 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
@@ -71,6 +83,98 @@ inline void copy_sample_data(const fs::path& to) {
         fs::copy(entry.path(), to / name, fs::copy_options::recursive);
     }
 }
+
+/// The store the tests run against.
+enum class store_kind { sqlite, postgresql };
+
+/// SCHEDULE_TEST_STORE: "postgresql", or unset / "sqlite".
+inline store_kind tested_store() {
+    static const store_kind kind = [] {
+        const char* given = std::getenv("SCHEDULE_TEST_STORE"); // NOLINT(concurrency-mt-unsafe)
+        const std::string_view name = given != nullptr ? given : "sqlite";
+        if (name == "postgresql") {
+#if SCHEDULE_TESTS_POSTGRES
+            return store_kind::postgresql;
+#else
+            throw std::runtime_error("SCHEDULE_TEST_STORE=postgresql, but the tests were built "
+                                     "without PostgreSQL (no libpq)");
+#endif
+        }
+        if (name != "sqlite") {
+            throw std::runtime_error("SCHEDULE_TEST_STORE must be sqlite or postgresql");
+        }
+        return store_kind::sqlite;
+    }();
+    return kind;
+}
+
+#if SCHEDULE_TESTS_POSTGRES
+/// This test process's PostgreSQL server, started on first use, stopped at exit.
+inline btq_postgres_test::postgres_server& postgres() {
+    static btq_postgres_test::postgres_server server;
+    return server;
+}
+
+/// The name of the database of the data folder `data_dir` (created on first use).
+inline std::string postgres_database(const fs::path& data_dir) {
+    static std::mutex mutex; // concurrent writers ask for the same folder's database
+    static std::map<std::string, std::string> names;
+    const std::lock_guard lock(mutex);
+    auto [found, added] = names.try_emplace(data_dir.string());
+    if (added) {
+        found->second = "schedules_" + std::to_string(names.size());
+        postgres().create_database(found->second);
+    }
+    return found->second;
+}
+#endif
+
+/// The --database URL of the store of `data_dir`: empty for SQLite (the worker's default,
+/// DIR/schedules.db); for PostgreSQL a new database for each data folder.
+inline std::string database_url(const fs::path& data_dir) {
+#if SCHEDULE_TESTS_POSTGRES
+    if (tested_store() == store_kind::postgresql) {
+        return postgres().url(postgres_database(data_dir));
+    }
+#endif
+    (void)data_dir;
+    return {};
+}
+
+/// The worker's arguments naming the store of `data_dir`: none for SQLite, else --database.
+inline std::vector<std::string> store_arguments(const fs::path& data_dir) {
+    const std::string url = database_url(data_dir);
+    if (url.empty()) {
+        return {};
+    }
+    return {"--database", url};
+}
+
+/// The worker's arguments `--data-dir DIR [--database URL]`, and `extra` after them.
+inline std::vector<std::string> worker_arguments(const fs::path& data_dir,
+                                                 const std::vector<std::string>& extra) {
+    std::vector<std::string> arguments{"--data-dir", data_dir.string()};
+    for (std::string& argument : store_arguments(data_dir)) {
+        arguments.push_back(std::move(argument));
+    }
+    arguments.insert(arguments.end(), extra.begin(), extra.end());
+    return arguments;
+}
+
+/// `schedule_worker --data-dir DIR [--database URL]`, and `extra` after them.
+inline std::vector<std::string> worker_command(const fs::path& data_dir,
+                                               const std::vector<std::string>& extra) {
+    std::vector<std::string> command = worker_arguments(data_dir, extra);
+    command.insert(command.begin(), worker_binary.string());
+    return command;
+}
+
+/// schedule::service on the store under test for `data_dir`.
+class test_service : public schedule::service {
+  public:
+    explicit test_service(const fs::path& data_dir, const fs::path& feed = "feed.m3u")
+        : schedule::service(data_dir, feed, database_url(data_dir)) {}
+};
 
 /// How a process ended and what it wrote.
 struct run_result {
@@ -268,10 +372,10 @@ inline run_result run(const std::vector<std::string>& arguments, std::string_vie
     return c.communicate(input);
 }
 
-/// Runs `schedule_worker --data-dir DIR OPERATION` with `request` on stdin.
+/// Runs `schedule_worker --data-dir DIR [--database URL] OPERATION` with `request` on stdin.
 inline run_result run_worker(const fs::path& data_dir, const std::string& operation,
                              std::string_view request) {
-    return run({worker_binary.string(), "--data-dir", data_dir.string(), operation}, request);
+    return run(worker_command(data_dir, {operation}), request);
 }
 
 inline json::value parse_json(std::string_view text) {
@@ -404,10 +508,14 @@ inline std::string sql_text(sqlite3* db, const std::string& query) {
     return out;
 }
 
-/// An SQLite connection (read-mostly) to DIR/schedules.db.
+/// The store of a data folder, for the tests' own queries: DIR/schedules.db, or the folder's
+/// PostgreSQL database.
 class database {
   public:
-    explicit database(const fs::path& data_dir) {
+    explicit database(const fs::path& data_dir) : data_dir_(data_dir) {
+        if (tested_store() != store_kind::sqlite) {
+            return;
+        }
         const auto path = (data_dir / "schedules.db").string();
         if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
             std::string message = db_ != nullptr ? sqlite3_errmsg(db_) : "out of memory";
@@ -420,38 +528,86 @@ class database {
     database& operator=(const database&) = delete;
     ~database() { sqlite3_close(db_); }
 
-    [[nodiscard]] std::string text(const std::string& query) const { return sql_text(db_, query); }
-    [[nodiscard]] sqlite3* handle() const noexcept { return db_; }
+    /// The first column of the first row of `query` (in either store's SQL).
+    [[nodiscard]] std::string text(const std::string& query) const {
+#if SCHEDULE_TESTS_POSTGRES
+        if (db_ == nullptr) {
+            return postgres().query(postgres_database(data_dir_), query);
+        }
+#endif
+        return sql_text(db_, query);
+    }
+
+    /// The tables of the schedules, in name order.
+    [[nodiscard]] std::vector<std::string> tables() const {
+        std::vector<std::string> names;
+        if (db_ == nullptr) {
+            const std::string list =
+                text("SELECT string_agg(table_name, ',' ORDER BY table_name) FROM "
+                     "information_schema.tables WHERE table_schema = 'public'");
+            std::stringstream in(list);
+            for (std::string name; std::getline(in, name, ',');) {
+                names.push_back(name);
+            }
+            return names;
+        }
+        sqlite3_stmt* statement = nullptr;
+        if (sqlite3_prepare_v2(db_,
+                               "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT "
+                               "LIKE 'sqlite_%' ORDER BY name",
+                               -1, &statement, nullptr) != SQLITE_OK) {
+            throw std::runtime_error("sqlite_master");
+        }
+        while (sqlite3_step(statement) == SQLITE_ROW) {
+            names.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(statement, 0)));
+        }
+        sqlite3_finalize(statement);
+        return names;
+    }
+
+    /// "ok" when the store is sound by its own checks: SQLite's integrity and foreign key
+    /// checks and its WAL journal; PostgreSQL's schema version row (PostgreSQL itself checks
+    /// the foreign keys on every write).
+    [[nodiscard]] std::string soundness() const {
+        if (db_ == nullptr) {
+            const std::string version = text("SELECT schema_version FROM schedule_store");
+            return version == "1" ? "ok" : "schema version '" + version + "'";
+        }
+        const std::string integrity = text("PRAGMA integrity_check");
+        const std::string foreign_keys = text("PRAGMA foreign_key_check");
+        const std::string journal = text("PRAGMA journal_mode");
+        if (integrity == "ok" && foreign_keys.empty() && journal == "wal") {
+            return "ok";
+        }
+        return "integrity " + integrity + ", foreign keys '" + foreign_keys + "', journal " +
+               journal;
+    }
+
+    /// The schema version the store records ("0" or "" before the first migration).
+    [[nodiscard]] std::string schema_version() const {
+        return text(db_ == nullptr ? "SELECT schema_version FROM schedule_store"
+                                   : "PRAGMA user_version");
+    }
 
   private:
+    fs::path data_dir_;
     sqlite3* db_ = nullptr;
 };
 
-/// Row counts of every table of DIR/schedules.db, "name=count;..." in name order: a failed import
+/// Row counts of every table of the store, "name=count;..." in name order: a failed import
 /// must leave it unchanged.
 inline std::string table_counts(const fs::path& data_dir) {
     database db(data_dir);
-    std::vector<std::string> tables;
-    sqlite3_stmt* statement = nullptr;
-    if (sqlite3_prepare_v2(db.handle(),
-                           "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT "
-                           "LIKE 'sqlite_%' ORDER BY name",
-                           -1, &statement, nullptr) != SQLITE_OK) {
-        throw std::runtime_error("sqlite_master");
-    }
-    while (sqlite3_step(statement) == SQLITE_ROW) {
-        tables.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(statement, 0)));
-    }
-    sqlite3_finalize(statement);
     std::string out;
-    for (const auto& t : tables) {
+    for (const auto& t : db.tables()) {
         out += t + "=" + db.text("SELECT count(*) FROM \"" + t + "\"") + ";";
     }
     return out;
 }
 
 /// Schedules whose item_count disagrees with their item rows, and item rows without a schedule
-/// (schema of examples/schedule_worker/store.cpp: schedules, schedule_items); "0|0" when sound.
+/// (the schema of examples/schedule_worker's stores: schedules, schedule_items); "0|0" when
+/// sound.
 inline std::string inconsistent_rows(const fs::path& data_dir) {
     database db(data_dir);
     return db.text("SELECT (SELECT count(*) FROM schedules s WHERE s.item_count != "

@@ -41,7 +41,7 @@ TEST_CASE("XMLTV round trip: import JSON, export XML, import XML, export JSON gi
     const std::string mode = GENERATE("cli", "service");
     INFO("mode: " << mode);
     temp_dir dir;
-    schedule::service svc(dir.path());
+    test_service svc(dir.path());
     const runner run = [&](const std::string& op, std::string_view request) {
         return mode == "cli" ? cli(dir.path(), op, request) : in_process(svc, op, request);
     };
@@ -72,7 +72,7 @@ TEST_CASE("XMLTV round trip: import JSON, export XML, import XML, export JSON gi
 
 TEST_CASE("export-schedule-json's schedule object imports as the same schedule") {
     temp_dir dir;
-    schedule::service svc(dir.path());
+    test_service svc(dir.path());
     const answer first = in_process(svc, "import-schedule", source);
     REQUIRE(first.status() == "success");
     const answer exported = in_process(svc, "export-schedule-json", id_request(first));
@@ -92,7 +92,7 @@ TEST_CASE("export-schedule-json's schedule object imports as the same schedule")
 
 TEST_CASE("import-schedule reads XMLTV: name from display-name, channel picked, optional url") {
     temp_dir dir;
-    schedule::service svc(dir.path());
+    test_service svc(dir.path());
     const std::string xml = R"(<?xml version="1.0" encoding="UTF-8"?>
 <!DOCTYPE tv SYSTEM "xmltv.dtd">
 <tv generator-info-name="test">
@@ -144,7 +144,7 @@ TEST_CASE("import-schedule reads XMLTV: name from display-name, channel picked, 
 
 TEST_CASE("export-all-schedules-xml re-imports channel by channel") {
     temp_dir dir;
-    schedule::service svc(dir.path());
+    test_service svc(dir.path());
     REQUIRE(in_process(svc, "import-schedule", import_request("A", 3, "one")).status() ==
             "success");
     REQUIRE(in_process(svc, "import-schedule", import_request("B", 2, "two")).status() ==
@@ -199,7 +199,7 @@ std::string programme(const std::string& channel, const std::string& start, cons
 
 TEST_CASE("import-schedule with channel validates only that channel's programmes") {
     temp_dir dir;
-    schedule::service svc(dir.path());
+    test_service svc(dir.path());
     const std::string broken_elsewhere =
         "<tv>\n"
         "<channel id=\"good\"><display-name>Good</display-name></channel>\n"
@@ -245,7 +245,7 @@ TEST_CASE("import-schedule with channel validates only that channel's programmes
 
 TEST_CASE("import-schedule reads the XML text as UTF-8 whatever its declaration says") {
     temp_dir dir;
-    schedule::service svc(dir.path());
+    test_service svc(dir.path());
     // The server decodes a guide's bytes to UTF-8 but leaves its declaration as it was.
     for (const char* encoding : {"ISO-8859-1", "windows-1252", "UTF-16", "latin1"}) {
         INFO(encoding);
@@ -268,7 +268,7 @@ TEST_CASE("import-schedule reads the XML text as UTF-8 whatever its declaration 
 TEST_CASE("a request that is not valid UTF-8 is answered so, with the byte, the line and the "
           "field") {
     temp_dir dir;
-    schedule::service svc(dir.path());
+    test_service svc(dir.path());
     // A Latin-1 byte (0xE9) inside the xmltv string, on the request's second line.
     const std::string xml_request =
         "{\"channel\":\"c\",\n \"xmltv\":\"<tv><programme start=\\\"20261130080000\\\" "
@@ -372,7 +372,7 @@ TEST_CASE("parse_xmltv_time reads every form the XMLTV DTD allows: truncated tim
 TEST_CASE("import-schedule derives a missing stop from the next programme of the channel, and "
           "the last gets the unknown duration") {
     temp_dir dir;
-    schedule::service svc(dir.path());
+    test_service svc(dir.path());
     // Out of order in the document, another channel in between, truncated times.
     const std::string guide = "<tv>\n" + programme("a", "202611300900 +0100", "", "A2") +
                               programme("b", "20261130073000 +0000", "", "B1") +
@@ -411,7 +411,7 @@ TEST_CASE("import-schedule derives a missing stop from the next programme of the
 
 TEST_CASE("import-schedule without channel imports every channel of a guide as its own schedule") {
     temp_dir dir;
-    schedule::service svc(dir.path());
+    test_service svc(dir.path());
     const std::string guide =
         "<tv>\n"
         "<channel id=\"one.example.org\"><display-name>Channel One</display-name>"
@@ -477,7 +477,7 @@ TEST_CASE("import-schedule without channel imports every channel of a guide as i
 TEST_CASE("import-schedule overlap: reject (the default) refuses overlaps, trim shortens the "
           "earlier programme") {
     temp_dir dir;
-    schedule::service svc(dir.path());
+    test_service svc(dir.path());
     const std::string guide =
         "<tv>\n" + programme("a", "20261130080000", "20261130090000", "P1") +
         programme("a", "20261130083000", "20261130093000", "P2") + // overlaps P1
@@ -643,7 +643,7 @@ fs::path find_xmltv_dtd() {
 TEST_CASE("import-schedule accepts the XMLTV DTD's other elements and attributes, takes the "
           "first <title> and the first <url>") {
     temp_dir dir;
-    schedule::service svc(dir.path());
+    test_service svc(dir.path());
     const answer a = import_guide(svc, full_guide);
     INFO(a.text);
     REQUIRE(a.status() == "success");
@@ -682,7 +682,7 @@ TEST_CASE("exports of imported guides are valid against the XMLTV DTD (when xmll
         return;
     }
     temp_dir dir;
-    schedule::service svc(dir.path());
+    test_service svc(dir.path());
     REQUIRE(import_guide(svc, full_guide).status() == "success");
     REQUIRE(import_guide(svc, "<tv>" + programme("b", "2026113008", "", "B") +
                                   programme("c", "2026113008 GMT", "", "C &amp; D") + "</tv>")
