@@ -14,8 +14,6 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <filesystem>
-#include <fstream>
 #include <set>
 #include <string>
 #include <thread>
@@ -31,9 +29,9 @@ namespace {
 /// The most schedule_worker processes of `servers` alive at one instant, sampled from /proc
 /// until `done`: a worker counts only if it is still alive when re-read after the whole scan,
 /// so every counted one was alive at the scan's end (a scan is not atomic: one that ended during
-/// it and one that started later must not be counted together). The servers' children are read
-/// from /proc/SERVER/task/TID/children, not from a scan of every process: a few small reads, so
-/// a sample takes well under a millisecond.
+/// it and one that started later must not be counted together). children_of() reads the
+/// servers' children from /proc/SERVER/task/TID/children: a sample takes well under a
+/// millisecond.
 class worker_sampler {
   public:
     explicit worker_sampler(std::vector<pid_t> servers)
@@ -62,10 +60,9 @@ class worker_sampler {
         while (!done_) {
             std::vector<pid_t> seen;
             for (const pid_t server : servers_) {
-                for (const pid_t child : children(server)) {
-                    const auto info = read_process(child);
-                    if (info && alive(*info) && runs_worker(*info)) {
-                        seen.push_back(child);
+                for (const process_info& info : children_of(server)) {
+                    if (alive(info) && runs_worker(info)) {
+                        seen.push_back(info.pid);
                     }
                 }
             }
@@ -78,22 +75,6 @@ class worker_sampler {
             ++samples_;
             std::this_thread::sleep_for(1ms);
         }
-    }
-
-    /// The children of every thread of `server`.
-    static std::vector<pid_t> children(pid_t server) {
-        std::vector<pid_t> out;
-        std::error_code error;
-        const std::string tasks = "/proc/" + std::to_string(server) + "/task";
-        for (fs::directory_iterator it(tasks, error), end; !error && it != end;
-             it.increment(error)) {
-            std::ifstream in(it->path() / "children");
-            long pid = 0;
-            while (in >> pid) {
-                out.push_back(static_cast<pid_t>(pid));
-            }
-        }
-        return out;
     }
 
     std::vector<pid_t> servers_;
