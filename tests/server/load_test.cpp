@@ -335,8 +335,15 @@ TEST_CASE("a request whose client went away while it ran is stopped: in spawn mo
 
     unanswered_request abandoned(server.port(), "GET /api/schedules HTTP/1.1\r\nHost: x\r\n\r\n");
     REQUIRE(wait_until([&] { return int_of(server.pool_stats(), "activeProcesses") == 1; }, 5s));
-    const std::vector<pid_t> workers = worker_pids(server.pid());
-    REQUIRE(workers.size() == 1);
+    // In spawn mode the request counts as running from the moment its process is being started:
+    // wait until that process runs schedule_worker.
+    std::vector<pid_t> workers;
+    REQUIRE(wait_until(
+        [&] {
+            workers = worker_pids(server.pid());
+            return workers.size() == 1;
+        },
+        5s));
     const pid_t worker = workers.front();
 
     const auto hung_up = std::chrono::steady_clock::now();
