@@ -47,6 +47,19 @@ btq::redis_permits_options options_for(const redis_server& server, const std::st
     return {.endpoint = btq::parse_redis_url(server.url(prefix)), .limit = limit, .lease_ttl = ttl};
 }
 
+/// A memory gate that holds every task while `available` (what its readings say) is below
+/// 256 MiB, strictly (no progress guarantee), and reads only when the test calls refresh().
+btq::memory_gate_options low_memory_gate(const std::atomic<std::uint64_t>& available) {
+    return {.min_available_bytes = 256ull << 20,
+            .interval = std::chrono::hours(1),
+            .progress_guarantee = false,
+            .source = [&available] {
+                btq::memory_reading reading;
+                reading.mem_available = available.load();
+                return reading;
+            }};
+}
+
 /// Starts `count` holder processes of `mode`; kills any still running at the end.
 struct holder_processes {
     std::vector<pid_t> pids;
@@ -425,14 +438,7 @@ TEST_CASE("redis permits behind the memory gate: a queue waiting for memory hold
     redis_server server;
     constexpr std::size_t limit = 2;
     std::atomic<std::uint64_t> available{64ull << 20};
-    btq::memory_gate memory({.min_available_bytes = 256ull << 20,
-                             .interval = std::chrono::hours(1),
-                             .progress_guarantee = false,
-                             .source = [&] {
-                                 btq::memory_reading reading;
-                                 reading.mem_available = available.load();
-                                 return reading;
-                             }});
+    btq::memory_gate memory(low_memory_gate(available));
     btq::redis_permits permits(options_for(server, "pool", limit, 1000ms));
     using both_gates = btq::gate_chain<btq::memory_gate, btq::redis_permits>;
     both_gates chain(memory, permits);
@@ -482,14 +488,7 @@ TEST_CASE("redis permits before the memory gate: leases taken for a start that m
           "[redis][chain]") {
     redis_server server;
     std::atomic<std::uint64_t> available{64ull << 20};
-    btq::memory_gate memory({.min_available_bytes = 256ull << 20,
-                             .interval = std::chrono::hours(1),
-                             .progress_guarantee = false,
-                             .source = [&] {
-                                 btq::memory_reading reading;
-                                 reading.mem_available = available.load();
-                                 return reading;
-                             }});
+    btq::memory_gate memory(low_memory_gate(available));
     btq::redis_permits permits(options_for(server, "pool", 2, 1000ms));
     using both_gates = btq::gate_chain<btq::redis_permits, btq::memory_gate>;
     both_gates chain(permits, memory);
