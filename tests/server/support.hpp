@@ -256,8 +256,9 @@ inline bool under_sanitizer() {
 }
 
 /// How much longer the tests' waits for the server (its start, its stop) may be:
-/// BTQ_TEST_TIME_SCALE if set (a whole number, 1 to 20), else 3 under a sanitizer, else 1.
-/// Only waits for the server stretch; no assertion about how fast it is does.
+/// BTQ_TEST_TIME_SCALE if set (a whole number, 1 to 20), else 5 under a sanitizer, else 1.
+/// Waits for the server stretch (and a test may scale a delay it injects with it); no
+/// assertion about how fast the server is does.
 inline int time_scale() {
     if (const char* text = std::getenv("BTQ_TEST_TIME_SCALE"); text != nullptr) {
         const int value = std::atoi(text);
@@ -265,7 +266,7 @@ inline int time_scale() {
             return value;
         }
     }
-    return under_sanitizer() ? 3 : 1;
+    return under_sanitizer() ? 5 : 1;
 }
 
 // --- The server process --------------------------------------------------------------------
