@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 
+#include "../common/sanitizers.hpp"
 #include "memory_probe.hpp"
 #include "support.hpp"
 
@@ -53,31 +54,15 @@ TEST_CASE("memory_probe refuses a request above its caps naming the field", "[wo
                     schedule::input_error);
 }
 
-namespace {
-
-/// Under ASan or TSan the worker cannot start at all below an RLIMIT_DATA of 48 MiB: the
-/// sanitizer's runtime reserves terabytes of shadow memory first ("ReserveShadowMemoryRange
-/// failed ... Perhaps you're using ulimit -v"). The checks of a data limit set by RLIMIT_DATA are
-/// left out there; the cgroup's limit is still checked.
-constexpr bool shadow_memory_runtime() {
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-    return true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-    return true;
-#else
-    return false;
-#endif
-#else
-    return false;
-#endif
-}
-
-} // namespace
+// Under ASan or TSan the worker cannot start at all below an RLIMIT_DATA of 48 MiB: the
+// sanitizer's runtime reserves terabytes of shadow memory first ("ReserveShadowMemoryRange
+// failed ... Perhaps you're using ulimit -v"). The checks of a data limit set by RLIMIT_DATA are
+// left out there; the cgroup's limit is still checked.
+using btq_test::under_sanitizer;
 
 TEST_CASE("memory_probe refused memory by RLIMIT_DATA says so and ends with status 1, no answer",
           "[worker]") {
-    if (shadow_memory_runtime()) {
+    if (under_sanitizer()) {
         WARN("left out under a sanitizer: its runtime cannot start under RLIMIT_DATA");
         return;
     }
@@ -105,9 +90,8 @@ TEST_CASE("memory_probe past its memory_limit ends memory_limit with no answer u
          {std::optional<std::string>(""), std::optional<std::string>()}) {
         const btq::memory_limit_mechanism mechanism = btq::set_memory_cgroup_parent(parent);
         INFO("mechanism " << btq::to_string(mechanism));
-        if (shadow_memory_runtime() &&
-            mechanism == btq::memory_limit_mechanism::rlimit_and_watchdog) {
-            continue; // RLIMIT_DATA: see shadow_memory_runtime()
+        if (under_sanitizer() && mechanism == btq::memory_limit_mechanism::rlimit_and_watchdog) {
+            continue; // RLIMIT_DATA: see above
         }
         btq::bounded_task_queue<btq::command, btq::subprocess_executor> queue(
             {.max_concurrency = 1});

@@ -10,20 +10,6 @@
 
 using namespace srv_test;
 
-namespace {
-
-/// The value of the sample `name` in /metrics text (-1 if absent).
-double metric_value(const std::string& metrics, const std::string& name) {
-    const std::string line_start = "\n" + name + " ";
-    const std::size_t at = metrics.find(line_start);
-    if (at == std::string::npos) {
-        return -1;
-    }
-    return std::stod(metrics.substr(at + line_start.size()));
-}
-
-} // namespace
-
 TEST_CASE("beyond --max-connections a new connection is answered 503 with Retry-After and "
           "closed, and is served again once a connection closes",
           "[server]") {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "../common/files.hpp"
+#include "../common/sanitizers.hpp"
 #include "http_client.hpp"
 
 #include <boost/json.hpp>
@@ -238,22 +239,7 @@ inline std::size_t worker_children(pid_t parent) {
 
 // --- Sanitizer builds ----------------------------------------------------------------------
 
-/// Whether these tests (and so the server and worker, built with the same flags) run under a
-/// sanitizer: the test presets set ASAN_OPTIONS and TSAN_OPTIONS for every test, so the build's
-/// own macros tell.
-inline bool under_sanitizer() {
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-    return true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-    return true;
-#else
-    return false;
-#endif
-#else
-    return false;
-#endif
-}
+using btq_test::under_sanitizer;
 
 /// How much longer the tests' waits for the server (its start, its stop) may be:
 /// BTQ_TEST_TIME_SCALE if set (a whole number, 1 to 20), else 5 under a sanitizer, else 1.
@@ -713,6 +699,16 @@ inline const std::string xmltv_body =
     "  <programme start=\"20261202093000 +0100\" stop=\"20261202100000 +0100\" "
     "channel=\"radio-x\"><title>Talk</title><url>http://example.org/talk.mp3</url></programme>\n"
     "</tv>\n";
+
+/// The value of the sample line `name value` in Prometheus text, or -1 when there is none.
+inline double metric_value(const std::string& metrics, const std::string& name) {
+    const std::string prefix = "\n" + name + " ";
+    const std::size_t at = metrics.find(prefix);
+    if (at == std::string::npos) {
+        return -1;
+    }
+    return std::stod(metrics.substr(at + prefix.size()));
+}
 
 /// The number of schedules /api/schedules lists.
 inline std::int64_t schedule_count(const server_process& server) {
