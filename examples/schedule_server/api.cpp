@@ -269,7 +269,7 @@ api::routed api::route(const api_request& request) {
         return std::move(*answer);
     }
     if (request.version >= 11 && !trim(request.expect).empty() && !expects_continue(request)) {
-        return error(417, "the expectation '" + std::string(trim(request.expect)) +
+        return error(417, "the expectation '" + printable(trim(request.expect)) +
                               "' is not supported (only 100-continue)");
     }
 
@@ -353,7 +353,7 @@ api::routed api::route(const api_request& request) {
         }
     } else {
         return error(415,
-                     "unsupported Content-Type '" + std::string(request.content_type) +
+                     "unsupported Content-Type '" + printable(request.content_type) +
                          "': send application/json" +
                          (route->operation == "import-schedule" ? std::string(" or application/xml")
                                                                 : std::string()) +

@@ -156,6 +156,12 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
         stream.expires_after(std::chrono::seconds(1));
         auto [write_error, written] =
             co_await http::async_write(stream, message, as_tuple_awaitable);
+        self->endpoints.refused_connections.fetch_add(1, std::memory_order_relaxed);
+        self->endpoints.record(refusal);
+        if (self->options.access_log) {
+            std::fprintf(stderr, "- - 503 refused: %zu connections open (--max-connections)\n",
+                         self->options.max_connections);
+        }
         beast::error_code ignored;
         stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
         if (!write_error) {
@@ -170,12 +176,6 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
             }
         }
         stream.close();
-        self->endpoints.refused_connections.fetch_add(1, std::memory_order_relaxed);
-        self->endpoints.record(refusal);
-        if (self->options.access_log) {
-            std::fprintf(stderr, "- - 503 refused: %zu connections open (--max-connections)\n",
-                         self->options.max_connections);
-        }
         self->refusing.fetch_sub(1, std::memory_order_acq_rel);
         self->wake_acceptor();
     }

@@ -66,24 +66,6 @@ bool valid_uri_host(std::string_view host) noexcept {
     return true;
 }
 
-/// A raw query key for a message: bytes that are not printable ASCII are percent-encoded, so
-/// the message stays valid UTF-8.
-std::string printable(std::string_view raw) {
-    constexpr std::string_view digits = "0123456789ABCDEF";
-    std::string out;
-    for (const char c : raw) {
-        const auto byte = static_cast<unsigned char>(c);
-        if (byte < 0x20U || byte >= 0x7FU) {
-            out += '%';
-            out += digits[byte >> 4U];
-            out += digits[byte & 0x0FU];
-        } else {
-            out += c;
-        }
-    }
-    return out;
-}
-
 /// Splits `path?query` into a target of the given form.
 std::variant<request_target, std::string> split_path_and_query(std::string_view rest,
                                                                request_target target) {
@@ -117,6 +99,22 @@ std::variant<request_target, std::string> split_path_and_query(std::string_view 
 using ascii::iequals;
 
 } // namespace
+
+std::string printable(std::string_view raw) {
+    constexpr std::string_view digits = "0123456789ABCDEF";
+    std::string out;
+    for (const char c : raw) {
+        const auto byte = static_cast<unsigned char>(c);
+        if (byte < 0x20U || byte >= 0x7FU) {
+            out += '%';
+            out += digits[byte >> 4U];
+            out += digits[byte & 0x0FU];
+        } else {
+            out += c;
+        }
+    }
+    return out;
+}
 
 std::optional<std::string> decode_component(std::string_view text) {
     std::string out;
