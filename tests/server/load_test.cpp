@@ -348,6 +348,10 @@ TEST_CASE("a request whose client went away while it ran is stopped: in spawn mo
         },
         5s * time_scale()));
     const pid_t worker = workers.front();
+    // activeProcesses counts the request once the queue hands it to the executor; in pool mode
+    // it may still be in transit to the worker, and a stop then cancels it without touching the
+    // worker (correctly). Give the hand-over time to reach the worker first (slow under TSan).
+    std::this_thread::sleep_for(100ms * time_scale());
 
     // Under a sanitizer the server is slower to notice and reap (time_scale()); still far less
     // than the 20 s the request alone would run.
