@@ -178,10 +178,13 @@ std::optional<api_response> refuse_host(const api_request& request, target_form 
 std::variant<std::string, api_response>
 memory_probe_request(const std::map<std::string, std::string>& query) {
     json::object request;
-    for (const auto& [key, value] : query) {
+    // (Not a structured binding: Clang before 16 cannot capture one in the lambda.)
+    for (const auto& entry : query) {
+        const std::string& key = entry.first;
+        const std::string& value = entry.second;
         const auto* const parameter =
             std::find_if(probe_parameters.begin(), probe_parameters.end(),
-                         [&](const probe_parameter& p) { return p.name == key; });
+                         [&key](const probe_parameter& p) { return p.name == key; });
         if (parameter == probe_parameters.end()) {
             return api::error(400, "unknown query parameter '" + key +
                                        "' for /api/memory-probe (mb, hold_ms, step_mb, step_ms)");
@@ -266,7 +269,7 @@ api::routed api::route(const api_request& request) {
         return std::move(*answer);
     }
     if (request.version >= 11 && !trim(request.expect).empty() && !expects_continue(request)) {
-        return error(417, "the expectation '" + std::string(trim(request.expect)) +
+        return error(417, "the expectation '" + printable(trim(request.expect)) +
                               "' is not supported (only 100-continue)");
     }
 
@@ -350,7 +353,7 @@ api::routed api::route(const api_request& request) {
         }
     } else {
         return error(415,
-                     "unsupported Content-Type '" + std::string(request.content_type) +
+                     "unsupported Content-Type '" + printable(request.content_type) +
                          "': send application/json" +
                          (route->operation == "import-schedule" ? std::string(" or application/xml")
                                                                 : std::string()) +

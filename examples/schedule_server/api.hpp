@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <stop_token>
@@ -113,6 +114,9 @@ class api {
 
     /// Connections open now (maintained by the HTTP layer, shown in /metrics).
     std::atomic<std::size_t> open_connections{0};
+    /// Connections answered 503 because the most connections were open (the HTTP layer's
+    /// max_connections), in total (shown in /metrics).
+    std::atomic<std::uint64_t> refused_connections{0};
 
   private:
     [[nodiscard]] api_response queue_stats() const;

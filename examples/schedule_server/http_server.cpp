@@ -1,4 +1,5 @@
 #include "http_server.hpp"
+#include "request_head.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -12,9 +13,11 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
+#include <cstdint>
 #include <cstdio>
-#include <iterator>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -60,8 +63,23 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
     mutable std::mutex connections_lock;
     std::unordered_map<connection*, std::weak_ptr<connection>> open;
 
+    /// Connections being served (counted by the accept loop before it hands one over, so the
+    /// limit holds however fast they come) and refusals being written.
+    std::atomic<std::size_t> serving{0};
+    std::atomic<std::size_t> refusing{0};
+    /// Wakes the accept loop while it waits for a refusal to end (cancelled from its
+    /// executor, where only the accept loop and the posts of finishing refusals use it).
+    std::optional<asio::steady_timer> wake;
+
+    /// Accepts connections until the acceptor is closed. A failing accept (EMFILE, ENFILE,
+    /// ENOBUFS: out of descriptors or memory) never ends the loop and never makes it spin: it
+    /// waits 10 ms, doubling to 1 s while accept keeps failing, and says so once, not once per
+    /// try; the first accept that works again resets the wait and says so.
     asio::awaitable<void> accept_loop() {
         auto self = shared_from_this();
+        wake.emplace(acceptor.get_executor());
+        std::chrono::milliseconds backoff{0};
+        std::uint64_t failures = 0;
         for (;;) {
             auto [error, socket] = co_await acceptor.async_accept(
                 asio::any_io_executor(contexts.next().get_executor()), as_tuple_awaitable);
@@ -69,17 +87,106 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
                 if (error == asio::error::operation_aborted || !acceptor.is_open()) {
                     co_return;
                 }
-                // EMFILE and friends: report, pause briefly, go on.
-                std::fprintf(stderr, "schedule_server: accept failed: %s\n",
-                             error.message().c_str());
-                asio::steady_timer pause(acceptor.get_executor(), std::chrono::milliseconds(50));
+                if (failures++ == 0) {
+                    std::fprintf(stderr,
+                                 "schedule_server: accept failed: %s; retrying, waiting up to "
+                                 "1 s between tries while it fails\n",
+                                 error.message().c_str());
+                }
+                backoff = std::clamp(backoff * 2, std::chrono::milliseconds(10),
+                                     std::chrono::milliseconds(1000));
+                asio::steady_timer pause(acceptor.get_executor(), backoff);
                 co_await pause.async_wait(as_tuple_awaitable);
                 continue;
             }
-            socket.set_option(tcp::no_delay(true));
+            if (failures > 0) {
+                std::fprintf(stderr,
+                             "schedule_server: accept works again after %llu failed tries\n",
+                             static_cast<unsigned long long>(failures));
+                failures = 0;
+                backoff = std::chrono::milliseconds(0);
+            }
+            beast::error_code ignored; // a client that already reset: served, and it fails
+            socket.set_option(tcp::no_delay(true), ignored);
+            if (options.max_connections != 0 &&
+                serving.load(std::memory_order_acquire) >= options.max_connections) {
+                while (refusing.load(std::memory_order_acquire) >= options.max_refusing) {
+                    wake->expires_at(asio::steady_timer::time_point::max());
+                    co_await wake->async_wait(as_tuple_awaitable);
+                    if (!acceptor.is_open()) {
+                        co_return;
+                    }
+                }
+                refusing.fetch_add(1, std::memory_order_acq_rel);
+                auto refused = std::make_shared<connection>(std::move(socket));
+                asio::co_spawn(refused->stream.get_executor(), refuse_connection(self, refused),
+                               asio::detached);
+                continue;
+            }
+            serving.fetch_add(1, std::memory_order_acq_rel);
             auto client = std::make_shared<connection>(std::move(socket));
             asio::co_spawn(client->stream.get_executor(), serve(self, client), asio::detached);
         }
+    }
+
+    /// A connection beyond max_connections: its request's header is read (at most 1 s), it is
+    /// answered 503 with `Retry-After` and `Connection: close`, and its end is closed; what the
+    /// client still sends is read and dropped until it closes (at most 1 s more), so the close
+    /// is no reset that could destroy the answer before the client read it.
+    static asio::awaitable<void> refuse_connection(std::shared_ptr<state> self,
+                                                   std::shared_ptr<connection> refused) {
+        beast::tcp_stream& stream = refused->stream;
+        beast::flat_buffer buffer(std::size_t{16} * 1024 + 512);
+        http::request_parser<http::empty_body> parser;
+        parser.header_limit(16 * 1024);
+        stream.expires_after(std::chrono::seconds(1));
+        auto [read_error, read_bytes] =
+            co_await http::async_read_header(stream, buffer, parser, as_tuple_awaitable);
+        const unsigned version = !read_error && parser.get().version() == 10 ? 10U : 11U;
+        api_response refusal = api::error(
+            503, "too many connections: " + std::to_string(self->options.max_connections) +
+                     " are open (--max-connections); try again later");
+        http::response<http::string_body> message{http::status::service_unavailable, version};
+        message.set(http::field::server, "btq-schedule-server");
+        message.set(http::field::content_type, refusal.content_type);
+        message.set(http::field::retry_after, "1");
+        message.body() = std::move(refusal.body);
+        message.keep_alive(false);
+        message.prepare_payload();
+        stream.expires_after(std::chrono::seconds(1));
+        auto [write_error, written] =
+            co_await http::async_write(stream, message, as_tuple_awaitable);
+        self->endpoints.refused_connections.fetch_add(1, std::memory_order_relaxed);
+        self->endpoints.record(refusal);
+        if (self->options.access_log) {
+            std::fprintf(stderr, "- - 503 refused: %zu connections open (--max-connections)\n",
+                         self->options.max_connections);
+        }
+        beast::error_code ignored;
+        stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+        if (!write_error) {
+            stream.expires_after(std::chrono::seconds(1));
+            for (;;) {
+                std::array<char, 4096> sink{};
+                auto [error, bytes] =
+                    co_await stream.async_read_some(asio::buffer(sink), as_tuple_awaitable);
+                if (error) {
+                    break;
+                }
+            }
+        }
+        stream.close();
+        self->refusing.fetch_sub(1, std::memory_order_acq_rel);
+        self->wake_acceptor();
+    }
+
+    /// Lets the accept loop go on if it waits for a refusal to end.
+    void wake_acceptor() {
+        asio::post(acceptor.get_executor(), [self = shared_from_this()] {
+            if (self->wake) {
+                self->wake->cancel();
+            }
+        });
     }
 
     /// Serves one connection, request after request (keep-alive), on the connection's context.
@@ -99,6 +206,7 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
             self->open.erase(client.get());
         }
         self->endpoints.open_connections.fetch_sub(1, std::memory_order_relaxed);
+        self->serving.fetch_sub(1, std::memory_order_acq_rel);
     }
 
     /// Beast's session loop: wait for a request, read its header, route it, read its body
@@ -253,23 +361,6 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
         }
     }
 
-    /// What the endpoints need of a request's header.
-    static api_request describe(const http::request<http::string_body>& request) {
-        api_request call;
-        call.method = request.method_string();
-        call.target = request.target();
-        call.version = request.version();
-        const auto hosts = request.equal_range(http::field::host);
-        call.host_fields = static_cast<std::size_t>(std::distance(hosts.first, hosts.second));
-        if (call.host_fields > 0) {
-            call.host = hosts.first->value();
-        }
-        call.expect = request[http::field::expect];
-        call.content_type = request[http::field::content_type];
-        call.authorization = request[http::field::authorization];
-        return call;
-    }
-
     /// The interim answer a client that sent `Expect: 100-continue` waits for.
     asio::awaitable<bool> send_continue(connection& client) {
         http::response<http::empty_body> interim{http::status::continue_, 11};
@@ -376,6 +467,9 @@ void http_server::stop_accepting() {
     asio::post(state_->acceptor.get_executor(), [self = state_] {
         beast::error_code ignored;
         self->acceptor.close(ignored);
+        if (self->wake) {
+            self->wake->cancel(); // the accept loop may wait for a refusal to end
+        }
     });
 }
 

@@ -26,6 +26,11 @@ struct http_options {
     std::chrono::milliseconds body_timeout{60'000};
     std::chrono::milliseconds io_timeout{30'000}; ///< writing one response
     bool access_log = true;                       ///< one line per request on stderr
+    /// Most connections served at once (0: no limit). A connection beyond it is answered 503
+    /// with `Retry-After` and closed (at most `max_refusing` such answers at once; the accept
+    /// loop waits while that many are under way).
+    std::size_t max_connections = 0;
+    std::size_t max_refusing = 32;
 };
 
 /// @brief Accepts connections and serves each with a coroutine, on one of the pool's

@@ -14,6 +14,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -92,6 +93,23 @@ CLI::Validator percent() {
             return message != nullptr ? *message : std::string();
         },
         "");
+}
+
+/// The descriptors the server keeps for itself, beside its connections: 64 (standard streams,
+/// the listening socket, refusals being written, the Redis connections, files read in /proc, the
+/// loader's), 4 for each worker or child (its pipes and its pidfd), 3 for each I/O thread (its
+/// epoll, eventfd and timerfd).
+std::size_t reserved_descriptors(std::size_t pool_size, unsigned threads) {
+    return 64 + 4 * pool_size + 3 * std::size_t{threads};
+}
+
+/// The soft limit of open descriptors (RLIMIT_NOFILE); 1,048,576 when there is none.
+std::size_t descriptor_limit() {
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) {
+        return std::size_t{1} << 20;
+    }
+    return static_cast<std::size_t>(limit.rlim_cur);
 }
 
 /// Shutdown, last step: lets the connections still writing their last response finish, for at
@@ -228,6 +246,13 @@ int run(int argc, char** argv) {
                        "timeout; /readyz 503) or fail-fast (they get 503 at once) (with --redis)")
             ->check(CLI::IsMember({"hold", "fail-fast"}))
             ->capture_default_str();
+    std::size_t max_connections = 0;
+    CLI::Option* max_connections_flag =
+        app.add_option("--max-connections", max_connections,
+                       "Most client connections open at once; beyond it a new connection is "
+                       "answered 503 with Retry-After and closed (default: the descriptor limit, "
+                       "RLIMIT_NOFILE, less 64 + 4 per --pool-size + 3 per --threads)")
+            ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 24));
     app.add_flag("--no-access-log", no_access_log, "Do not log a line per request");
     app.add_flag("--enable-memory-probe", endpoints.memory_probe,
                  "Serve GET /api/memory-probe (touches the memory a request asks for: tests and "
@@ -298,6 +323,17 @@ int run(int argc, char** argv) {
     http.idle_timeout = std::chrono::milliseconds(idle_timeout_ms);
     http.header_timeout = std::chrono::milliseconds(header_timeout_ms);
     http.body_timeout = std::chrono::milliseconds(body_timeout_ms);
+    const std::size_t descriptors = descriptor_limit();
+    const std::size_t reserved = reserved_descriptors(queue.pool_size, threads);
+    const std::size_t room = descriptors > reserved ? descriptors - reserved : 1;
+    http.max_connections = max_connections_flag->count() > 0 ? max_connections : room;
+    if (http.max_connections > room) {
+        std::fprintf(stderr,
+                     "schedule_server: --max-connections %zu is above what the descriptor limit "
+                     "%zu leaves for connections (%zu, after %zu kept for the server): accept may "
+                     "run out of descriptors (it waits and retries)\n",
+                     http.max_connections, descriptors, room, reserved);
+    }
 
     std::error_code error;
     if (!fs::exists(queue.worker_program, error) ||
@@ -331,6 +367,8 @@ int run(int argc, char** argv) {
                  queue.pool_size, queue.queue_capacity, queue.data_dir.c_str());
     std::fprintf(stderr, "schedule_server: schedules in %s\n",
                  schedule::describe(schedule::parse_database_url(store_url(queue))).c_str());
+    std::fprintf(stderr, "schedule_server: at most %zu connections (descriptor limit %zu)\n",
+                 http.max_connections, descriptors);
     if (queue.redis) {
         std::fprintf(stderr, "schedule_server: cluster-wide limit %zu on %s\n",
                      queue.global_concurrency, btq::to_url(*queue.redis).c_str());

@@ -66,29 +66,21 @@ bool valid_uri_host(std::string_view host) noexcept {
     return true;
 }
 
-/// A raw query key for a message: bytes that are not printable ASCII are percent-encoded, so
-/// the message stays valid UTF-8.
-std::string printable(std::string_view raw) {
-    constexpr std::string_view digits = "0123456789ABCDEF";
-    std::string out;
-    for (const char c : raw) {
-        const auto byte = static_cast<unsigned char>(c);
-        if (byte < 0x20U || byte >= 0x7FU) {
-            out += '%';
-            out += digits[byte >> 4U];
-            out += digits[byte & 0x0FU];
-        } else {
-            out += c;
-        }
-    }
-    return out;
-}
-
 /// Splits `path?query` into a target of the given form.
 std::variant<request_target, std::string> split_path_and_query(std::string_view rest,
                                                                request_target target) {
     const std::size_t mark = rest.find('?');
-    target.path = std::string(rest.substr(0, mark));
+    const std::string_view path = rest.substr(0, mark);
+    // A path is ASCII (RFC 3986: anything else percent-encoded). Beast lets other bytes through,
+    // and a refusal that quotes the path (404 "no endpoint ...") must stay UTF-8 JSON.
+    if (std::any_of(path.begin(), path.end(), [](char c) {
+            const auto byte = static_cast<unsigned char>(c);
+            return byte <= 0x20U || byte >= 0x7FU;
+        })) {
+        return "request target path '" + printable(path) +
+               "' has a byte that is not printable ASCII (percent-encode it)";
+    }
+    target.path = std::string(path);
     if (target.path.empty()) {
         // http://host?x has the path "/" (RFC 9110 section 4.2.3). (push_back, not = "/": GCC
         // 12 at -O3 reports a false -Wrestrict for assigning a one-character literal.)
@@ -107,6 +99,22 @@ std::variant<request_target, std::string> split_path_and_query(std::string_view 
 using ascii::iequals;
 
 } // namespace
+
+std::string printable(std::string_view raw) {
+    constexpr std::string_view digits = "0123456789ABCDEF";
+    std::string out;
+    for (const char c : raw) {
+        const auto byte = static_cast<unsigned char>(c);
+        if (byte < 0x20U || byte >= 0x7FU) {
+            out += '%';
+            out += digits[byte >> 4U];
+            out += digits[byte & 0x0FU];
+        } else {
+            out += c;
+        }
+    }
+    return out;
+}
 
 std::optional<std::string> decode_component(std::string_view text) {
     std::string out;

@@ -24,6 +24,10 @@ struct request_target {
     std::string authority;                    ///< absolute- and authority-form: host[:port]
 };
 
+/// Raw text from a request (a query key, a path, a header's value) for a message: bytes that
+/// are not printable ASCII are percent-encoded, so the message stays valid UTF-8.
+[[nodiscard]] std::string printable(std::string_view raw);
+
 /// Percent-decoding of one query component ('+' is a space); nothing when a '%' is not followed
 /// by two hexadecimal digits.
 [[nodiscard]] std::optional<std::string> decode_component(std::string_view text);

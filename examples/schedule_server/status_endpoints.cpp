@@ -315,6 +315,9 @@ api_response api::metrics_text() const {
     }
     append_metric(out, "btq_http_open_connections", "gauge", "Client connections open now.",
                   static_cast<double>(open_connections.load(std::memory_order_relaxed)));
+    append_metric(out, "btq_http_connections_refused_total", "counter",
+                  "Connections answered 503 because --max-connections were open.",
+                  static_cast<double>(refused_connections.load(std::memory_order_relaxed)));
     append_metric(out, "btq_server_ready", "gauge", "1 while the server accepts work.",
                   shutting_down() ? 0.0 : 1.0);
     if (const std::optional<redis_gate_stats> redis = backend_.redis()) {

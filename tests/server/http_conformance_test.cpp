@@ -5,6 +5,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 using namespace srv_test;
 
 namespace {
@@ -413,4 +415,43 @@ TEST_CASE("import-schedule passes the overlap query parameter to the worker with
     INFO(response.body);
     CHECK_FALSE(contains(response.body, "unknown query parameter"));
     CHECK(response.status == 200);
+}
+
+// ---- Refusals that quote what the client sent --------------------------------------------
+
+TEST_CASE("a refusal quoting a path or header with bytes that are not ASCII is still UTF-8 JSON",
+          "[server]") {
+    // Found by btq_fuzz_request_path: the 404 quoted a raw path byte, the 415 and 417 a raw
+    // Content-Type or Expect, and their JSON bodies were not UTF-8.
+    server_process server(server_config{});
+    const struct {
+        std::string request_line;
+        std::string fields;
+        std::string status;
+        std::string quoted;
+    } cases[] = {
+        {"GET /api/\xD9schedules HTTP/1.1", "Host: 127.0.0.1\r\n", "400", "/api/%D9schedules"},
+        {"POST /api/schedule-playlist HTTP/1.1",
+         "Host: 127.0.0.1\r\nContent-Type: applic\x9F\x8Bon\r\nContent-Length: 2\r\n", "415",
+         "applic%9F%8Bon"},
+        {"GET /healthz HTTP/1.1", "Host: 127.0.0.1\r\nExpect: caf\xE9\r\n", "417", "caf%E9"},
+    };
+    for (const auto& item : cases) {
+        CAPTURE(item.request_line, item.status);
+        std::string raw = item.request_line + "\r\n" + item.fields + "Connection: close\r\n\r\n";
+        if (item.status == "415") {
+            raw += "{}";
+        }
+        const std::string answer = send_raw(server.port(), raw, 5s).received;
+        INFO(answer);
+        CHECK(answer.rfind("HTTP/1.1 " + item.status, 0) == 0);
+        const std::size_t body_at = answer.find("\r\n\r\n");
+        REQUIRE(body_at != std::string::npos);
+        const std::string body = answer.substr(body_at + 4);
+        const json::object object = json_body(http_response{0, {}, body});
+        CHECK(contains(text_of(object, "message"), item.quoted));
+        // The quoted bytes percent-encoded: the body is plain ASCII.
+        CHECK(std::all_of(body.begin(), body.end(),
+                          [](char c) { return static_cast<unsigned char>(c) < 0x80U; }));
+    }
 }

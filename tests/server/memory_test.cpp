@@ -82,20 +82,6 @@ TEST_CASE("the memory probe answers 400 for bad parameters and 404 unless enable
     CHECK(response.status == 404);
 }
 
-namespace {
-
-/// The value of the sample line `name value` in Prometheus text, or -1 when there is none.
-double metric_value(const std::string& metrics, const std::string& name) {
-    const std::string prefix = "\n" + name + " ";
-    const std::size_t at = metrics.find(prefix);
-    if (at == std::string::npos) {
-        return -1;
-    }
-    return std::stod(metrics.substr(at + prefix.size()));
-}
-
-} // namespace
-
 TEST_CASE("a run above --task-memory-limit answers 507 naming the limit and the server goes on "
           "in both modes",
           "[server]") {

@@ -210,7 +210,7 @@ TEST_CASE("two servers on one Redis with --global-concurrency 3 never run more t
     constexpr std::size_t requests = 300;
     const std::vector<http_response> answers = concurrent_requests(requests, [&](std::size_t i) {
         const unsigned short port = i % 2 == 0 ? first.port() : second.port();
-        return try_request(port, "GET", "/api/playlists", "", {}, 20s);
+        return try_request(port, "GET", "/api/playlists", "", {}, 20s * time_scale());
     });
     const std::size_t most = sampler.stop();
     const auto answered = [&](unsigned status) {

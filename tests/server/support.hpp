@@ -4,6 +4,7 @@
 #pragma once
 
 #include "../common/files.hpp"
+#include "../common/sanitizers.hpp"
 #include "http_client.hpp"
 
 #include <boost/json.hpp>
@@ -12,6 +13,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -20,7 +22,9 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -41,6 +45,9 @@
 #ifndef SCHEDULE_WORKER_BINARY
 #error "SCHEDULE_WORKER_BINARY (path of the schedule_worker executable) must be defined"
 #endif
+#ifndef BTQ_SANITIZER_SUPPRESSIONS
+#error "BTQ_SANITIZER_SUPPRESSIONS (path of tests/sanitizers) must be defined"
+#endif
 #ifndef SCHEDULE_SAMPLE_DATA
 #error "SCHEDULE_SAMPLE_DATA (path of examples/schedule_server/sample-data) must be defined"
 #endif
@@ -58,6 +65,8 @@ using namespace std::chrono_literals;
 inline const fs::path server_binary{SCHEDULE_SERVER_BINARY};
 inline const fs::path worker_binary{SCHEDULE_WORKER_BINARY};
 inline const fs::path sample_data{SCHEDULE_SAMPLE_DATA};
+/// tests/sanitizers: the suppressions files, each entry justified there.
+inline const fs::path sanitizer_suppressions{BTQ_SANITIZER_SUPPRESSIONS};
 
 /// A fresh directory for one test, removed at its end.
 class temp_dir : public test_files::temp_dir {
@@ -175,6 +184,28 @@ inline bool runs_worker(const process_info& info) {
     return !error && exe.filename() == "schedule_worker";
 }
 
+/// The CPU time (user and system) that process `pid` has used so far, in seconds; -1 if it
+/// is gone.
+inline double cpu_seconds(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    if (!std::getline(in, line) || line.rfind(')') == std::string::npos) {
+        return -1;
+    }
+    std::istringstream rest(line.substr(line.rfind(')') + 2));
+    std::string field;
+    unsigned long long user = 0;
+    unsigned long long system = 0;
+    for (int index = 3; index <= 15 && rest >> field; ++index) { // fields 14, 15: utime, stime
+        if (index == 14) {
+            user = std::stoull(field);
+        } else if (index == 15) {
+            system = std::stoull(field);
+        }
+    }
+    return static_cast<double>(user + system) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
 inline bool alive(const process_info& info) {
     return info.state != 'Z' && info.state != 'X';
 }
@@ -236,6 +267,24 @@ inline std::size_t worker_children(pid_t parent) {
     return worker_pids(parent).size();
 }
 
+// --- Sanitizer builds ----------------------------------------------------------------------
+
+using btq_test::under_sanitizer;
+
+/// How much longer the tests' waits for the server (its start, its stop) may be:
+/// BTQ_TEST_TIME_SCALE if set (a whole number, 1 to 20), else 5 under a sanitizer, else 1.
+/// Waits for the server stretch (and a test may scale a delay it injects with it); no
+/// assertion about how fast the server is does.
+inline int time_scale() {
+    if (const char* text = std::getenv("BTQ_TEST_TIME_SCALE"); text != nullptr) {
+        const int value = std::atoi(text);
+        if (value >= 1 && value <= 20) {
+            return value;
+        }
+    }
+    return under_sanitizer() ? 5 : 1;
+}
+
 // --- The server process --------------------------------------------------------------------
 
 /// How to start schedule_server; empty/zero fields keep the server's defaults.
@@ -250,6 +299,8 @@ struct server_config {
     std::string auth_token;
     std::string worker;       ///< default: the built schedule_worker
     long worker_delay_ms = 0; ///< SCHEDULE_WORKER_DELAY_MS in the server's environment
+    /// The server's RLIMIT_NOFILE (soft and hard), set in the child before exec; 0: inherited.
+    unsigned descriptor_limit = 0;
     std::vector<std::string> extra_arguments;
 };
 
@@ -321,7 +372,24 @@ class server_process {
         if (config.worker_delay_ms > 0) {
             env.push_back("SCHEDULE_WORKER_DELAY_MS=" + std::to_string(config.worker_delay_ms));
         }
-        start(args, env);
+        if (config.descriptor_limit > 0) {
+            // Out of descriptors on purpose: UBSan's vptr check cannot probe memory then (see
+            // the file), so this one process gets its suppressions.
+            const std::string suppressions =
+                "suppressions=" +
+                (sanitizer_suppressions / "ubsan_out_of_descriptors.supp").string();
+            bool found = false;
+            for (std::string& entry : env) {
+                if (entry.starts_with("UBSAN_OPTIONS=")) {
+                    entry += ":" + suppressions;
+                    found = true;
+                }
+            }
+            if (!found) {
+                env.push_back("UBSAN_OPTIONS=" + suppressions);
+            }
+        }
+        start(args, env, config.descriptor_limit);
         if (wait_listening) {
             wait_listening_line();
         }
@@ -334,17 +402,24 @@ class server_process {
 
     /// Stops the server as an operator would (SIGTERM, so it stops and reaps its workers); if
     /// it has not ended after 3 s, kills it and its children.
+    /// Under a sanitizer, a report in the log (the server's, or a pool worker's, whose lines
+    /// the server copies to its stderr) or a stop that did not exit 0 fails the test.
     ~server_process() {
+        std::optional<int> status;
         if (pid_ > 0 && !reaped_) {
             const auto workers = children_of(pid_);
             ::kill(pid_, SIGTERM);
-            if (!wait_for_exit(pid_, 3s)) {
+            status = wait_for_exit(pid_, 3s * time_scale());
+            if (!status) {
                 ::kill(pid_, SIGKILL);
                 for (const auto& info : workers) {
                     ::kill(info.pid, SIGKILL);
                 }
                 wait_for_exit(pid_, 5s);
             }
+        }
+        if (pid_ > 0) {
+            check_sanitizer_log(status);
         }
     }
 
@@ -389,14 +464,31 @@ class server_process {
     }
 
   private:
-    void start(std::vector<std::string>& args, std::vector<std::string>& env) {
-        posix_spawn_file_actions_t actions;
-        ::posix_spawn_file_actions_init(&actions);
-        ::posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-        ::posix_spawn_file_actions_addopen(&actions, 1, log_path_.c_str(),
-                                           O_WRONLY | O_CREAT | O_APPEND, 0644);
-        ::posix_spawn_file_actions_addopen(&actions, 2, log_path_.c_str(),
-                                           O_WRONLY | O_CREAT | O_APPEND, 0644);
+    /// Fails the test (without throwing: this runs in the destructor) when the log holds a
+    /// sanitizer's report, or when a server the destructor stopped with SIGTERM did not exit 0
+    /// (LeakSanitizer exits 23 and ThreadSanitizer 66 after a report at exit).
+    void check_sanitizer_log(std::optional<int> status) const {
+        const std::string text = log();
+        bool reported = false;
+        for (const std::string_view marker :
+             {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "WARNING: ThreadSanitizer",
+              "ThreadSanitizer: ", "runtime error: ", "SUMMARY: UndefinedBehaviorSanitizer"}) {
+            reported = reported || contains(text, marker);
+        }
+        const bool bad_exit = status && !(WIFEXITED(*status) && WEXITSTATUS(*status) == 0);
+        if (reported || (bad_exit && under_sanitizer())) {
+            std::fprintf(stderr,
+                         "schedule_server (pid %d) log with a sanitizer report or a bad "
+                         "exit (status %d):\n%s\n",
+                         static_cast<int>(pid_), status ? *status : -1, text.c_str());
+            if (std::uncaught_exceptions() == 0) {
+                FAIL_CHECK("schedule_server: a sanitizer report or a bad exit (its log above)");
+            }
+        }
+    }
+
+    void start(std::vector<std::string>& args, std::vector<std::string>& env,
+               unsigned descriptor_limit) {
         std::vector<char*> argv;
         for (auto& a : args) {
             argv.push_back(a.data());
@@ -407,11 +499,48 @@ class server_process {
             envp.push_back(e.data());
         }
         envp.push_back(nullptr);
+        if (descriptor_limit > 0) {
+            start_limited(argv, envp, descriptor_limit);
+            return;
+        }
+        posix_spawn_file_actions_t actions;
+        ::posix_spawn_file_actions_init(&actions);
+        ::posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+        ::posix_spawn_file_actions_addopen(&actions, 1, log_path_.c_str(),
+                                           O_WRONLY | O_CREAT | O_APPEND, 0644);
+        ::posix_spawn_file_actions_addopen(&actions, 2, log_path_.c_str(),
+                                           O_WRONLY | O_CREAT | O_APPEND, 0644);
         const int rc = ::posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), envp.data());
         ::posix_spawn_file_actions_destroy(&actions);
         if (rc != 0) {
             pid_ = -1;
             throw std::system_error(rc, std::generic_category(), "posix_spawn schedule_server");
+        }
+    }
+
+    /// fork, then in the child (async-signal-safe calls only) the descriptor limit, the log as
+    /// stdout and stderr, and exec: posix_spawn cannot set a limit.
+    void start_limited(std::vector<char*>& argv, std::vector<char*>& envp, unsigned limit) {
+        const int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+        const int log_fd =
+            ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (null_fd < 0 || log_fd < 0) {
+            throw std::system_error(errno, std::generic_category(), "open the server's log");
+        }
+        pid_ = ::fork();
+        if (pid_ == 0) {
+            const rlimit wanted{limit, limit};
+            if (::setrlimit(RLIMIT_NOFILE, &wanted) == 0 && ::dup2(null_fd, 0) == 0 &&
+                ::dup2(log_fd, 1) == 1 && ::dup2(log_fd, 2) == 2) {
+                ::execve(argv[0], argv.data(), envp.data());
+            }
+            ::_exit(127);
+        }
+        const int fork_error = errno;
+        ::close(null_fd);
+        ::close(log_fd);
+        if (pid_ < 0) {
+            throw std::system_error(fork_error, std::generic_category(), "fork schedule_server");
         }
     }
 
@@ -434,7 +563,7 @@ class server_process {
                 ended = wait_for_exit(pid_, 0ms);
                 return ended.has_value();
             },
-            15s);
+            15s * time_scale());
         if (ended) {
             reaped_ = true;
         }
@@ -600,6 +729,16 @@ inline const std::string xmltv_body =
     "  <programme start=\"20261202093000 +0100\" stop=\"20261202100000 +0100\" "
     "channel=\"radio-x\"><title>Talk</title><url>http://example.org/talk.mp3</url></programme>\n"
     "</tv>\n";
+
+/// The value of the sample line `name value` in Prometheus text, or -1 when there is none.
+inline double metric_value(const std::string& metrics, const std::string& name) {
+    const std::string prefix = "\n" + name + " ";
+    const std::size_t at = metrics.find(prefix);
+    if (at == std::string::npos) {
+        return -1;
+    }
+    return std::stod(metrics.substr(at + prefix.size()));
+}
 
 /// The number of schedules /api/schedules lists.
 inline std::int64_t schedule_count(const server_process& server) {

@@ -110,6 +110,22 @@ TEST_CASE("parse_request_target refuses malformed absolute targets", "[server][u
     CHECK_THAT(refusal_of(""), Catch::Contains("neither"));
 }
 
+TEST_CASE("parse_request_target refuses a path with bytes that are not printable ASCII, and its "
+          "message is UTF-8",
+          "[server][unit]") {
+    // Found by btq_fuzz_request_path: Beast passes such bytes on, and the 404 quoted them raw.
+    for (const std::string_view target :
+         {std::string_view("/api/\xD9schedules"), std::string_view("http://h/a\xFF"),
+          std::string_view("/caf\xC3\xA9?x=1"), std::string_view("/a\x7F")}) {
+        const std::string message = refusal_of(target);
+        CAPTURE(message);
+        CHECK_FALSE(find_invalid_utf8(message));
+        CHECK(message.find("not printable ASCII") != std::string::npos);
+    }
+    CHECK(refusal_of("/api/\xD9x").find("/api/%D9x") != std::string::npos);
+    CHECK(target_of("/caf%C3%A9").path == "/caf%C3%A9");
+}
+
 TEST_CASE("parse_request_target tells asterisk-form and authority-form", "[server][unit]") {
     CHECK(target_of("*").form == target_form::asterisk);
     const request_target authority = target_of("127.0.0.1:5000");
