@@ -1,0 +1,153 @@
+"""The soak run's one-page text report and its SVG chart (bench/svg_chart.py)."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import svg_chart  # noqa: E402
+
+SLICES = 6
+GROUPS = [("import", ("/api/import-schedule",)), ("playlist", ("/api/schedule-playlist",)),
+          ("list", ("/api/schedules", "/api/playlists", "/api/infowars-videos")),
+          ("export", ("/api/export-schedule-json", "/api/export-schedule-xml",
+                      "/api/export-all-schedules-xml")),
+          ("status", ("/api/queue-stats", "/api/system-info", "/metrics", "/healthz", "/readyz"))]
+COLORS = {"import": "#1f77b4", "playlist": "#9467bd", "list": "#2ca02c", "export": "#ff7f0e",
+          "status": "#7f7f7f", "rss": "#d62728", "fds": "#17becf", "workers": "#8c564b"}
+
+
+def group_of(path: str) -> str:
+    for name, paths in GROUPS:
+        if path in paths:
+            return name
+    return "other"
+
+
+def percentile(values: list[float], share: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def slices(summary: dict) -> list[tuple[float, float]]:
+    width = summary["seconds"] / SLICES
+    return [(i * width, (i + 1) * width) for i in range(SLICES)]
+
+
+def latency_table(summary: dict, records: list[dict]) -> dict[str, list[tuple[int, float, float]]]:
+    """{group: [(requests, p50 ms, p99 ms) per slice]} of the answered requests."""
+    out = {}
+    for name, _ in GROUPS:
+        row = []
+        for low, high in slices(summary):
+            values = [r["latency_ms"] for r in records if r["outcome"] == "answered" and
+                      group_of(r["path"]) == name and low <= r["t_send"] < high]
+            row.append((len(values), percentile(values, 0.5), percentile(values, 0.99)))
+        out[name] = row
+    return out
+
+
+def text(summary: dict, records: list[dict], samples: list[dict]) -> str:
+    lines = []
+    verdict = "PASSED" if not summary["violations"] else f"FAILED ({len(summary['violations'])} violations)"
+    s = summary["settings"]
+    lines.append(f"btq soak: {summary['mode']} mode, {summary['seconds']} s, seed {summary['seed']}: {verdict}")
+    lines.append(f"server: --pool-size {s['pool_size']} --queue-capacity {s['queue_capacity']} "
+                 f"--queue-timeout-ms {s['queue_timeout_ms']} --task-timeout-ms {s['task_timeout_ms']} "
+                 f"--header-timeout-ms {s['header_timeout_ms']}, worker delay {s['worker_delay_ms']} ms; "
+                 f"{s['steady_clients']} keep-alive clients + bursts, at most {s['max_connections']} connections")
+    lines.append("")
+    by_outcome: dict[str, int] = {}
+    for r in records:
+        key = str(r["status"]) if r["outcome"] == "answered" else r["outcome"]
+        by_outcome[key] = by_outcome.get(key, 0) + 1
+    lines.append(f"requests: {len(records)}  by status: " +
+                 "  ".join(f"{k}: {v}" for k, v in sorted(by_outcome.items())))
+    sources: dict[str, int] = {}
+    for r in records:
+        sources[r["source"]] = sources.get(r["source"], 0) + 1
+    lines.append("by client: " + "  ".join(f"{k}: {v}" for k, v in sorted(sources.items())))
+    faults: dict[str, int] = {}
+    for f in summary["faults"]:
+        if f["kind"] not in ("recovered",) and not f.get("skipped"):
+            faults[f["kind"]] = faults.get(f["kind"], 0) + 1
+    lines.append("faults: " + "  ".join(f"{k}: {v}" for k, v in sorted(faults.items())))
+    for w in summary["windows"]:
+        if w["kind"] in ("emfile", "read_only", "disk_full"):
+            details = {k: v for k, v in w.items() if k not in ("kind", "start", "end")}
+            lines.append(f"  {w['kind']} {w['start']:.1f}-{w['end'] or 0:.1f} s {details}")
+    recovered = [f for f in summary["faults"] if f["kind"] == "recovered"]
+    if recovered:
+        lines.append("  recovered (first import 200 after the fault): " +
+                     ", ".join(f"{f['after']} {f['seconds']} s" for f in recovered))
+    for e in summary["exits"]:
+        lines.append(f"  {e['reason']}: exit {e['exit_code']} after {e['seconds']} s, "
+                     f"{e['descendants_seen']} workers seen, {len(e['left'])} left")
+    lines.append("")
+    bounds = slices(summary)
+    lines.append("latency ms, p50/p99 (requests) by endpoint group and time slice:")
+    lines.append(f"{'group':<9}" + "".join(f"{f'{lo:.0f}-{hi:.0f} s':>22}" for lo, hi in bounds))
+    for name, row in latency_table(summary, records).items():
+        lines.append(f"{name:<9}" + "".join(
+            f"{f'{p50:.0f}/{p99:.0f} ({n})' if n else '-':>22}" for n, p50, p99 in row))
+    lines.append("")
+    lines.append("server over time (max in slice): resident MiB / descriptors / workers")
+    cells = []
+    for lo, hi in bounds:
+        inside = [x for x in samples if lo <= x["t"] < hi]
+        if inside:
+            cells.append(f"{max(x['rss_kib'] for x in inside) / 1024:.1f}/"
+                         f"{max(x['fds'] for x in inside)}/{max(x['workers'] for x in inside)}")
+        else:
+            cells.append("-")
+    lines.append(f"{'':<9}" + "".join(f"{c:>22}" for c in cells))
+    quiet = summary["quiet"]
+    lines.append("quiet points (load paused, connections closed, queue idle): " + "  ".join(
+        f"{k} {v['t']:.0f} s: {v['rss_kib'] / 1024:.1f} MiB, {v['fds']} fds" for k, v in quiet.items()))
+    lines.append("")
+    checks = summary["checks"]
+    imports = checks.get("imports", {})
+    lines.append(f"oracle: imports stored {imports.get('stored')} (all listed and exported as sent), "
+                 f"refused {imports.get('absent')} (all absent), indeterminate "
+                 f"{imports.get('indeterminate_present', 0)} present / "
+                 f"{imports.get('indeterminate_absent', 0)} absent; listed {checks.get('listed')}; "
+                 f"integrity_check {checks.get('integrity_check')}; "
+                 f"no-answer in the shutdown window {checks.get('unanswered_in_shutdown')}")
+    for q in checks.get("queue_stats", []):
+        lines.append(f"  queue-stats epoch {q['epoch']}: server {q.get('server')} client "
+                     f"{q.get('client_all')} unknown {q.get('unknown')} cancelled {q.get('cancelled')}")
+    if "rss_kib" in checks:
+        lines.append(f"  resident KiB {checks['rss_kib']}  descriptors {checks['fds']}")
+    for note in summary["notes"]:
+        lines.append(f"note: {note}")
+    for v in summary["violations"]:
+        lines.append(f"VIOLATION: {v}")
+    return "\n".join(lines) + "\n"
+
+
+def svg(summary: dict, records: list[dict], samples: list[dict]) -> str:
+    width, height = 1000, 420
+    out = svg_chart.header(width, height, f"Soak: {summary['mode']} mode, {summary['seconds']} s, "
+                           f"seed {summary['seed']}",
+                           "p99 latency by endpoint group per time slice; server memory and "
+                           "descriptors over the run (the restart splits it)")
+    table = latency_table(summary, records)
+    series = {name: [(int(lo), p99) for (lo, _), (n, _, p99) in zip(slices(summary), row) if n]
+              for name, row in table.items()}
+    order = [name for name, _ in GROUPS]
+    labels = {name: name for name in order}
+    out += svg_chart.panel(0, 50, width / 2, height - 90, "p99 latency (ms)", "ms", series,
+                           x_label="slice start (s)", order=order, labels=labels, colors=COLORS,
+                           x_unit="s")
+    step = max(1, len(samples) // 24)
+    picked = samples[::step]
+    memory = {"rss": [(int(x["t"]), x["rss_kib"] / 1024) for x in picked],
+              "fds": [(int(x["t"]), x["fds"]) for x in picked]}
+    mem_labels = {"rss": "server resident MiB", "fds": "server descriptors"}
+    out += svg_chart.panel(width / 2, 50, width / 2, height - 90, "server resident MiB and "
+                           "descriptors", "value", memory, x_label="time (s)",
+                           order=["rss", "fds"], labels=mem_labels, colors=COLORS, x_unit="s")
+    out += svg_chart.legend(order + ["rss", "fds"], {**labels, **mem_labels}, COLORS, 40,
+                            height - 14, 130)
+    return svg_chart.footer(out)
