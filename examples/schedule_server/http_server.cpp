@@ -12,6 +12,7 @@
 
 #include <sys/socket.h>
 
+#include <array>
 #include <atomic>
 #include <cstdio>
 #include <iterator>
@@ -91,14 +92,32 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
         }
         self->endpoints.open_connections.fetch_add(1, std::memory_order_relaxed);
         co_await self->serve_requests(*client);
-        beast::error_code ignored;
-        client->stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
-        client->stream.close();
+        co_await close_in_stages(*client);
         {
             std::lock_guard lock(self->connections_lock);
             self->open.erase(client.get());
         }
         self->endpoints.open_connections.fetch_sub(1, std::memory_order_relaxed);
+    }
+
+    /// Closes a connection as RFC 9112 section 9.6 asks: the write side first, then whatever the
+    /// client still sends is read and dropped until it closes its side (at most 1 MiB, for at most
+    /// 2 s). Closed at once with bytes unread, the socket would be reset, and a reset can destroy
+    /// the last response (a 408, a 413) before a client that is still sending reads it.
+    static asio::awaitable<void> close_in_stages(connection& client) {
+        beast::error_code ignored;
+        client.stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+        client.stream.expires_after(std::chrono::seconds(2));
+        std::array<char, 4096> dropped{};
+        for (std::size_t total = 0; total < (std::size_t{1} << 20);) {
+            auto [error, got] =
+                co_await client.stream.async_read_some(asio::buffer(dropped), as_tuple_awaitable);
+            if (error) {
+                break;
+            }
+            total += got;
+        }
+        client.stream.close();
     }
 
     /// Beast's session loop: wait for a request, read its header, route it, read its body

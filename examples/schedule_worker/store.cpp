@@ -196,6 +196,10 @@ store::store(const std::filesystem::path& database_file) {
     }
 }
 
+bool store::read_only() const noexcept {
+    return sqlite3_db_readonly(database_, "main") == 1;
+}
+
 store::~store() {
     sqlite3_close(database_);
 }

@@ -80,6 +80,10 @@ class store {
     /// @throws database_error
     [[nodiscard]] std::vector<schedule> all();
 
+    /// @brief Whether SQLite could open the database only for reading (a read-only file system
+    ///        or file): such a connection stays read-only after the folder is writable again.
+    [[nodiscard]] bool read_only() const noexcept;
+
   private:
     void execute(const char* sql);
     void migrate();
