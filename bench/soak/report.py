@@ -35,14 +35,16 @@ def slices(summary: dict) -> list[tuple[float, float]]:
     return [(i * width, (i + 1) * width) for i in range(SLICES)]
 
 
-def latency_table(summary: dict, records: list[dict]) -> dict[str, list[tuple[int, float, float]]]:
-    """{group: [(requests, p50 ms, p99 ms) per slice]} of the answered requests."""
+def latency_table(summary: dict, records: list[dict], key=group_of,
+                  names: list[str] | None = None) -> dict[str, list[tuple[int, float, float]]]:
+    """{group (or what `key` gives): [(requests, p50 ms, p99 ms) per slice]} of the answered
+    requests."""
     out = {}
-    for name, _ in GROUPS:
+    for name in names or [name for name, _ in GROUPS]:
         row = []
         for low, high in slices(summary):
             values = [r["latency_ms"] for r in records if r["outcome"] == "answered" and
-                      group_of(r["path"]) == name and low <= r["t_send"] < high]
+                      key(r["path"]) == name and low <= r["t_send"] < high]
             row.append((len(values), percentile(values, 0.5), percentile(values, 0.99)))
         out[name] = row
     return out
@@ -86,11 +88,13 @@ def text(summary: dict, records: list[dict], samples: list[dict]) -> str:
                      f"{e['descendants_seen']} workers seen, {len(e['left'])} left")
     lines.append("")
     bounds = slices(summary)
-    lines.append("latency ms, p50/p99 (requests) by endpoint group and time slice:")
-    lines.append(f"{'group':<9}" + "".join(f"{f'{lo:.0f}-{hi:.0f} s':>22}" for lo, hi in bounds))
-    for name, row in latency_table(summary, records).items():
-        lines.append(f"{name:<9}" + "".join(
-            f"{f'{p50:.0f}/{p99:.0f} ({n})' if n else '-':>22}" for n, p50, p99 in row))
+    lines.append("latency ms, p50/p99 (answers) by endpoint and time slice (client-side: it includes "
+                 "the client's own delays under bursts):")
+    lines.append(f"{'endpoint':<30}" + "".join(f"{f'{lo:.0f}-{hi:.0f} s':>17}" for lo, hi in bounds))
+    paths = [path for _, group in GROUPS for path in group]
+    for name, row in latency_table(summary, records, key=lambda path: path, names=paths).items():
+        lines.append(f"{name:<30}" + "".join(
+            f"{f'{p50:.0f}/{p99:.0f} ({n})' if n else '-':>17}" for n, p50, p99 in row))
     lines.append("")
     lines.append("server over time (max in slice): resident MiB / descriptors / workers")
     cells = []
@@ -101,7 +105,7 @@ def text(summary: dict, records: list[dict], samples: list[dict]) -> str:
                          f"{max(x['fds'] for x in inside)}/{max(x['workers'] for x in inside)}")
         else:
             cells.append("-")
-    lines.append(f"{'':<9}" + "".join(f"{c:>22}" for c in cells))
+    lines.append(f"{'':<30}" + "".join(f"{c:>17}" for c in cells))
     quiet = summary["quiet"]
     lines.append("quiet points (load paused, connections closed, queue idle): " + "  ".join(
         f"{k} {v['t']:.0f} s: {v['rss_kib'] / 1024:.1f} MiB, {v['fds']} fds" for k, v in quiet.items()))
@@ -140,14 +144,14 @@ def svg(summary: dict, records: list[dict], samples: list[dict]) -> str:
     out += svg_chart.panel(0, 50, width / 2, height - 90, "p99 latency (ms)", "ms", series,
                            x_label="slice start (s)", order=order, labels=labels, colors=COLORS,
                            x_unit="s")
-    step = max(1, len(samples) // 24)
+    step = max(1, len(samples) // 12)
     picked = samples[::step]
     memory = {"rss": [(int(x["t"]), x["rss_kib"] / 1024) for x in picked],
               "fds": [(int(x["t"]), x["fds"]) for x in picked]}
-    mem_labels = {"rss": "server resident MiB", "fds": "server descriptors"}
+    mem_labels = {"rss": "resident MiB", "fds": "descriptors"}
     out += svg_chart.panel(width / 2, 50, width / 2, height - 90, "server resident MiB and "
                            "descriptors", "value", memory, x_label="time (s)",
                            order=["rss", "fds"], labels=mem_labels, colors=COLORS, x_unit="s")
     out += svg_chart.legend(order + ["rss", "fds"], {**labels, **mem_labels}, COLORS, 40,
-                            height - 14, 130)
+                            height - 14, 125)
     return svg_chart.footer(out)
