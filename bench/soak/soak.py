@@ -701,7 +701,7 @@ class Harness:
     def integrity_check(self) -> dict:
         path = os.path.join(self.data_dir, "schedules.db")
         try:
-            database = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            database = sqlite3.connect(path)  # read-write: a WAL left by a killed worker is replayed
             result = [row[0] for row in database.execute("PRAGMA integrity_check")]
             names = {row[0]: row[1] for row in database.execute("SELECT id, name FROM schedules")}
             database.close()
