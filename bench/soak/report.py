@@ -75,14 +75,26 @@ def text(summary: dict, records: list[dict], samples: list[dict]) -> str:
         if f["kind"] not in ("recovered",) and not f.get("skipped"):
             faults[f["kind"]] = faults.get(f["kind"], 0) + 1
     lines.append("faults: " + "  ".join(f"{k}: {v}" for k, v in sorted(faults.items())))
-    for w in summary["windows"]:
-        if w["kind"] in ("emfile", "read_only", "disk_full"):
-            details = {k: v for k, v in w.items() if k not in ("kind", "start", "end")}
-            lines.append(f"  {w['kind']} {w['start']:.1f}-{w['end'] or 0:.1f} s {details}")
+    windows = summary["windows"]
+
+    def most(kind: str, key: str) -> float:
+        return max((w.get(key, 0) for w in windows if w["kind"] == kind), default=0)
+    if any(w["kind"] == "emfile" for w in windows):
+        lines.append(f"  emfile: server CPU at most {most('emfile', 'cpu_cores')} cores over each 3 s, "
+                     f"at most {most('emfile', 'accept_failures')} failed accepts logged")
+    if any(w["kind"] == "disk_full" for w in windows):
+        lines.append(f"  disk_full: ballast up to {most('disk_full', 'ballast_bytes') / 2**20:.0f} MiB")
+    if any(w["kind"] == "read_only" for w in windows):
+        lines.append(f"  read_only: at most {most('read_only', 'remount_attempts')} remount tries")
+    stops = [w for w in windows if w["kind"] == "sigstop_worker"]
+    if stops:
+        gone = sum(1 for w in stops if w.get("state_at_sigcont") in ("gone", "Z"))
+        lines.append(f"  sigstop_worker: {gone} of {len(stops)} stopped workers ended by the server "
+                     "before SIGCONT")
     recovered = [f for f in summary["faults"] if f["kind"] == "recovered"]
     if recovered:
-        lines.append("  recovered (first import 200 after the fault): " +
-                     ", ".join(f"{f['after']} {f['seconds']} s" for f in recovered))
+        lines.append(f"  recovered after {len(recovered)} faults (first import 200): at most "
+                     f"{max(f['seconds'] for f in recovered)} s")
     for e in summary["exits"]:
         lines.append(f"  {e['reason']}: exit {e['exit_code']} after {e['seconds']} s, "
                      f"{e['descendants_seen']} workers seen, {len(e['left'])} left")

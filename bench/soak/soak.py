@@ -48,6 +48,7 @@ BODY_TIMEOUT_MS = 2000
 GRACE_MS = 3000
 WORKER_DELAY_MS = 10  # every worker run sleeps this long first, so kills land mid-request
 MAX_CONNECTIONS = 1000
+SERVER_NOFILE = 4096  # the server's descriptor limit (soft and hard)
 STEADY_CLIENTS = 40
 IMPORTS_PER_SECOND = 25  # on average, and at most IMPORTS_PER_RUN in a whole run (the listing
 IMPORTS_PER_RUN = 15000  # and the all-schedules export grow with the data)
@@ -102,8 +103,11 @@ class Server:
                    "--idle-timeout-ms", "3600000", "--shutdown-grace-ms", str(GRACE_MS),
                    "--threads", "2", "--data-dir", data_dir]
 
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        self.nofile = SERVER_NOFILE if hard == resource.RLIM_INFINITY else min(SERVER_NOFILE, hard)
+
         def limits():
-            resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096))
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
 
         self.process = subprocess.Popen(command, stdout=self.log, stderr=self.log, env=env,
                                         preexec_fn=limits)
@@ -551,7 +555,7 @@ class Harness:
         entry = self.window("emfile", self.now())
         open_fds = fd_count(pid)
         # Only the soft limit: raising a hard limit needs CAP_SYS_RESOURCE, which a container may lack.
-        subprocess.run(["prlimit", f"--pid={pid}", f"--nofile={open_fds}:4096"], check=True)
+        subprocess.run(["prlimit", f"--pid={pid}", f"--nofile={open_fds}:"], check=True)
         log_before = os.path.getsize(self.server.log_path)
         cpu_before, t_before = cpu_seconds(pid), time.monotonic()
         rng = random.Random(f"{self.args.seed}-emfile-{len(self.faults)}")
@@ -561,7 +565,7 @@ class Harness:
         with open(self.server.log_path, "rb") as log:
             log.seek(log_before)
             failures = log.read().count(b"accept failed")
-        subprocess.run(["prlimit", f"--pid={pid}", "--nofile=4096:4096"], check=True)
+        subprocess.run(["prlimit", f"--pid={pid}", f"--nofile={self.server.nofile}:"], check=True)
         entry.update(limit=open_fds, cpu_cores=round(cpu, 3), accept_failures=failures,
                      seconds=3)
         if self.server.process.poll() is not None:
@@ -625,7 +629,9 @@ class Harness:
         args = self.args
         self.mount()
         await self.start_server(1)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (8192, 8192))
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        soft = 8192 if hard == resource.RLIM_INFINITY else min(8192, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
         clients = [asyncio.ensure_future(self.steady_client(i)) for i in range(STEADY_CLIENTS)]
         helpers = [asyncio.ensure_future(c) for c in (self.sampler(), self.burster(),
                                                       self.slow_clients(),
