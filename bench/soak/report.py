@@ -167,3 +167,50 @@ def svg(summary: dict, records: list[dict], samples: list[dict]) -> str:
     out += svg_chart.legend(order + ["rss", "fds"], {**labels, **mem_labels}, COLORS, 40,
                             height - 14, 125)
     return svg_chart.footer(out)
+
+
+def markdown(summary: dict, records: list[dict], samples: list[dict]) -> str:
+    """The run as README tables: answers, faults, latency by endpoint group, the server's size."""
+    out = [f"`bash bench/soak/run.sh --seconds {summary['seconds']} --seed {summary['seed']} "
+           f"--mode {summary['mode']}`: "
+           + ("passed" if not summary["violations"] else f"{len(summary['violations'])} violations"), ""]
+    counts: dict[str, int] = {}
+    for r in records:
+        key = str(r["status"]) if r["outcome"] == "answered" else r["outcome"].replace("_", " ")
+        counts[key] = counts.get(key, 0) + 1
+    out.append("| requests | " + " | ".join(sorted(counts)) + " |")
+    out.append("| --- |" + " --- |" * len(counts))
+    out.append(f"| {len(records):,} | " + " | ".join(f"{counts[k]:,}" for k in sorted(counts)) + " |")
+    out.append("")
+    faults: dict[str, int] = {}
+    for f in summary["faults"]:
+        if f["kind"] != "recovered" and not f.get("skipped"):
+            faults[f["kind"]] = faults.get(f["kind"], 0) + 1
+    out.append("| " + " | ".join(sorted(faults)) + " |")
+    out.append("|" + " --- |" * len(faults))
+    out.append("| " + " | ".join(str(faults[k]) for k in sorted(faults)) + " |")
+    out.append("")
+    bounds = slices(summary)
+    out.append("| p50 / p99 ms | " + " | ".join(f"{lo:.0f}–{hi:.0f} s" for lo, hi in bounds) + " |")
+    out.append("| --- |" + " ---: |" * len(bounds))
+    for name, row in latency_table(summary, records).items():
+        out.append(f"| {name} | " + " | ".join(f"{p50:.0f} / {p99:.0f}" if n else "–"
+                                               for n, p50, p99 in row) + " |")
+    cells = []
+    for lo, hi in bounds:
+        inside = [x for x in samples if lo <= x["t"] < hi]
+        cells.append(f"{max(x['rss_kib'] for x in inside) / 1024:.1f} MiB, "
+                     f"{max(x['fds'] for x in inside)}" if inside else "–")
+    out.append("| server resident, descriptors (max) | " + " | ".join(cells) + " |")
+    checks = summary["checks"]
+    imports = checks.get("imports", {})
+    quiet = summary["quiet"]
+    out.append("")
+    out.append(f"Imports answered 200: {imports.get('stored', 0):,}, each listed and exported as sent; "
+               f"refused: {imports.get('absent', 0):,}, none stored; indeterminate: "
+               f"{imports.get('indeterminate_present', 0)} stored, "
+               f"{imports.get('indeterminate_absent', 0)} not. `integrity_check`: "
+               f"{', '.join(checks.get('integrity_check', []))}. Quiet points: " +
+               "; ".join(f"{k.replace('_', ' ')} {v['rss_kib'] / 1024:.1f} MiB, {v['fds']} descriptors"
+                         for k, v in quiet.items()) + ".")
+    return "\n".join(out) + "\n"

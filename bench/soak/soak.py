@@ -739,6 +739,8 @@ class Harness:
         text = report.text(summary, self.rec.records, self.samples)
         with open(os.path.join(out, "report.txt"), "w") as f:
             f.write(text)
+        with open(os.path.join(out, "report.md"), "w") as f:
+            f.write(report.markdown(summary, self.rec.records, self.samples))
         with open(os.path.join(out, "soak.svg"), "w") as f:
             f.write(report.svg(summary, self.rec.records, self.samples))
         print(text)
