@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import proctree  # noqa: E402
 import oracle  # noqa: E402
 import report  # noqa: E402
-from workload import Connection, Mix, Recorder, build_request, choose, read_response, NoAnswer  # noqa: E402
+from workload import IMPORTS, Connection, Mix, Recorder, build_request, choose, read_response, NoAnswer  # noqa: E402
 
 MS_RDONLY, MS_REMOUNT = 1, 32
 libc = ctypes.CDLL(None, use_errno=True)
@@ -336,7 +336,7 @@ class Harness:
                 idle = False
                 self.idle_clients -= 1
             request = choose(mix, self.known_ids, self.import_allowed())
-            if request["method"] == "POST":
+            if request["kind"].split(":")[0] in IMPORTS:
                 self.imports_sent += 1
             record, _ = await self.rec.send(
                 connection, request["kind"], request["method"], request["target"],
