@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Full verification: the format check, the plain Release build a user runs + all tests (library,
 # Asio binding, the Redis permits against redis-servers the tests start, schedule_worker, server,
-# packaging with the btq::redis component), the library tests and the parser fuzzers
-# built with Clang, then the library tests and the example server's and worker's tests under
-# AddressSanitizer/UBSan and under ThreadSanitizer.
+# packaging with the btq::redis component), a soak run of the server with faults in each mode,
+# the library tests and the parser fuzzers built with Clang, then the library tests and the
+# example server's and worker's tests under AddressSanitizer/UBSan and under ThreadSanitizer.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -57,6 +57,12 @@ plain_build() {
 # The whole test suite runs on that build (the presets' Debug builds run the sanitizer stages).
 stage "plain Release build (README's command)" plain_build
 stage "plain Release: test" ctest --test-dir build/plain --parallel "${JOBS}" --output-on-failure
+
+# The server under a minute of mixed load and faults in each mode (bench/soak/run.sh; README,
+# "Soak and chaos"): any oracle violation fails the stage.
+for mode in pool spawn; do
+    stage "soak: 60 s with faults (${mode})" bash bench/soak/run.sh --seconds 60 --seed 1 --mode "${mode}"
+done
 
 # Clang: the library must build with both compilers the README names. Its library and Asio
 # tests are built and run with Clang in the ASan + UBSan stage below (Clang compiles that build

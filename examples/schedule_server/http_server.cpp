@@ -162,20 +162,11 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
             std::fprintf(stderr, "- - 503 refused: %zu connections open (--max-connections)\n",
                          self->options.max_connections);
         }
-        beast::error_code ignored;
-        stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
-        if (!write_error) {
-            stream.expires_after(std::chrono::seconds(1));
-            for (;;) {
-                std::array<char, 4096> sink{};
-                auto [error, bytes] =
-                    co_await stream.async_read_some(asio::buffer(sink), as_tuple_awaitable);
-                if (error) {
-                    break;
-                }
-            }
+        if (write_error) {
+            stream.close();
+        } else {
+            co_await close_in_stages(stream, std::chrono::seconds(1));
         }
-        stream.close();
         self->refusing.fetch_sub(1, std::memory_order_acq_rel);
         self->wake_acceptor();
     }
@@ -198,15 +189,34 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
         }
         self->endpoints.open_connections.fetch_add(1, std::memory_order_relaxed);
         co_await self->serve_requests(*client);
-        beast::error_code ignored;
-        client->stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
-        client->stream.close();
+        co_await close_in_stages(client->stream, std::chrono::seconds(2));
         {
             std::lock_guard lock(self->connections_lock);
             self->open.erase(client.get());
         }
         self->endpoints.open_connections.fetch_sub(1, std::memory_order_relaxed);
         self->serving.fetch_sub(1, std::memory_order_acq_rel);
+    }
+
+    /// Closes a connection as RFC 9112 section 9.6 asks: the write side first, then whatever the
+    /// client still sends is read and dropped until it closes its side (at most 1 MiB, for at most
+    /// `linger`). Closed at once with bytes unread, the socket would be reset, and a reset can
+    /// destroy the last response (a 408, a 413, a 503) before a client that is still sending reads it.
+    static asio::awaitable<void> close_in_stages(beast::tcp_stream& stream,
+                                                 std::chrono::seconds linger) {
+        beast::error_code ignored;
+        stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+        stream.expires_after(linger);
+        std::array<char, 4096> dropped{};
+        for (std::size_t total = 0; total < (std::size_t{1} << 20);) {
+            auto [error, got] =
+                co_await stream.async_read_some(asio::buffer(dropped), as_tuple_awaitable);
+            if (error) {
+                break;
+            }
+            total += got;
+        }
+        stream.close();
     }
 
     /// Beast's session loop: wait for a request, read its header, route it, read its body

@@ -156,6 +156,12 @@ service::service(std::filesystem::path data_dir, std::filesystem::path feed,
 service::~service() = default;
 
 store& service::database() {
+    // A connection SQLite opened read-only is opened anew for each request, so that a persistent
+    // worker writes again once the data folder is writable. It is closed first: while it is
+    // open, a new connection would share its read-only WAL index.
+    if (store_ && store_->read_only()) {
+        store_.reset();
+    }
     if (!store_) {
         store_ = open_store(database_);
     }

@@ -196,6 +196,10 @@ sqlite_store::sqlite_store(const std::filesystem::path& database_file) {
     }
 }
 
+bool sqlite_store::read_only() const noexcept {
+    return sqlite3_db_readonly(database_, "main") == 1;
+}
+
 sqlite_store::~sqlite_store() {
     sqlite3_close(database_);
 }

@@ -31,6 +31,7 @@ class sqlite_store final : public store {
     /// SQLite's `PRAGMA data_version` with this connection's own change count.
     [[nodiscard]] std::pair<std::int64_t, std::int64_t> version() override;
     [[nodiscard]] std::vector<schedule> all() override;
+    [[nodiscard]] bool read_only() const noexcept override;
 
   private:
     void execute(const char* sql);

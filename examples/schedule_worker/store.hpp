@@ -76,6 +76,11 @@ class store {
     /// @brief Every schedule with its items, in id order (one consistent snapshot).
     /// @throws database_error
     [[nodiscard]] virtual std::vector<schedule> all() = 0;
+
+    /// @brief Whether this connection can only read although the store may be writable again:
+    ///        SQLite opened read-only (a read-only file system or file) stays so until it is
+    ///        opened anew. The service then opens a new store for the next request.
+    [[nodiscard]] virtual bool read_only() const noexcept { return false; }
 };
 
 /// @brief True when this program was built with PostgreSQL support (libpq's header found).
