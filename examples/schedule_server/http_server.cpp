@@ -201,7 +201,7 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
     /// Closes a connection as RFC 9112 section 9.6 asks: the write side first, then whatever the
     /// client still sends is read and dropped until it closes its side (at most 1 MiB, for at most
     /// `linger`). Closed at once with bytes unread, the socket would be reset, and a reset can
-    /// destroy the last response (a 408, a 413, a 503) before a client that is still sending reads it.
+    /// destroy the last response (a 408, a 413, a 503) before a client still sending reads it.
     static asio::awaitable<void> close_in_stages(beast::tcp_stream& stream,
                                                  std::chrono::seconds linger) {
         beast::error_code ignored;
