@@ -337,8 +337,10 @@ auto async_submit(bounded_task_queue<Task, Executor, Gate>& queue, std::type_ide
 
 } // namespace btq
 
-/// The completion posted by async_submit() has the associated executor, allocator, cancellation
-/// slot and immediate executor of the handler it calls, as Asio's own binders do.
+/// @cond BTQ_INTERNAL
+// The completion posted by async_submit() has the associated executor, allocator, cancellation
+// slot and immediate executor of the handler it calls, as Asio's own binders do. (Left out of the
+// API reference: a specialization of Asio's, for a type of btq::detail.)
 template <template <class, class> class Associator, class Handler, class Arguments,
           class DefaultCandidate>
 struct boost::asio::associator<Associator, btq::detail::asio_completion_call<Handler, Arguments>,
@@ -353,3 +355,4 @@ struct boost::asio::associator<Associator, btq::detail::asio_completion_call<Han
         return Associator<Handler, DefaultCandidate>::get(completion.handler, candidate);
     }
 };
+/// @endcond

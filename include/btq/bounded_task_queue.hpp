@@ -98,8 +98,8 @@ template <class Task, class Executor = thread_executor, class Gate = no_gate>
     requires executor_for<Executor, Task> && start_gate<Gate>
 class bounded_task_queue {
   public:
-    using task_type = Task;
-    using executor_type = Executor;
+    using task_type = Task;         ///< what submit() takes
+    using executor_type = Executor; ///< what runs the tasks
     /// What a waiting task must pass to start (btq::no_gate: nothing).
     using gate_type = Gate;
     /// What a task produces: futures are `std::future<result_type>`.

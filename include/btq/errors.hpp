@@ -33,6 +33,7 @@ enum class not_run_reason {
 /// @endcode
 class task_not_run : public std::runtime_error {
   public:
+    /// @brief An error of kind `reason` whose what() is `message`.
     task_not_run(not_run_reason reason, const std::string& message)
         : std::runtime_error(message), reason_(reason) {}
 
@@ -46,10 +47,12 @@ class task_not_run : public std::runtime_error {
 /// @brief The queue was full: under overflow_policy::reject, or a blocked submit that timed out.
 class queue_full : public task_not_run {
   public:
+    /// @brief A full queue; what() is `message`.
     explicit queue_full(const std::string& message = "btq: queue is full")
         : task_not_run(not_run_reason::queue_full, message) {}
 
   protected:
+    /// @brief For derived errors that are a full queue of another kind (task_displaced).
     queue_full(not_run_reason reason, const std::string& message) : task_not_run(reason, message) {}
 };
 
@@ -72,6 +75,7 @@ class queue_closed : public task_not_run {
 /// @brief The task was waiting when clear() ran; carries the reason clear() was given.
 class queue_cleared : public task_not_run {
   public:
+    /// @brief A task failed by clear(`reason`); what() is "btq: queue cleared: " + `reason`.
     explicit queue_cleared(std::string reason)
         : task_not_run(not_run_reason::queue_cleared, "btq: queue cleared: " + reason),
           reason_text_(std::move(reason)) {}
@@ -104,6 +108,7 @@ class task_cancelled : public task_not_run {
 ///        Redis is unreachable). what() names the gate and the cause.
 class gate_unavailable : public task_not_run {
   public:
+    /// @brief A refusal whose what() is `message`.
     explicit gate_unavailable(const std::string& message)
         : task_not_run(not_run_reason::gate_unavailable, message) {}
 };
@@ -112,6 +117,7 @@ class gate_unavailable : public task_not_run {
 ///        one, such as the process executors). It ran, so it is not a task_not_run.
 class task_timeout : public std::runtime_error {
   public:
+    /// @brief A timeout whose what() is `message`.
     explicit task_timeout(const std::string& message = "btq: task exceeded its run timeout")
         : std::runtime_error(message) {}
 };

@@ -46,6 +46,7 @@ class task_result {
 
     /// @brief True when the task produced a value.
     [[nodiscard]] bool has_value() const noexcept { return state_.index() == 0; }
+    /// @brief has_value().
     explicit operator bool() const noexcept { return has_value(); }
 
     /// @brief The value; rethrows the error if there is none.
@@ -53,15 +54,19 @@ class task_result {
         rethrow_if_error();
         return std::get<0>(state_);
     }
+    /// @brief The value (const); rethrows the error if there is none.
     [[nodiscard]] const R& value() const& {
         rethrow_if_error();
         return std::get<0>(state_);
     }
+    /// @brief The value, moved out; rethrows the error if there is none.
     [[nodiscard]] R&& value() && {
         rethrow_if_error();
         return std::get<0>(std::move(state_));
     }
+    /// @brief value().
     [[nodiscard]] R& operator*() & { return value(); }
+    /// @brief A pointer to value(); rethrows the error if there is none.
     [[nodiscard]] R* operator->() { return &value(); }
 
     /// @brief The error, or null when there is a value.
@@ -83,10 +88,14 @@ class task_result {
 template <>
 class task_result<void> {
   public:
+    /// @brief A successful result.
     explicit task_result(std::in_place_t /*tag*/) noexcept {}
+    /// @brief A failed result. `error` must not be null.
     explicit task_result(std::exception_ptr error) noexcept : error_(std::move(error)) {}
 
+    /// @brief True when the task succeeded.
     [[nodiscard]] bool has_value() const noexcept { return !error_; }
+    /// @brief has_value().
     explicit operator bool() const noexcept { return has_value(); }
     /// @brief Returns on success; rethrows the error otherwise.
     void value() const {
@@ -94,6 +103,7 @@ class task_result<void> {
             std::rethrow_exception(error_);
         }
     }
+    /// @brief The error, or null on success.
     [[nodiscard]] std::exception_ptr error() const noexcept { return error_; }
 
   private:
@@ -116,6 +126,7 @@ class task_result<void> {
 template <class R>
 class completion {
   public:
+    /// The task's result type: what set_value() constructs.
     using result_type = R;
     /// The function a completion forwards to, with its context pointer.
     using target_function = void (*)(void* context, task_result<R>&& result) noexcept;
@@ -143,9 +154,12 @@ class completion {
             owned, std::chrono::nanoseconds::zero(), std::move(stop));
     }
 
+    /// @brief Takes over `other`'s call; `other` is left used (not pending).
     completion(completion&& other) noexcept
         : target_(std::exchange(other.target_, nullptr)), context_(other.context_),
           waited_(other.waited_), stop_(std::move(other.stop_)) {}
+    /// @brief Answers a still-pending target with btq::broken_completion, then takes over
+    ///        `other`'s call.
     completion& operator=(completion&& other) noexcept {
         if (this != &other) {
             abandon();
@@ -170,6 +184,7 @@ class completion {
 
     /// @brief True until the completion has been used or moved from.
     [[nodiscard]] bool pending() const noexcept { return target_ != nullptr; }
+    /// @brief pending().
     explicit operator bool() const noexcept { return pending(); }
 
     /// @brief Reports success; the value is constructed from `args` (nothing for void).

@@ -53,6 +53,7 @@ struct start_gate_waker {
 
     /// @brief Makes the queue ask the gate again.
     void operator()() const noexcept { wake(context); }
+    /// @brief Equal when both wake the same queue the same way.
     friend bool operator==(const start_gate_waker&, const start_gate_waker&) = default;
 };
 

@@ -15,12 +15,12 @@ namespace btq {
 ///        16 buckets per power of two, so they are within 1/16 (6.25%) of the true value;
 ///        `count`, `mean` and `max` are exact.
 struct latency_summary {
-    std::uint64_t count = 0;
-    std::chrono::nanoseconds mean{0};
-    std::chrono::nanoseconds p50{0};
-    std::chrono::nanoseconds p90{0};
-    std::chrono::nanoseconds p99{0};
-    std::chrono::nanoseconds max{0};
+    std::uint64_t count = 0;          ///< values recorded
+    std::chrono::nanoseconds mean{0}; ///< their mean (exact)
+    std::chrono::nanoseconds p50{0};  ///< the median
+    std::chrono::nanoseconds p90{0};  ///< the 90th percentile
+    std::chrono::nanoseconds p99{0};  ///< the 99th percentile
+    std::chrono::nanoseconds max{0};  ///< the largest value (exact)
 };
 
 /// @brief A snapshot of a bounded_task_queue, taken under the queue's lock: every field is as of

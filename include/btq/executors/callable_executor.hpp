@@ -47,11 +47,16 @@ template <class F, class AsyncResult = void>
 class callable_executor {
   public:
     template <class Task>
+    /// What a task yields: `F`'s result for a synchronous `F`, `AsyncResult` for an
+    /// asynchronous one.
     using result_type = typename detail::callable_result<F, Task, AsyncResult>::type;
 
+    /// @brief An executor that runs each task through `function`.
     explicit callable_executor(F function) noexcept(std::is_nothrow_move_constructible_v<F>)
         : function_(std::move(function)) {}
 
+    /// @brief Runs `task`: a synchronous `F` at once, on the calling thread, its result or
+    ///        exception completing `done`; an asynchronous `F` is handed `done` to complete later.
     template <class Task, class R>
     void execute(Task&& task, completion<R> done) {
         if constexpr (std::is_invocable_v<F&, Task&&> || stop_token_invocable<F&, Task&&>) {

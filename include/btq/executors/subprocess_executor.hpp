@@ -82,6 +82,7 @@ struct subprocess_options {
 ///          children before the executor can report how they ended).
 class subprocess_executor {
   public:
+    /// A command yields a process_result.
     template <class Task>
     using result_type = process_result;
     /// Stops running work by force: see btq::cancellable_executor.
@@ -91,6 +92,7 @@ class subprocess_executor {
     ///        queue's drain() there would wait for itself.
     [[nodiscard]] bool owns_this_thread() const noexcept { return events_.owns_this_thread(); }
 
+    /// @brief Starts the executor's event thread, which spawns and watches every child.
     explicit subprocess_executor(subprocess_options options = {}) : options_(options) {
         events_.start([this] { run_loop(); });
     }

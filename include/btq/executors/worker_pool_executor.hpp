@@ -89,6 +89,7 @@ namespace btq {
 /// @endcode
 class worker_pool_executor {
   public:
+    /// A request yields the worker's answer.
     template <class Task>
     using result_type = worker_response;
     /// Stops running work by force: see btq::cancellable_executor.

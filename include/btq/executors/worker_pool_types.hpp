@@ -23,16 +23,16 @@ namespace btq {
 
 /// @brief One task for a worker: an operation name and an opaque body.
 struct worker_request {
-    std::string operation;
-    std::string body{};
+    std::string operation; ///< what to do, as the worker names it
+    std::string body{};    ///< its input, opaque to btq
     /// Run timeout for this request; empty = worker_pool_options::task_timeout.
     std::optional<std::chrono::milliseconds> timeout{};
 };
 
 /// @brief A worker's answer to one request.
 struct worker_response {
-    std::string body;
-    pid_t worker_pid = 0;
+    std::string body;                      ///< the result frame's payload
+    pid_t worker_pid = 0;                  ///< the worker that answered
     std::chrono::nanoseconds wait_time{0}; ///< in the queue, before a slot was free
     std::chrono::nanoseconds run_time{0};  ///< from the request's first byte to its answer
 };
@@ -41,6 +41,7 @@ struct worker_response {
 ///        the worker goes on.
 class worker_error : public std::runtime_error {
   public:
+    /// @brief An error whose what() is the error frame's `message`.
     explicit worker_error(const std::string& message) : std::runtime_error(message) {}
 };
 
@@ -60,11 +61,15 @@ enum class worker_failure_cause : std::uint8_t {
 ///        says which; `exit_code` or `signal` tell how it ended (-1 / 0 when not applicable).
 class worker_failure : public std::runtime_error {
   public:
+    /// @brief A failure whose what() is `message`; `exit_code` and `signal` as the worker ended.
     worker_failure(const std::string& message, int exit_code, int signal,
                    worker_failure_cause cause = worker_failure_cause::crashed)
         : std::runtime_error(message), exit_code_(exit_code), signal_(signal), cause_(cause) {}
+    /// @brief The worker's exit status when it exited, else -1.
     [[nodiscard]] int exit_code() const noexcept { return exit_code_; }
+    /// @brief The signal that ended the worker, else 0.
     [[nodiscard]] int signal() const noexcept { return signal_; }
+    /// @brief Why the worker failed the task.
     [[nodiscard]] worker_failure_cause cause() const noexcept { return cause_; }
 
   private:
@@ -79,6 +84,7 @@ class worker_failure : public std::runtime_error {
 ///        reason not_started. The message says which (worker_pool_executor, "Failed starts").
 class worker_start_error : public task_not_run {
   public:
+    /// @brief A start error whose what() is `message`.
     explicit worker_start_error(const std::string& message)
         : task_not_run(not_run_reason::not_started, message) {}
 };
@@ -131,19 +137,24 @@ struct worker_pool_options {
 
 /// @brief Counters of a worker pool.
 struct worker_pool_stats {
-    std::uint64_t starts = 0; ///< workers spawned
+    /// Workers spawned.
+    std::uint64_t starts = 0;
     /// Spawns that failed, or workers gone (or stopped for breaking the protocol) before their
     /// first answer, hello or not.
     std::uint64_t start_failures = 0;
-    std::uint64_t crashes = 0;  ///< workers that died while holding a task
-    std::uint64_t timeouts = 0; ///< workers stopped because a task ran past its timeout
+    /// Workers that died while holding a task.
+    std::uint64_t crashes = 0;
+    /// Workers stopped because a task ran past its timeout.
+    std::uint64_t timeouts = 0;
     /// Workers stopped for breaking the protocol, including a worker that closed its response
     /// descriptor while still running.
     std::uint64_t protocol_errors = 0;
-    std::uint64_t recycles = 0; ///< workers replaced after max tasks or max memory
+    /// Workers replaced after max tasks or max memory.
+    std::uint64_t recycles = 0;
     /// Workers killed (or dead) above worker_pool_options::memory_limit while handling a request.
     std::uint64_t memory_limit_kills = 0;
-    std::size_t ready = 0; ///< workers idle or busy now
+    /// Workers idle or busy now.
+    std::size_t ready = 0;
     /// Failed starts in a row, pool-wide (a worker answering its first request ends the run):
     /// the restart delay grows with it (worker_pool_options::restart_backoff). Above `workers`,
     /// with no worker ready, requests fail at once.

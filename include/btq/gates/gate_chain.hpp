@@ -86,6 +86,7 @@ class gate_chain {
     ///        part back to its gate.
     class permit_type {
       public:
+        /// @brief Takes over `other`'s parts; the moved-from permit releases nothing.
         permit_type(permit_type&&) noexcept = default;
         permit_type& operator=(permit_type&&) = delete;
         permit_type(const permit_type&) = delete;

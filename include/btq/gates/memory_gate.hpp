@@ -254,8 +254,10 @@ class memory_gate {
     ///        so when its task ends). A moved-from permit releases nothing.
     class permit_type {
       public:
+        /// @brief Takes over `other`'s start; the moved-from permit releases nothing.
         permit_type(permit_type&& other) noexcept
             : gate_(std::exchange(other.gate_, nullptr)), forced_(other.forced_) {}
+        /// @brief Gives back the start held (if any), then takes over `other`'s.
         permit_type& operator=(permit_type&& other) noexcept {
             if (this != &other) {
                 release();

@@ -34,8 +34,8 @@ namespace btq::process {
 
 /// A folder under which memory cgroups can be made, and its cgroup version (1 or 2).
 struct cgroup_parent {
-    int version = 0;
-    std::string path;
+    int version = 0;  ///< 1 or 2
+    std::string path; ///< the folder
 };
 
 /// @brief Where the process's memory cgroup is, from /proc/self/cgroup.
@@ -379,7 +379,9 @@ class memory_cgroup {
         return detail::keyed_counter(events, "oom_kill") > 0;
     }
 
+    /// @brief The cgroup version, 1 or 2.
     [[nodiscard]] int version() const noexcept { return version_; }
+    /// @brief The cgroup's folder.
     [[nodiscard]] const std::string& path() const noexcept { return path_; }
 
   private:

@@ -59,8 +59,9 @@ struct command {
     std::optional<std::chrono::milliseconds> timeout{};
     /// Time between SIGTERM and SIGKILL when the child is stopped.
     std::chrono::milliseconds kill_grace{2000};
-    /// Most bytes kept of standard output / standard error.
+    /// Most bytes kept of standard output.
     std::size_t stdout_limit = std::size_t{16} << 20;
+    /// Most bytes kept of standard error.
     std::size_t stderr_limit = std::size_t{1} << 20;
     /// What exceeding a limit does.
     output_limit_action on_output_limit = output_limit_action::truncate;
@@ -116,14 +117,14 @@ enum class process_ending {
 
 /// @brief The outcome of a command that started.
 struct process_result {
-    process_ending ending = process_ending::exited;
-    int exit_code = -1; ///< with ending == exited; otherwise -1
-    int signal = 0;     ///< the signal that ended it (every ending but exited); else 0
-    std::string standard_output;
-    std::string standard_error;
-    bool stdout_truncated = false;
-    bool stderr_truncated = false;
-    pid_t pid = 0;
+    process_ending ending = process_ending::exited; ///< how it ended
+    int exit_code = -1;                             ///< with ending == exited; otherwise -1
+    int signal = 0;                ///< the signal that ended it (every ending but exited); else 0
+    std::string standard_output;   ///< what it wrote, up to stdout_limit
+    std::string standard_error;    ///< what it wrote, up to stderr_limit
+    bool stdout_truncated = false; ///< more was written than kept
+    bool stderr_truncated = false; ///< more was written than kept
+    pid_t pid = 0;                 ///< its process id (and process group id)
     std::chrono::nanoseconds wait_time{0};  ///< in the queue, before a slot was free
     std::chrono::nanoseconds spawn_time{0}; ///< inside posix_spawn
     std::chrono::nanoseconds run_time{0};   ///< from spawn until reaped and its pipes closed
@@ -144,6 +145,8 @@ struct process_result {
 ///        not_started); code() holds the errno.
 class spawn_error : public task_not_run {
   public:
+    /// @param error_number the errno of the failure
+    /// @param program the program that could not be started
     /// @param step what failed, when it is not the start itself (e.g. "chdir"); may be empty
     spawn_error(int error_number, std::string program, const std::string& step = {})
         : task_not_run(not_run_reason::not_started,

@@ -31,7 +31,7 @@ inline int milliseconds_until(std::chrono::steady_clock::time_point at) noexcept
 template <class Key, class Kind>
 class deadline_heap {
   public:
-    using clock_type = std::chrono::steady_clock;
+    using clock_type = std::chrono::steady_clock; ///< the clock of every deadline
 
     /// Adds the deadline `at` for `key`, of kind `kind`.
     void push(clock_type::time_point at, Key key, Kind kind) { entries_.push({at, key, kind}); }
@@ -63,7 +63,9 @@ class deadline_heap {
         }
     }
 
+    /// @brief True when no deadline is held.
     [[nodiscard]] bool empty() const noexcept { return entries_.empty(); }
+    /// @brief How many deadlines are held (stale ones included).
     [[nodiscard]] std::size_t size() const noexcept { return entries_.size(); }
 
   private:

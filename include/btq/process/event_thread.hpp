@@ -74,7 +74,7 @@ template <class Item>
     requires stop_watched_item<Item>
 class event_thread {
   public:
-    using item_pointer = std::unique_ptr<Item>;
+    using item_pointer = std::unique_ptr<Item>; ///< how items are handed over and owned
 
     /// What take() hands the loop. Kept by the loop across calls: take() clears it and reuses
     /// its vectors' storage, so handing over allocates nothing once the lists have grown.

@@ -23,21 +23,24 @@ inline constexpr std::string_view hello_text = "btq-worker 1";
 /// Default largest frame (type + payload) either side accepts.
 inline constexpr std::size_t default_max_frame = std::size_t{16} << 20;
 
+/// The type byte of a frame (docs/worker-protocol.md, "Frames").
 enum class frame_type : char {
-    hello = 'H',
-    request = 'Q',
-    result = 'R',
-    error = 'E',
+    hello = 'H',   ///< worker to btq, first: hello_text
+    request = 'Q', ///< btq to worker: an operation and a body
+    result = 'R',  ///< worker to btq: the request succeeded, with its result
+    error = 'E',   ///< worker to btq: the request failed, with a message
 };
 
+/// One frame: its type and its payload.
 struct frame {
-    frame_type type = frame_type::error;
-    std::string payload;
+    frame_type type = frame_type::error; ///< what it is
+    std::string payload;                 ///< the bytes after the type byte
 };
 
 /// A frame that breaks the protocol: unknown type, over the size limit, malformed request.
 class protocol_error : public std::runtime_error {
   public:
+    /// @brief An error whose what() is "btq: worker protocol: " + `message`.
     explicit protocol_error(const std::string& message)
         : std::runtime_error("btq: worker protocol: " + message) {}
 };
@@ -96,8 +99,10 @@ inline std::pair<std::string_view, std::string_view> decode_request(std::string_
 /// @endcode
 class frame_reader {
   public:
+    /// @brief A reader that refuses frames (type and payload) over `max_frame` bytes.
     explicit frame_reader(std::size_t max_frame = default_max_frame) : max_frame_(max_frame) {}
 
+    /// @brief Appends `size` bytes read from the stream.
     void feed(const char* data, std::size_t size) { buffer_.append(data, size); }
 
     /// The next complete frame, or nothing if more bytes are needed.

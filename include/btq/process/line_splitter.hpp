@@ -12,6 +12,7 @@ namespace btq::process {
 /// its first `limit` bytes; the rest of it, up to its newline, is dropped.
 class line_splitter {
   public:
+    /// @brief A splitter that keeps at most `limit` bytes of a line.
     explicit line_splitter(std::size_t limit = 4096) : limit_(limit) {}
 
     /// Calls `emit(std::string_view line)` for every line that `bytes` completes.

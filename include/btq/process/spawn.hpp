@@ -34,6 +34,8 @@
 #include "memory_limit.hpp"
 #include "unique_fd.hpp"
 
+/// The parent's environment (POSIX declares it in no header), what a command without an
+/// environment of its own passes on.
 extern char** environ; // NOLINT(readability-redundant-declaration)
 
 namespace btq::process {
@@ -41,13 +43,13 @@ namespace btq::process {
 /// A started child: its pid (also its process group id), a pidfd, and the parent's ends of its
 /// standard streams (input non-blocking; output blocking, to be read once per readiness event).
 struct child_process {
-    pid_t pid = 0;
-    unique_fd pidfd;
+    pid_t pid = 0;             ///< its pid, also its process group id
+    unique_fd pidfd;           ///< a pidfd of it: readable once it has ended
     unique_fd standard_input;  ///< write end; invalid when there was nothing to write
     unique_fd standard_output; ///< read end
     unique_fd standard_error;  ///< read end
     std::chrono::steady_clock::time_point started{}; ///< just before posix_spawn
-    std::chrono::nanoseconds spawn_time{0};
+    std::chrono::nanoseconds spawn_time{0};          ///< inside the spawn call
     /// The memory cgroup it runs in (a command with a memory_limit, where cgroups can be made).
     std::unique_ptr<memory_cgroup> cgroup;
 };
@@ -200,8 +202,9 @@ struct clone_plan {
     child_step step = child_step::none;
 };
 
-// The child runs on its own small stack, in the parent's memory, while the parent's thread waits:
-// no sanitizer instrumentation, no library call but syscall(), nothing that allocates or locks.
+/// Marks the code of the cloned child. The child runs on its own small stack, in the parent's
+/// memory, while the parent's thread waits: no sanitizer instrumentation, no library call but
+/// syscall(), nothing that allocates or locks.
 #define BTQ_CHILD_CODE __attribute__((no_sanitize("address", "thread", "undefined")))
 
 [[noreturn]] BTQ_CHILD_CODE inline void child_failed(clone_plan& plan, child_step step) noexcept {

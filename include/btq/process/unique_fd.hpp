@@ -15,9 +15,13 @@ namespace btq::process {
 /// Owns a file descriptor; closes it on destruction. Move-only.
 class unique_fd {
   public:
+    /// @brief Holds no descriptor.
     unique_fd() noexcept = default;
+    /// @brief Takes ownership of `fd` (-1: none).
     explicit unique_fd(int fd) noexcept : fd_(fd) {}
+    /// @brief Takes `other`'s descriptor; `other` holds none.
     unique_fd(unique_fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+    /// @brief Closes the descriptor held (if any) and takes `other`'s.
     unique_fd& operator=(unique_fd&& other) noexcept {
         if (this != &other) {
             reset(std::exchange(other.fd_, -1));
@@ -28,8 +32,11 @@ class unique_fd {
     unique_fd& operator=(const unique_fd&) = delete;
     ~unique_fd() { reset(); }
 
+    /// @brief The descriptor, or -1.
     [[nodiscard]] int get() const noexcept { return fd_; }
+    /// @brief True when a descriptor is held.
     [[nodiscard]] bool valid() const noexcept { return fd_ >= 0; }
+    /// @brief valid().
     explicit operator bool() const noexcept { return valid(); }
 
     /// Closes the descriptor held (if any) and takes `fd`.
@@ -60,10 +67,12 @@ inline void set_nonblocking(int fd) {
 /// A pipe whose ends are close-on-exec and numbered 3 or above (so that placing them on 0, 1
 /// and 2 in a child never collides with a standard descriptor the parent had closed).
 struct pipe_ends {
-    unique_fd read;
-    unique_fd write;
+    unique_fd read;  ///< the read end
+    unique_fd write; ///< the write end
 };
 
+/// Takes `fd`, moved to a close-on-exec descriptor numbered 3 or above when it is 0, 1 or 2
+/// (the original is closed). Throws std::system_error when it cannot be moved.
 inline unique_fd above_standard_fds(int fd) {
     if (fd > 2) {
         return unique_fd(fd);
@@ -78,6 +87,8 @@ inline unique_fd above_standard_fds(int fd) {
     return unique_fd(moved);
 }
 
+/// A new pipe, both ends close-on-exec and numbered 3 or above (see pipe_ends). Throws
+/// std::system_error on failure.
 inline pipe_ends make_pipe() {
     std::array<int, 2> fds{};
     if (::pipe2(fds.data(), O_CLOEXEC) != 0) {

@@ -247,6 +247,7 @@ class redis_permits {
     ///        failure that prepare() reports). Move-only; destroying it gives the lease back.
     class permit_type {
       public:
+        /// @brief Takes over `other`'s lease; the moved-from permit releases nothing.
         permit_type(permit_type&& other) noexcept
             : gate_(std::exchange(other.gate_, nullptr)), lease_(std::move(other.lease_)),
               failure_(std::move(other.failure_)) {}
@@ -1062,6 +1063,7 @@ class fenced_task {
     /// The work: called with the permit's info and the task's stop token.
     using body_type = std::function<R(const redis_permit_info&, std::stop_token)>;
 
+    /// @brief A task that runs `body`.
     explicit fenced_task(body_type body) : body_(std::move(body)) {}
 
     /// @brief Called by redis_permits::prepare().

@@ -25,6 +25,7 @@ struct redis_endpoint {
 /// @brief A `redis://` URL that parse_redis_url() refuses; what() says what is wrong with it.
 class redis_url_error : public std::invalid_argument {
   public:
+    /// @brief An error whose what() is "btq: bad Redis URL: " + `message`.
     explicit redis_url_error(const std::string& message)
         : std::invalid_argument("btq: bad Redis URL: " + message) {}
 };
