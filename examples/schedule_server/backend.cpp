@@ -475,6 +475,10 @@ class pool_backend final
                          .peak_resident_bytes = peak_resident_.load(std::memory_order_relaxed)});
     }
 
+    [[nodiscard]] std::optional<btq::worker_pool_stats> workers() override {
+        return this->queue_.executor().stats();
+    }
+
     boost::asio::awaitable<run_outcome> run(const std::string& operation, std::string& body,
                                             const std::stop_token& stop) override {
         btq::worker_request task;

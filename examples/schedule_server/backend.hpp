@@ -4,6 +4,7 @@
 #pragma once
 
 #include <btq/btq.hpp>
+#include <btq/executors/worker_pool_types.hpp>
 #include <btq/redis/redis_url.hpp>
 
 #include <boost/asio/awaitable.hpp>
@@ -148,6 +149,9 @@ class backend {
     [[nodiscard]] virtual const backend_options& options() const noexcept = 0;
     /// The Redis gate's counters; empty when the queue has no Redis gate.
     [[nodiscard]] virtual std::optional<redis_gate_stats> redis() const = 0;
+    /// The persistent workers' counters (pool mode), for /metrics; empty in spawn mode, which
+    /// has none. Not const: they are read from the queue's executor.
+    [[nodiscard]] virtual std::optional<btq::worker_pool_stats> workers() { return std::nullopt; }
 
     /// Shutdown, step 1: refuse new requests and answer every waiting one with
     /// btq::queue_cleared(reason). Returns how many were waiting.

@@ -320,6 +320,34 @@ api_response api::metrics_text() const {
                   static_cast<double>(refused_connections.load(std::memory_order_relaxed)));
     append_metric(out, "btq_server_ready", "gauge", "1 while the server accepts work.",
                   shutting_down() ? 0.0 : 1.0);
+    if (const std::optional<btq::worker_pool_stats> workers = backend_.workers()) {
+        // Pool mode: the persistent workers. A worker gone for a reason below is replaced; its
+        // memory limit kills are btq_task_memory_limit_stops_total.
+        const std::array<metric_sample, 7> worker_samples{{
+            {"btq_workers_ready", "gauge", "Persistent workers idle or busy now (pool mode).",
+             static_cast<double>(workers->ready)},
+            {"btq_worker_starts_total", "counter",
+             "Worker processes spawned, the first ones and every replacement.",
+             static_cast<double>(workers->starts)},
+            {"btq_worker_start_failures_total", "counter",
+             "Workers that could not be spawned or ended before their first answer.",
+             static_cast<double>(workers->start_failures)},
+            {"btq_worker_crashes_total", "counter", "Workers that died while running a request.",
+             static_cast<double>(workers->crashes)},
+            {"btq_worker_timeouts_total", "counter",
+             "Workers stopped because a request ran past --task-timeout-ms.",
+             static_cast<double>(workers->timeouts)},
+            {"btq_worker_protocol_errors_total", "counter",
+             "Workers stopped for breaking the worker protocol.",
+             static_cast<double>(workers->protocol_errors)},
+            {"btq_worker_recycles_total", "counter",
+             "Workers replaced after their most requests or memory (planned).",
+             static_cast<double>(workers->recycles)},
+        }};
+        for (const metric_sample& sample : worker_samples) {
+            append_metric(out, sample.name, sample.type, sample.help, sample.value);
+        }
+    }
     if (const std::optional<redis_gate_stats> redis = backend_.redis()) {
         const std::array<metric_sample, 9> redis_samples{{
             {"btq_redis_global_concurrency", "gauge", "Permits in the cluster-wide pool (N).",
