@@ -31,6 +31,9 @@ PACKAGES=(
     # build it (libpq itself is loaded at run time), and the PostgreSQL 15 server its tests start
     # in a temporary folder of their own (initdb and postgres from /usr/lib/postgresql/15/bin).
     postgresql libpq-dev
+    # Operating it (docs/ops): promtool checks and unit-tests the Prometheus alerting rules; the
+    # dashboard checker is Python 3 (standard library only). Doxygen builds the API reference.
+    prometheus python3 doxygen
 )
 
 if [ "${1:-}" = "--bench" ]; then

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Full verification: the format check, the plain Release build a user runs + all tests (library,
-# Asio binding, the Redis permits against redis-servers the tests start, schedule_worker, server,
-# packaging with the btq::redis component), a soak run of the server with faults in each mode,
+# Full verification: the format check, the Prometheus rules' checks and unit tests, the plain
+# Release build a user runs + all tests (library, Asio binding, the Redis permits against
+# redis-servers the tests start, schedule_worker, server, packaging with the btq::redis
+# component), the Grafana dashboard against the built server's /metrics, the API reference
+# (Doxygen, warnings are errors), a soak run of the server with faults in each mode,
 # the parser and request-path fuzzers built with Clang, then the library's tests and the example
 # server's and worker's suites under AddressSanitizer/UBSan and under ThreadSanitizer.
 set -euo pipefail
@@ -39,6 +41,14 @@ format_check() {
 }
 stage "format check (clang-format 16)" format_check
 
+# The Prometheus alerting rules (docs/ops/alerts.yml): valid, and their unit tests pass
+# (docs/ops/alerts_test.yml: each alert firing, and quiet below its threshold or its `for:`).
+ops_rules() {
+    promtool check rules docs/ops/alerts.yml &&
+        promtool test rules docs/ops/alerts_test.yml
+}
+stage "ops: promtool check and test rules" ops_rules
+
 # The build a user or a packager runs, exactly as the README gives it (default generator, GCC,
 # Release, BTQ_WERROR off), in its own folder. It must not print a single warning: -Werror is off
 # here by design, so the log is checked instead. The one line let through is the linker's note
@@ -57,6 +67,36 @@ plain_build() {
 # The whole test suite runs on that build (the presets' Debug builds run the sanitizer stages).
 stage "plain Release build (README's command)" plain_build
 stage "plain Release: test" ctest --test-dir build/plain --parallel "${JOBS}" --output-on-failure
+
+# The Grafana dashboard (docs/ops/grafana-dashboard.json) is sane, and every metric it and
+# alerts.yml name is exported by the server just built (scripts/check-grafana-dashboard.py starts
+# one on a free port). Then the check itself is checked: a dashboard with a misspelt metric fails.
+dashboard_check() {
+    local programs=(--server build/plain/examples/schedule_server/schedule_server
+        --worker build/plain/examples/schedule_worker/schedule_worker)
+    python3 scripts/check-grafana-dashboard.py "${programs[@]}" || return 1
+    local misspelt output
+    misspelt=$(mktemp)
+    sed 's/btq_queue_queued{/btq_queue_queue{/' docs/ops/grafana-dashboard.json >"${misspelt}"
+    if output=$(python3 scripts/check-grafana-dashboard.py "${programs[@]}" \
+        --dashboard "${misspelt}" 2>&1); then
+        rm -f "${misspelt}"
+        echo "check-grafana-dashboard: a dashboard with a misspelt metric passed" >&2
+        return 1
+    fi
+    rm -f "${misspelt}"
+    if ! grep -q 'metric btq_queue_queue is not exported' <<<"${output}"; then
+        echo "${output}" >&2
+        echo "check-grafana-dashboard: the misspelt metric was not the failure reported" >&2
+        return 1
+    fi
+    echo "check-grafana-dashboard: a dashboard with a misspelt metric fails, as it should"
+}
+stage "ops: grafana dashboard against a live /metrics" dashboard_check
+
+# The API reference (Doxygen over include/btq/, docs/Doxyfile): an undocumented public name or a
+# broken doc comment is an error. HTML in build/plain/docs/html.
+stage "docs: doxygen (warnings are errors)" cmake --build build/plain --target btq_docs
 
 # The server under a minute of mixed load and faults in each mode (bench/soak/run.sh; README,
 # "Soak and chaos"): any oracle violation fails the stage.
