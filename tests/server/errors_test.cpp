@@ -287,6 +287,10 @@ TEST_CASE("queue-stats and metrics count a 504 as timed out and a 502 as an erro
         const std::string metrics = server.get("/metrics").body;
         CHECK(contains(metrics, "btq_tasks_total{outcome=\"timed_out\"} 1\n"));
         CHECK(contains(metrics, "btq_tasks_total{outcome=\"succeeded\"} 0\n"));
+        // Pool mode: the worker that ran too long was stopped (and replaced); spawn mode has no
+        // persistent workers to report.
+        CHECK(contains(metrics, "\nbtq_worker_timeouts_total 1\n") == (mode == "pool"));
+        CHECK(contains(metrics, "\nbtq_worker_crashes_total 0\n") == (mode == "pool"));
     }
     SECTION("502") {
         temp_dir scripts;
@@ -302,6 +306,12 @@ TEST_CASE("queue-stats and metrics count a 504 as timed out and a 502 as an erro
         CHECK(int_of(stats.at("processPool").as_object(), "totalErrors") == 1);
         const std::string metrics = server.get("/metrics").body;
         CHECK(contains(metrics, "btq_tasks_total{outcome=\"succeeded\"} 0\n"));
+        // Pool mode: the worker dies before its hello, again and again: failed starts, none of
+        // them ready.
+        CHECK(contains(metrics, "\nbtq_worker_start_failures_total ") == (mode == "pool"));
+        CHECK(!contains(metrics, "\nbtq_worker_start_failures_total 0\n"));
+        CHECK(contains(metrics, "\nbtq_workers_ready 0\n") == (mode == "pool"));
+        CHECK(contains(metrics, "# TYPE btq_worker_starts_total counter\n") == (mode == "pool"));
     }
 }
 
