@@ -32,7 +32,6 @@ set(CPACK_PACKAGE_NAME btq)
 set(CPACK_PACKAGE_VENDOR "The btq authors")
 set(CPACK_PACKAGE_CONTACT "The btq authors <maintainers@users.noreply.r-seed-4a4d9687.example>")
 set(CPACK_PACKAGE_VERSION "${PROJECT_VERSION}")
-set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "Bounded task queues for C++20")
 set(CPACK_RESOURCE_FILE_LICENSE "${PROJECT_SOURCE_DIR}/LICENSE")
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_PACKAGE_DIRECTORY "${PROJECT_BINARY_DIR}/packages")
@@ -48,16 +47,17 @@ set(CPACK_DEBIAN_SERVER_PACKAGE_SECTION net)
 # libpq is loaded with dlopen() only for a postgresql:// --database, so dpkg-shlibdeps cannot
 # see it: suggested, not depended on.
 set(CPACK_DEBIAN_SERVER_PACKAGE_SUGGESTS "libpq5")
+# Each description's first line is the package's summary (CPack has no summary per component).
 set(CPACK_COMPONENT_SERVER_DESCRIPTION
-    "HTTP schedule API on a btq bounded task queue, run as a systemd service
- schedule_server is btq's example HTTP server: broadcast schedules and playlists (M3U in,
- XMLTV and JSON out) served through a queue that bounds how much runs and how much waits,
- with Prometheus metrics, a live dashboard and a graceful shutdown. Its work is done by
- schedule_worker, which keeps the schedules in SQLite (or PostgreSQL).
- .
- The package installs the systemd unit schedule-server.service, hardened and bounded in
- memory, but neither enables nor starts it: systemctl enable --now schedule-server.
- Its data lives in /var/lib/btq.")
+    "HTTP schedule API on a btq bounded task queue, as a systemd service
+schedule_server is btq's example HTTP server: broadcast schedules and playlists (M3U in,
+XMLTV and JSON out) served through a queue that bounds how much runs and how much waits,
+with Prometheus metrics, a live dashboard and a graceful shutdown. Its work is done by
+schedule_worker, which keeps the schedules in SQLite (or PostgreSQL).
+
+The package installs the systemd unit schedule-server.service, sandboxed and bounded in
+memory, but neither enables nor starts it: systemctl enable --now schedule-server.
+Its data lives in /var/lib/btq.")
 set(CPACK_DEBIAN_SERVER_PACKAGE_CONTROL_EXTRA
     "${PROJECT_SOURCE_DIR}/cmake/debian/postinst"
     "${PROJECT_SOURCE_DIR}/cmake/debian/prerm"
@@ -69,11 +69,11 @@ set(CPACK_DEBIAN_DEVELOPMENT_PACKAGE_SECTION libdevel)
 set(CPACK_DEBIAN_DEVELOPMENT_PACKAGE_ARCHITECTURE all)
 set(CPACK_DEBIAN_DEVELOPMENT_PACKAGE_SUGGESTS "libhiredis-dev, pkg-config")
 set(CPACK_COMPONENT_DEVELOPMENT_DESCRIPTION
-    "Bounded task queues for C++20 (headers)
- btq is a header-only C++20 library that runs work with a hard bound on how much runs at once
- and how much may wait, reports what it is doing, and shuts down without stranding a caller.
- Executors for threads, child processes and persistent worker processes; an optional
- cluster-wide limit on Redis (btq-redis, needs libhiredis-dev). Found by CMake
- (find_package(btq)) and by pkg-config (btq, btq-redis).")
+    "bounded task queues for C++20 (headers)
+btq is a header-only C++20 library that runs work with a hard bound on how much runs at once
+and how much may wait, reports what it is doing, and shuts down without stranding a caller.
+Executors for threads, child processes and persistent worker processes; an optional
+cluster-wide limit on Redis (btq-redis, needs libhiredis-dev). Found by CMake
+(find_package(btq)) and by pkg-config (btq, btq-redis).")
 
 include(CPack)

@@ -8,7 +8,8 @@
 #   3. the installed programs have no executable stack (the unit sets MemoryDenyWriteExecute=yes,
 #      under which a program that needs one fails to start its threads);
 #   4. the installed server started with the unit's own ExecStart flags (the data folder and the
-#      port swapped for a temporary folder and a free port) listens, answers /healthz and stops
+#      port swapped for a temporary folder and a free port) listens, fills the new data folder
+#      from the installed sample data (found from its own place), answers /healthz and stops
 #      with exit status 0 on SIGTERM: every flag in the unit is one the server takes.
 #
 # Usage: scripts/verify-unit.sh BUILD_DIR
@@ -105,6 +106,8 @@ for _ in $(seq 1 100); do
     sleep 0.05
 done
 [ -n "${port}" ] || fail "the server with the unit's flags did not start:"$'\n'"$(cat "${log}")"
+grep -q "filled from ${prefix}/share/btq/sample-data" "${log}" ||
+    fail "the installed server did not find the installed sample data:"$'\n'"$(cat "${log}")"
 status="$(http_get "${port}" /healthz | head -n 1 | tr -d '\r')"
 [[ "${status}" == "HTTP/1.1 200"* ]] || fail "GET /healthz answered '${status}'"
 kill -TERM "${server_pid}"
