@@ -100,6 +100,7 @@ echo "test-deb: installed: ${expected[*]}"
 
 # 3. The installed server, found as a user runs it: by name, with nothing but a data folder.
 log="${work}/server.log"
+: >"${log}" # there before the server starts: the loop below reads it at once
 schedule_server --port 0 --data-dir "${work}/data" --pool-size 2 >"${log}" 2>&1 &
 server_pid=$!
 port=""

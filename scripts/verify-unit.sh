@@ -96,6 +96,7 @@ for ((index = 1; index < ${#command[@]}; ++index)); do
     esac
 done
 log="${work}/server.log"
+: >"${log}" # there before the server starts: the loop below reads it at once
 "${command[0]}" "${arguments[@]}" >"${log}" 2>&1 &
 server_pid=$!
 port=""
