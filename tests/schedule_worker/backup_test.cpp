@@ -66,7 +66,8 @@ bool sqlite_run() {
 
 } // namespace
 
-TEST_CASE("--backup copies a database in use: the copy lists and exports what the original "
+TEST_CASE("schedule_worker --backup copies a database in use: the copy lists and exports what the "
+          "original "
           "does") {
     if (!sqlite_run()) {
         SUCCEED("SQLite only");
@@ -159,7 +160,8 @@ TEST_CASE("a backup in one-page steps while another process imports gives a soun
     CHECK(count <= before + imported_after);
 }
 
-TEST_CASE("--backup refuses an existing file unless --force, and a folder without a database") {
+TEST_CASE("schedule_worker --backup refuses an existing file unless --force, and a folder without "
+          "a database") {
     if (!sqlite_run()) {
         SUCCEED("SQLite only");
         return;
@@ -200,7 +202,8 @@ TEST_CASE("--backup refuses an existing file unless --force, and a folder withou
     CHECK(schedule_count(dir.path()) == 1);
 }
 
-TEST_CASE("--backup of a PostgreSQL --database is refused with exit 64, pointing to pg_dump") {
+TEST_CASE("schedule_worker --backup of a PostgreSQL --database is refused with exit 64, pointing "
+          "to pg_dump") {
     temp_dir dir;
     const fs::path target = dir.path() / "copy.db";
     const run_result refused =
