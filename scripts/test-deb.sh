@@ -6,8 +6,8 @@
 # is purged and the server stopped whatever happens.
 #
 # Usage: scripts/test-deb.sh BUILD_DIR      (schedule_server and schedule_worker built in it)
-# Exit status: 0 passed, 1 failed, 77 skipped: not root, no dpkg or cpack, or the package is
-# already installed on this machine (a real installation is never touched).
+# Exit status: 0 passed, 1 failed, 77 skipped: not root, no dpkg or cpack, or the package (or a
+# file of its) is already on this machine (a real installation is never touched).
 set -euo pipefail
 
 build_dir="${1:?usage: test-deb.sh BUILD_DIR}"
@@ -30,6 +30,11 @@ done
 if dpkg-query -W -f '${Status}' "${package}" 2>/dev/null | grep -q 'installed'; then
     skip "${package} is installed on this machine: not replacing or removing it"
 fi
+# Files of the same names installed some other way would be overwritten, then purged.
+for file in /usr/bin/schedule_server /usr/bin/schedule_worker \
+    /usr/lib/systemd/system/schedule-server.service /usr/share/btq; do
+    [ ! -e "${file}" ] || skip "${file} exists on this machine: not overwriting it"
+done
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/btq-test-deb-XXXXXX")"
 server_pid=""
