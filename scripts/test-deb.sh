@@ -90,7 +90,7 @@ expected=(
     /usr/share/btq/sample-data/feed.m3u
     /usr/share/btq/sample-data/playlists/campus-news.m3u
     /usr/lib/systemd/system/schedule-server.service
-    /usr/share/doc/${package}/copyright
+    "/usr/share/doc/${package}/copyright"
 )
 for file in "${expected[@]}"; do
     [ -f "${file}" ] || fail "${file} is not installed"

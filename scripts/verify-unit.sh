@@ -91,7 +91,7 @@ for ((index = 1; index < ${#command[@]}; ++index)); do
         arguments+=(--port 0)
         index=$((index + 1))
         ;;
-    '$SCHEDULE_SERVER_OPTIONS') ;; # from /etc/default/schedule-server: empty here
+    "\$SCHEDULE_SERVER_OPTIONS") ;; # from /etc/default/schedule-server: empty here
     *) arguments+=("${command[index]}") ;;
     esac
 done
