@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Full verification: the format check, the Prometheus rules' checks and unit tests, the plain
 # Release build a user runs + all tests (library, Asio binding, the Redis permits against
-# redis-servers the tests start, schedule_worker, server, packaging with the btq::redis
-# component), the Grafana dashboard against the built server's /metrics, the API reference
-# (Doxygen, warnings are errors), a soak run of the server with faults in each mode,
+# redis-servers the tests start, schedule_worker, server, packaging: consumers through CMake
+# and pkg-config with the btq::redis component, the systemd unit, and as root the .deb
+# installed, run and purged), the Grafana dashboard against the built server's /metrics, the
+# API reference (Doxygen, warnings are errors), a soak run of the server with faults in each mode,
 # the parser and request-path fuzzers built with Clang, then the library's tests and the example
 # server's and worker's suites under AddressSanitizer/UBSan and under ThreadSanitizer.
 set -euo pipefail

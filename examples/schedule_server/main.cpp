@@ -56,6 +56,25 @@ fs::path default_worker() {
     return "schedule_worker";
 }
 
+#ifndef SCHEDULE_SERVER_INSTALLED_SAMPLE_DATA
+#define SCHEDULE_SERVER_INSTALLED_SAMPLE_DATA "../share/btq/sample-data"
+#endif
+
+/// The sample data: the installed copy, found relative to this program (bin/../share/btq/...,
+/// so a moved installation still finds it), else the source tree's the build was made from.
+std::string default_sample_data() {
+    std::error_code error;
+    const fs::path self = fs::read_symlink("/proc/self/exe", error);
+    if (!error) {
+        const fs::path installed =
+            (self.parent_path() / SCHEDULE_SERVER_INSTALLED_SAMPLE_DATA).lexically_normal();
+        if (fs::is_directory(installed, error)) {
+            return installed.string();
+        }
+    }
+    return SCHEDULE_SERVER_SAMPLE_DATA;
+}
+
 /// A new data folder gets the sample playlists and feed, so the first run shows real content.
 void seed_data_folder(const fs::path& data_dir, const fs::path& sample_data) {
     fs::create_directories(data_dir);
@@ -134,7 +153,7 @@ int run(int argc, char** argv) {
     std::string mode = "pool";
     std::string data_dir = "data";
     std::string worker;
-    std::string sample_data = SCHEDULE_SERVER_SAMPLE_DATA;
+    std::string sample_data = default_sample_data();
     long queue_timeout_ms = 30'000;
     long task_timeout_ms = 30'000;
     long grace_ms = 10'000;
@@ -171,7 +190,8 @@ int run(int argc, char** argv) {
         ->envname("SCHEDULE_DATABASE")
         ->type_name("URL");
     app.add_option("--sample-data", sample_data,
-                   "Copied into a data folder that has no playlists yet ('' to skip)");
+                   "Copied into a data folder that has no playlists yet ('' to skip; default: "
+                   "../share/btq/sample-data from the program if there, else the source tree's)");
     app.add_option("--worker", worker, "The schedule_worker program (default: found beside)");
     app.add_option("--body-limit", http.body_limit, "Largest request body in bytes (413 above)")
         ->check(CLI::Range(std::size_t{1}, std::size_t{64} << 20))

@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "backup.hpp"
 #include "database_url.hpp"
 #include "files.hpp"
 #include "schedule.hpp"
@@ -26,13 +27,16 @@
 
 namespace {
 
-constexpr int usage_error = 64; // EX_USAGE
+constexpr int usage_error = 64;        // EX_USAGE
+constexpr int backup_file_exists = 73; // EX_CANTCREAT
 
 constexpr const char* usage_text =
     "usage: schedule_worker --data-dir DIR [--feed FILE] [--database URL] OPERATION\n"
     "                                                   (request JSON on stdin)\n"
     "       schedule_worker --data-dir DIR [--feed FILE] [--database URL] --serve\n"
     "                                                   (btq worker protocol on fd 3/4)\n"
+    "       schedule_worker --data-dir DIR [--database URL] --backup FILE [--force]\n"
+    "                                                   (an online copy of the SQLite database)\n"
     "\n"
     "  --data-dir DIR  the data folder: schedules.db, playlists/, feed.m3u\n"
     "  --feed FILE     the video feed, a path inside DIR (default feed.m3u)\n"
@@ -41,11 +45,15 @@ constexpr const char* usage_text =
     "                  (default: SCHEDULE_DATABASE if set, else sqlite:DIR/schedules.db)\n"
     "  --serve         serve the btq worker protocol (also the default with no OPERATION when\n"
     "                  BTQ_WORKER_PROTOCOL=1)\n"
+    "  --backup FILE   copy the SQLite database to FILE while it is in use (through FILE.tmp,\n"
+    "                  renamed when complete); PostgreSQL: use pg_dump\n"
+    "  --force         with --backup: replace FILE if it exists\n"
     "\n"
     "operations: import-schedule, schedules, playlists, export-schedule-xml,\n"
     "            export-schedule-json, export-all-schedules-xml, schedule-playlist,\n"
     "            infowars-videos; memory_probe (a test: touches the memory it is asked to)\n"
-    "exit status: 0 success, 2 invalid input, 3 not found, 1 internal error, 64 bad command line\n";
+    "exit status: 0 success, 2 invalid input, 3 not found, 1 internal error, 64 bad command line,\n"
+    "             73 --backup FILE exists (without --force)\n";
 
 /// SCHEDULE_WORKER_DELAY_MS: milliseconds to wait before each operation (0 to 60,000), so that
 /// the queue in front of the worker can be watched at work — and tested. Unset: no delay.
@@ -97,12 +105,34 @@ std::string read_request() {
     return request;
 }
 
+/// --backup FILE: SQLite only (PostgreSQL has pg_dump for that).
+int backup(const schedule::database_location& location, const std::string& file, bool force) {
+    if (location.store != schedule::database_location::kind::sqlite) {
+        return bad_command_line("--backup copies a SQLite database; " +
+                                schedule::describe(location) +
+                                " is PostgreSQL: back it up with pg_dump (or pg_basebackup)");
+    }
+    try {
+        const schedule::backup_summary done =
+            schedule::backup_sqlite(location.sqlite_file, file, {.overwrite = force});
+        std::printf("schedule_worker: backed up %s to %s (%lld pages, %lld bytes)\n",
+                    location.sqlite_file.c_str(), file.c_str(), static_cast<long long>(done.pages),
+                    static_cast<long long>(done.bytes));
+        return std::fflush(stdout) == 0 ? 0 : 1;
+    } catch (const schedule::backup_error& error) {
+        std::fprintf(stderr, "schedule_worker: %s\n", error.what());
+        return error.destination_exists ? backup_file_exists : 1;
+    }
+}
+
 int run(int argc, char** argv) {
     std::string data_dir;
     std::string feed = "feed.m3u";
     std::string database;
     std::string operation;
+    std::string backup_file;
     bool serve = false;
+    bool force = false;
     for (int index = 1; index < argc; ++index) {
         const std::string_view argument = argv[index];
         // The value of an option given as two arguments; nullptr if it is the last one.
@@ -113,12 +143,23 @@ int run(int argc, char** argv) {
             std::fputs(usage_text, stdout);
             return 0;
         }
-        if (argument == "--data-dir" || argument == "--feed" || argument == "--database") {
+        if (argument == "--data-dir" || argument == "--feed" || argument == "--database" ||
+            argument == "--backup") {
             const char* given = next_value();
-            if (given == nullptr) {
+            if (given == nullptr || *given == '\0') {
                 return bad_command_line(std::string(argument) + " needs a value");
             }
-            (argument == "--data-dir" ? data_dir : argument == "--feed" ? feed : database) = given;
+            (argument == "--data-dir" ? data_dir
+             : argument == "--feed"   ? feed
+             : argument == "--backup" ? backup_file
+                                      : database) = given;
+        } else if (argument.starts_with("--backup=")) {
+            backup_file = argument.substr(9);
+            if (backup_file.empty()) {
+                return bad_command_line("--backup needs a value");
+            }
+        } else if (argument == "--force") {
+            force = true;
         } else if (argument.starts_with("--data-dir=")) {
             data_dir = argument.substr(11);
         } else if (argument.starts_with("--feed=")) {
@@ -151,10 +192,16 @@ int run(int argc, char** argv) {
     if (operation.empty() && protocol != nullptr && std::string_view(protocol) == "1") {
         serve = true;
     }
+    if (force && backup_file.empty()) {
+        return bad_command_line("--force goes with --backup FILE");
+    }
+    if (!backup_file.empty() && (serve || !operation.empty())) {
+        return bad_command_line("--backup takes no OPERATION and no --serve");
+    }
     if (serve && !operation.empty()) {
         return bad_command_line("--serve takes no OPERATION");
     }
-    if (!serve && operation.empty()) {
+    if (!serve && operation.empty() && backup_file.empty()) {
         return bad_command_line("an OPERATION (or --serve) is required");
     }
 
@@ -168,6 +215,9 @@ int run(int argc, char** argv) {
     }
     try {
         const schedule::database_location location = schedule::parse_database_url(database);
+        if (!backup_file.empty()) {
+            return backup(location, backup_file, force);
+        }
         if (location.store == schedule::database_location::kind::postgresql &&
             !schedule::postgresql_available()) {
             return bad_command_line("--database " + schedule::describe(location) +

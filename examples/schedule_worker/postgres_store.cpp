@@ -399,8 +399,11 @@ void postgres_store::connect() {
     std::int64_t version = state->rows() == 1 ? state->integer(0, 0) : 0;
     if (version > latest) {
         throw database_error("database: " + described_ + ": schema version " +
-                             std::to_string(version) + " is newer than this program's " +
-                             std::to_string(latest));
+                             std::to_string(version) + " is newer than this program knows (" +
+                             std::to_string(latest) +
+                             "): it was upgraded by a newer schedule_worker, and schemas are "
+                             "never downgraded; run the newer program, or restore a backup "
+                             "taken before the upgrade");
     }
     for (; version < latest; ++version) {
         on.execute(migrations[static_cast<std::size_t>(version)]);

@@ -146,6 +146,19 @@ std::int64_t user_version(sqlite3* database) {
     return query.step() ? query.integer(0) : 0;
 }
 
+/// Migrations only go forward: a database a newer schedule_worker migrated is refused, not
+/// read or written with a schema this program does not know.
+void refuse_newer(sqlite3* database, std::int64_t version, std::int64_t latest) {
+    if (version > latest) {
+        throw database_error("database: " + std::string(sqlite3_db_filename(database, "main")) +
+                             ": schema version " + std::to_string(version) +
+                             " is newer than this program knows (" + std::to_string(latest) +
+                             "): it was upgraded by a newer schedule_worker, and schemas are "
+                             "never downgraded; run the newer program, or restore a backup "
+                             "taken before the upgrade");
+    }
+}
+
 /// How long a statement waits for another process's lock.
 constexpr int busy_timeout_ms = 5000;
 
@@ -213,7 +226,9 @@ void sqlite_store::execute(const char* sql) {
 void sqlite_store::migrate() {
     const auto latest = static_cast<std::int64_t>(migrations.size());
     // The common case, an up-to-date database, costs one read of the header page.
-    if (retrying_while_busy([this] { return user_version(database_); }) >= latest) {
+    const std::int64_t found = retrying_while_busy([this] { return user_version(database_); });
+    refuse_newer(database_, found, latest);
+    if (found == latest) {
         return;
     }
     // WAL mode is persistent in the file and cannot be switched inside a transaction. Switching
@@ -226,10 +241,7 @@ void sqlite_store::migrate() {
     transaction migration(database_, "BEGIN IMMEDIATE");
     // Another process may have migrated while this one waited for the lock.
     std::int64_t version = user_version(database_);
-    if (version > latest) {
-        throw database_error("database: schema version " + std::to_string(version) +
-                             " is newer than this program's " + std::to_string(latest));
-    }
+    refuse_newer(database_, version, latest);
     for (; version < latest; ++version) {
         execute(migrations[static_cast<std::size_t>(version)]);
     }
