@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <exception>
 #include <future>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -29,6 +30,7 @@
 #include "detail/queue_counters.hpp"
 #include "detail/task_node.hpp"
 #include "detail/tick_clock.hpp"
+#include "detail/token_bucket.hpp"
 #include "detail/waiting_list.hpp"
 #include "errors.hpp"
 #include "executor.hpp"
@@ -149,6 +151,7 @@ class bounded_task_queue {
           paused_(options.start_paused), capacity_(options.capacity), overflow_(options.overflow),
           block_timeout_(options.block_timeout), queue_timeout_(options.queue_timeout),
           run_timeout_(options.run_timeout), gate_(make_gate_pointer(gate)),
+          rate_(make_bucket(options.rate)),
           executor_(make_executor(options, std::forward<ExecutorArgs>(executor_args)...)) {
         if (capacity_ >= closed_bit) {
             throw std::invalid_argument("btq: capacity is too large");
@@ -277,6 +280,7 @@ class bounded_task_queue {
         {
             std::lock_guard lock(mutex_);
             take_all_waiting_locked(taken);
+            notify_size_locked();
             counters_.cleared += taken.size;
             counters_.total_queued += taken.size;
             answering_ += taken.size;
@@ -304,6 +308,37 @@ class bounded_task_queue {
     void drain() {
         throw_if_inside();
         wait_idle();
+    }
+
+    /// @brief Waits until fewer than `size` tasks wait (running ones do not count), as
+    ///        p-queue's `onSizeLessThan`: for a producer that throttles itself instead of
+    ///        overflow_policy::block. Returns at once if that is already so.
+    /// @throws std::invalid_argument if `size` is 0 (nothing is ever fewer than none).
+    /// @throws wait_deadlock if called from one of the queue's own tasks or callbacks.
+    /// @code
+    /// for (auto& job : jobs) {
+    ///     queue.wait_until_size_below(100); // keep at most 100 waiting
+    ///     queue.submit(std::move(job), on_done);
+    /// }
+    /// @endcode
+    void wait_until_size_below(std::size_t size) {
+        static_cast<void>(wait_for_size(size, std::nullopt));
+    }
+
+    /// @brief As wait_until_size_below(size), for at most `timeout`.
+    /// @return true if fewer than `size` tasks waited before the timeout.
+    [[nodiscard]] bool wait_until_size_below(std::size_t size, clock::duration timeout) {
+        return wait_for_size(size, clock::now() + timeout);
+    }
+
+    /// @brief Waits until no task waits (some may still run: drain() waits for those too), as
+    ///        p-queue's `onEmpty`. Same as wait_until_size_below(1).
+    void wait_until_empty() { wait_until_size_below(1); }
+
+    /// @brief As wait_until_empty(), for at most `timeout`.
+    /// @return true if no task waited before the timeout.
+    [[nodiscard]] bool wait_until_empty(clock::duration timeout) {
+        return wait_until_size_below(1, timeout);
     }
 
     /// @brief close() + clear(reason) + drain(timeout): refuse new work, answer every waiter,
@@ -375,8 +410,12 @@ class bounded_task_queue {
         out.total_queued += waiting; // the waiting ones are counted for good when they leave
         out.peak_queue_size = peak_queued_.load(std::memory_order_relaxed);
         out.max_concurrency = max_concurrency_.load(std::memory_order_relaxed);
-        out.utilization_percent = 100.0 * static_cast<double>(counters_.active) /
+        out.utilization_percent = 100.0 * static_cast<double>(counters_.active_weight) /
                                   static_cast<double>(out.max_concurrency);
+        if (rate_ && waiting > 0 && !paused_.load(std::memory_order_relaxed) &&
+            !rate_->ready(clock::now()) && counters_.active_weight < out.max_concurrency) {
+            out.held_by_rate = std::min(waiting, out.max_concurrency - counters_.active_weight);
+        }
         out.capacity = capacity_;
         out.closed = is_closed();
         out.paused = paused_.load(std::memory_order_relaxed);
@@ -485,7 +524,50 @@ class bounded_task_queue {
 
     [[nodiscard]] bool is_plain(const submit_options& options) const noexcept {
         return options.priority == 0 && !options.deadline && !queue_timeout_ &&
-               !options.stop.stop_possible() && !options.run_timeout && !run_timeout_ && !revocable;
+               !options.stop.stop_possible() && !options.run_timeout && !run_timeout_ &&
+               options.weight == 1 && !rate_ && !revocable;
+    }
+
+    static std::optional<detail::token_bucket> make_bucket(const std::optional<rate_limit>& rate) {
+        if (!rate) {
+            return std::nullopt;
+        }
+        return detail::token_bucket(*rate);
+    }
+
+    /// A weight the queue can ever start (submit_options::weight).
+    void check_weight(std::size_t weight) const {
+        if (weight == 0) {
+            throw std::invalid_argument("btq: submit_options::weight must be at least 1");
+        }
+        if (weight > std::numeric_limits<std::uint16_t>::max()) {
+            throw std::invalid_argument("btq: submit_options::weight must be at most 65535");
+        }
+        if (weight > max_concurrency_.load(std::memory_order_relaxed)) {
+            throw std::invalid_argument("btq: submit_options::weight " + std::to_string(weight) +
+                                        " is above max_concurrency " +
+                                        std::to_string(max_concurrency()) +
+                                        ": the task could never start");
+        }
+    }
+
+    /// The weight a task of `weight` takes when it starts now: never more than the whole bound.
+    [[nodiscard]] std::size_t effective_weight(std::size_t weight) const noexcept {
+        return std::min(weight, max_concurrency_.load(std::memory_order_relaxed));
+    }
+
+    /// Slots (and a rate token) are there for a task of `weight` to start now; the gate aside.
+    [[nodiscard]] bool may_start_locked(std::size_t weight, clock::time_point now) const noexcept {
+        return !paused_.load(std::memory_order_relaxed) &&
+               counters_.active_weight + effective_weight(weight) <=
+                   max_concurrency_.load(std::memory_order_relaxed) &&
+               (!rate_ || rate_->ready(now));
+    }
+
+    void notify_size_locked() {
+        if (size_waiters_ > 0) {
+            size_dropped_.notify_all();
+        }
     }
 
     [[nodiscard]] std::size_t waiting_count() const noexcept {
@@ -555,7 +637,10 @@ class bounded_task_queue {
     /// `more` when yet another task could start after this one.
     detail::queue_node* take_startable_locked(std::uint64_t now, detail::node_chain& expired,
                                               bool& more, std::chrono::nanoseconds& waited);
-    detail::queue_node* take_next_locked();
+    /// The first in line waits for the rate limit's next token (queue_options::rate).
+    void hold_for_rate_locked(detail::queue_node* node);
+    /// The rate timer fired: start what may start now (without the lock).
+    void start_on_timer() noexcept;
     /// Takes a slot for `node`, which starts now (it is running from here on).
     void begin_running_locked(detail::queue_node* node);
     template <class Node>
@@ -594,6 +679,19 @@ class bounded_task_queue {
         if (drain_waiters_ > 0 && is_idle_locked()) {
             became_idle_.notify_all();
         }
+    }
+    bool wait_for_size(std::size_t size, std::optional<clock::time_point> until) {
+        if (size == 0) {
+            throw std::invalid_argument("btq: wait_until_size_below(0) could never return");
+        }
+        throw_if_inside();
+        std::unique_lock lock(mutex_);
+        ++size_waiters_;
+        const auto below = [this, size] { return waiting_count() < size; };
+        const bool reached = until ? size_dropped_.wait_until(lock, *until, below)
+                                   : (size_dropped_.wait(lock, below), true);
+        --size_waiters_;
+        return reached;
     }
     void wait_idle() {
         std::unique_lock lock(mutex_);
@@ -649,9 +747,15 @@ class bounded_task_queue {
     std::size_t answering_ = 0; // taken out of the queue, answer not yet delivered
     std::size_t blocked_submitters_ = 0;
     std::size_t drain_waiters_ = 0;
+    std::size_t size_waiters_ = 0; // in wait_until_size_below()
     detail::deadline_timer<timer_entry> timer_;
     std::condition_variable_any room_available_; // blocked submitters
     std::condition_variable_any became_idle_;    // drain()
+    std::condition_variable_any size_dropped_;   // wait_until_size_below()
+    // queue_options::rate: the bucket, and its wake-up in the timer (an entry without a node).
+    // Engaged or not from construction on, so is_plain() may look without the lock.
+    std::optional<detail::token_bucket> rate_;
+    bool rate_timer_armed_ = false;
 
     [[no_unique_address]] const gate_pointer gate_;
 

@@ -28,6 +28,24 @@ enum class overflow_policy {
     block,
 };
 
+/// @brief At most `starts` task starts per `per`, with bursts of up to `burst` (a token bucket:
+///        it holds at most `burst` tokens, gains one every `per / starts`, and each start takes
+///        one). Applied in addition to the concurrency bound (queue_options::rate).
+/// @code
+/// btq::queue_options options{.max_concurrency = 8,
+///                            .rate = btq::rate_limit{.starts = 100, .per =
+///                            std::chrono::seconds(1)}};
+/// @endcode
+struct rate_limit {
+    /// Starts allowed per `per`. At least 1.
+    std::size_t starts = 1;
+    /// The interval `starts` are counted over. Above zero.
+    clock::duration per = std::chrono::seconds(1);
+    /// Most starts at once after a quiet spell (the bucket's size); 0 means `starts`. A bucket
+    /// starts full.
+    std::size_t burst = 0;
+};
+
 /// @brief The bounds and policies of a bounded_task_queue.
 /// @code
 /// btq::queue_options options{.max_concurrency = 4, .capacity = 100,
@@ -50,6 +68,10 @@ struct queue_options {
     /// Run timeout applied to every task submitted without one (see submit_options::run_timeout).
     /// Empty = none.
     std::optional<clock::duration> run_timeout{};
+    /// At most so many starts per interval (see btq::rate_limit), on top of `max_concurrency`:
+    /// a task that could start but finds no token waits in its place (priority and FIFO order
+    /// kept, deadlines and stop tokens still apply) until the next token. Empty = no limit.
+    std::optional<rate_limit> rate{};
 };
 
 /// @brief Per-task options for submit() and try_submit().
@@ -75,6 +97,14 @@ struct submit_options {
     /// returns (its late outcome is dropped), so never more than max_concurrency run. Overrides
     /// queue_options::run_timeout. Empty = the queue's default.
     std::optional<clock::duration> run_timeout{};
+    /// How much of `max_concurrency` the task holds while it runs (at least 1, at most the
+    /// queue's max_concurrency and 65,535: a task that could never start is refused at submit
+    /// with std::invalid_argument). A waiting task is never overtaken by a lighter one of its
+    /// priority: the first in line waits until enough is free, and the ones behind it wait too
+    /// (so it starts after at most the running tasks finish). `capacity` counts tasks, whatever
+    /// their weight. If max_concurrency is lowered below a waiting task's weight, the task
+    /// starts once nothing else runs and holds the whole bound.
+    std::size_t weight = 1;
 
     /// @brief Options whose deadline is `timeout` from now.
     [[nodiscard]] static submit_options within(clock::duration timeout, int priority = 0) {

@@ -44,7 +44,7 @@ struct queue_stats {
     std::size_t active = 0;          ///< tasks running now (inside the executor)
     std::size_t queued = 0;          ///< tasks waiting now
     std::size_t max_concurrency = 0; ///< the running bound now
-    double utilization_percent = 0;  ///< 100 * active / max_concurrency
+    double utilization_percent = 0;  ///< 100 * active_weight / max_concurrency
 
     std::size_t capacity = 0;    ///< the waiting bound
     std::uint64_t submitted = 0; ///< every submit/try_submit that reached a decision
@@ -65,6 +65,15 @@ struct queue_stats {
     /// Tasks ever held back by the start gate: each counted once, when first held (a held task
     /// overtaken by a higher priority one and held again later is counted again).
     std::uint64_t gate_holds_total = 0;
+    /// The running tasks' weights added up (submit_options::weight; equal to `active` when every
+    /// task weighs 1): what `max_concurrency` bounds, and what `utilization_percent` is of.
+    std::size_t active_weight = 0;
+    /// Waiting tasks that a free slot was there for but that wait for the rate limit's next
+    /// token (queue_options::rate), at the instant of the snapshot; always 0 without a rate.
+    /// Counted in `queued`.
+    std::size_t held_by_rate = 0;
+    /// Times a task first in line had to wait for a rate token (queue_options::rate).
+    std::uint64_t rate_holds_total = 0;
     bool closed = false; ///< close() or shutdown() has been called
     bool paused = false; ///< pause() is in effect
 

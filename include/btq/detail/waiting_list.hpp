@@ -21,6 +21,11 @@ struct queue_node {
     /// Held back by its queue's start gate with a slot free for it (gated queues only; it fits
     /// in the padding after `priority`).
     bool held_by_gate = false;
+    /// First in line and waiting for a rate token (queue_options::rate): its hold is counted.
+    bool held_by_rate = false;
+    /// How much of max_concurrency it holds while running (submit_options::weight; in the
+    /// padding too).
+    std::uint16_t weight = 1;
     /// The queue's per-task state for a task with a deadline, a stop token or a run timeout
     /// (owned by the node; null for every other task). Such a task is admitted under the lock
     /// into the waiting list, never the inbox.
@@ -42,6 +47,9 @@ struct queue_node {
     queue_node() = default;
     ~queue_node() = default;
 };
+
+static_assert(sizeof(void*) != 8 || sizeof(queue_node) <= 48,
+              "a waiting node's own fields fit in 48 bytes (memory per waiter)");
 
 /// A singly linked chain of nodes (through `next`) taken out of the queue to be answered.
 struct node_chain {

@@ -15,6 +15,9 @@ template <class Sink>
 auto bounded_task_queue<Task, Executor, Gate>::admit(Task& task, Sink&& sink,
                                                      const submit_options& options, bool may_block)
     -> admission {
+    if (options.weight != 1) {
+        check_weight(options.weight);
+    }
     if (options.stop.stop_requested()) {
         std::lock_guard lock(mutex_);
         ++counters_.cancelled;
@@ -87,7 +90,7 @@ bool bounded_task_queue<Task, Executor, Gate>::start_at_once(Task& task, Sink& s
     std::unique_lock lock(mutex_);
     if (admission_.load(std::memory_order_relaxed) != 0 ||
         paused_.load(std::memory_order_relaxed) ||
-        counters_.active >= max_concurrency_.load(std::memory_order_relaxed)) {
+        counters_.active_weight >= max_concurrency_.load(std::memory_order_relaxed)) {
         return false; // someone waits (or closed), or the slot was taken meanwhile
     }
     if constexpr (gated) {
@@ -127,7 +130,9 @@ auto bounded_task_queue<Task, Executor, Gate>::push_plain(Task& task, Sink&& sin
     try {
         node = new node_type(this, std::move(task), std::forward<Sink>(sink));
     } catch (...) {
+        std::lock_guard lock(mutex_);
         unreserve();
+        notify_size_locked();
         throw;
     }
     node->stamp = detail::tick_clock::now();
@@ -157,6 +162,7 @@ auto bounded_task_queue<Task, Executor, Gate>::make_node(Task& task, Sink&& sink
     auto node = std::make_unique<task_node<std::decay_t<Sink>>>(this, std::move(task),
                                                                 std::forward<Sink>(sink));
     node->priority = options.priority;
+    node->weight = static_cast<std::uint16_t>(options.weight); // check_weight() bounded it
     const std::optional<clock::duration> run_timeout =
         options.run_timeout ? options.run_timeout : run_timeout_;
     if (deadline || options.stop.stop_possible() || run_timeout || revocable) {
@@ -220,9 +226,7 @@ auto bounded_task_queue<Task, Executor, Gate>::admit_locked(Task& task, Sink&& s
             return admission::refused_expired;
         }
         std::optional<permit_type> permit; // gated: the start at once needs the gate's yes
-        if (!paused_.load(std::memory_order_relaxed) &&
-            counters_.active < max_concurrency_.load(std::memory_order_relaxed) && word == 0 &&
-            (!gated || [&] {
+        if (word == 0 && may_start_locked(options.weight, clock::now()) && (!gated || [&] {
                 if (std::optional<permit_type> granted = ask_gate_locked(options.priority)) {
                     permit.emplace(std::move(*granted));
                     return true;
@@ -249,6 +253,9 @@ auto bounded_task_queue<Task, Executor, Gate>::admit_locked(Task& task, Sink&& s
                 return admission::queued;
             }
             static_cast<void>(node.release());
+            if (rate_) {
+                rate_->take(clock::now());
+            }
             begin_running_locked(started);
             if constexpr (gated) {
                 seat_permit_locked(started, std::move(*permit));
@@ -324,6 +331,7 @@ bool bounded_task_queue<Task, Executor, Gate>::enqueue_locked(detail::queue_node
                                                               detail::node_chain& cancelled) {
     if (!watch_stop_locked(node)) {
         unreserve();
+        notify_size_locked();
         ++counters_.cancelled;
         ++counters_.total_queued;
         ++answering_;
