@@ -35,6 +35,7 @@
 #include "errors.hpp"
 #include "executor.hpp"
 #include "executors/thread_executor.hpp"
+#include "observer.hpp"
 #include "options.hpp"
 #include "start_gate.hpp"
 #include "stats.hpp"
@@ -150,8 +151,8 @@ class bounded_task_queue {
         : max_concurrency_(checked_concurrency(options.max_concurrency)),
           paused_(options.start_paused), capacity_(options.capacity), overflow_(options.overflow),
           block_timeout_(options.block_timeout), queue_timeout_(options.queue_timeout),
-          run_timeout_(options.run_timeout), gate_(make_gate_pointer(gate)),
-          rate_(make_bucket(options.rate)),
+          run_timeout_(options.run_timeout), rate_(make_bucket(options.rate)),
+          gate_(make_gate_pointer(gate)), observer_(std::move(options.observer)),
           executor_(make_executor(options, std::forward<ExecutorArgs>(executor_args)...)) {
         if (capacity_ >= closed_bit) {
             throw std::invalid_argument("btq: capacity is too large");
@@ -209,7 +210,7 @@ class bounded_task_queue {
     [[nodiscard]] std::future<result_type> submit(Task task, const submit_options& options = {}) {
         promise_sink sink;
         std::future<result_type> future = sink.promise.get_future();
-        throw_if_refused(admit(task, std::move(sink), options, true));
+        throw_if_refused(observed(admit(task, std::move(sink), options, true), options));
         return future;
     }
 
@@ -224,7 +225,8 @@ class bounded_task_queue {
     /// @endcode
     template <completion_callback<result_type> Callback>
     void submit(Task task, Callback&& callback, const submit_options& options = {}) {
-        throw_if_refused(admit(task, std::forward<Callback>(callback), options, true));
+        throw_if_refused(
+            observed(admit(task, std::forward<Callback>(callback), options, true), options));
     }
 
     /// @brief Submits without ever blocking or throwing for a full or closed queue. Under
@@ -237,11 +239,12 @@ class bounded_task_queue {
     [[nodiscard]] std::optional<std::future<result_type>>
     try_submit(Task&& task, const submit_options& options = {}) {
         if (fast_refusal(options)) {
+            static_cast<void>(observed(admission::refused_full, options));
             return std::nullopt;
         }
         promise_sink sink;
         std::future<result_type> future = sink.promise.get_future();
-        if (!admitted(admit(task, std::move(sink), options, false))) {
+        if (!admitted(observed(admit(task, std::move(sink), options, false), options))) {
             return std::nullopt;
         }
         return future;
@@ -252,8 +255,12 @@ class bounded_task_queue {
     template <completion_callback<result_type> Callback>
     [[nodiscard]] bool try_submit(Task&& task, Callback&& callback,
                                   const submit_options& options = {}) {
-        return !fast_refusal(options) &&
-               admitted(admit(task, std::forward<Callback>(callback), options, false));
+        if (fast_refusal(options)) {
+            static_cast<void>(observed(admission::refused_full, options));
+            return false;
+        }
+        return admitted(
+            observed(admit(task, std::forward<Callback>(callback), options, false), options));
     }
 
     // ---- lifecycle ----------------------------------------------------------------------
@@ -501,6 +508,35 @@ class bounded_task_queue {
         } else {
             return Executor(std::forward<ExecutorArgs>(executor_args)...);
         }
+    }
+
+    /// Tells the observer, if any, how admission went.
+    admission observed(admission outcome, const submit_options& options) const noexcept {
+        if (observer_) {
+            const task_info info{.priority = options.priority, .weight = options.weight};
+            switch (outcome) {
+            case admission::started:
+            case admission::queued:
+                observer_->on_admitted(info);
+                break;
+            case admission::refused_full:
+                observer_->on_refused(info, not_run_reason::queue_full);
+                break;
+            case admission::refused_closed:
+                observer_->on_refused(info, not_run_reason::queue_closed);
+                break;
+            case admission::refused_expired:
+                observer_->on_refused(info, not_run_reason::expired);
+                break;
+            case admission::refused_cancelled:
+                observer_->on_refused(info, not_run_reason::cancelled);
+                break;
+            }
+        }
+        return outcome;
+    }
+    static task_info info_of(const detail::queue_node* node) noexcept {
+        return task_info{.priority = node->priority, .weight = node->weight};
     }
 
     static bool admitted(admission outcome) noexcept {
@@ -758,6 +794,7 @@ class bounded_task_queue {
     bool rate_timer_armed_ = false;
 
     [[no_unique_address]] const gate_pointer gate_;
+    const std::shared_ptr<queue_observer> observer_;
 
     // Last, so it is destroyed first: its threads may still call back into the queue.
     Executor executor_;

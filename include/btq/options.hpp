@@ -4,8 +4,11 @@
 
 #include <chrono>
 #include <cstddef>
+#include <memory>
 #include <optional>
 #include <stop_token>
+
+#include "observer.hpp"
 
 namespace btq {
 
@@ -72,6 +75,9 @@ struct queue_options {
     /// a task that could start but finds no token waits in its place (priority and FIFO order
     /// kept, deadlines and stop tokens still apply) until the next token. Empty = no limit.
     std::optional<rate_limit> rate{};
+    /// Told of every task's admission, refusal, start, end, or leaving unstarted (see
+    /// btq::queue_observer); shared, so it may outlive the queue. Empty = none, at no cost.
+    std::shared_ptr<queue_observer> observer{};
 };
 
 /// @brief Per-task options for submit() and try_submit().

@@ -134,7 +134,7 @@ TEST_CASE("a weight of 0, above max_concurrency or above 65535 is refused at sub
     std::function<void()> task = [] {};
     CHECK_THROWS_AS(static_cast<void>(queue.try_submit(std::move(task), {.weight = 9})),
                     std::invalid_argument);
-    CHECK(static_cast<bool>(task)); // left untouched
+    CHECK(static_cast<bool>(task));         // left untouched
     auto run = [](int job) { return job; }; // inline: no thread per slot
     btq::bounded_task_queue<int, btq::callable_executor<decltype(run)>> wide(
         {.max_concurrency = 100'000, .capacity = 10}, btq::callable_executor(run));
@@ -404,4 +404,119 @@ TEST_CASE("wait_until_size_below(0) is refused, and so is waiting from inside a 
     CHECK_THROWS_AS(queue.wait_until_size_below(0), std::invalid_argument);
     auto inside = queue.submit([&] { queue.wait_until_empty(); });
     CHECK_THROWS_AS(inside.get(), btq::wait_deadlock);
+}
+
+// ---- observers ----------------------------------------------------------------------------
+
+namespace {
+
+/// Records every event; each callback also takes a snapshot, which would deadlock if the
+/// queue called it under its lock.
+struct recording_observer : btq::queue_observer {
+    std::function<btq::queue_stats()> snapshot;
+    std::mutex mutex;
+    int admitted = 0;
+    int started = 0;
+    std::vector<btq::task_outcome> finished;
+    std::vector<btq::not_run_reason> refused;
+    std::vector<btq::not_run_reason> not_started;
+    std::vector<std::size_t> weights_started;
+
+    void touch() {
+        if (snapshot) {
+            static_cast<void>(snapshot());
+        }
+    }
+    void on_admitted(const btq::task_info& /*task*/) noexcept override {
+        touch();
+        std::lock_guard lock(mutex);
+        ++admitted;
+    }
+    void on_refused(const btq::task_info& /*task*/, btq::not_run_reason reason) noexcept override {
+        touch();
+        std::lock_guard lock(mutex);
+        refused.push_back(reason);
+    }
+    void on_started(const btq::task_info& task,
+                    std::chrono::nanoseconds /*waited*/) noexcept override {
+        touch();
+        std::lock_guard lock(mutex);
+        ++started;
+        weights_started.push_back(task.weight);
+    }
+    void on_finished(const btq::task_info& /*task*/, btq::task_outcome outcome,
+                     std::chrono::nanoseconds /*ran*/) noexcept override {
+        touch();
+        std::lock_guard lock(mutex);
+        finished.push_back(outcome);
+    }
+    void on_not_started(const btq::task_info& /*task*/,
+                        btq::not_run_reason reason) noexcept override {
+        touch();
+        std::lock_guard lock(mutex);
+        not_started.push_back(reason);
+    }
+};
+
+} // namespace
+
+TEST_CASE("an observer is told of every admission, refusal, start, end and unstarted leaving, "
+          "with outcomes and reasons, outside the queue's lock",
+          "[queue][observer]") {
+    auto observer = std::make_shared<recording_observer>();
+    void_queue queue({.max_concurrency = 2, .capacity = 2, .observer = observer});
+    observer->snapshot = [&queue] { return queue.stats(); };
+    gate release;
+    auto holding = queue.submit([&] { release.wait(); }, {.weight = 2}); // starts at once
+    REQUIRE(eventually([&] { return queue.stats().active == 1; }));
+    auto failing = queue.submit([] { throw std::runtime_error("boom"); });
+    auto stale = queue.submit([] {}, btq::submit_options::within(20ms));
+    std::function<void()> refused_task = [] {};
+    CHECK_FALSE(queue.try_submit(std::move(refused_task)).has_value()); // full
+    CHECK_THROWS_AS(stale.get(), btq::task_expired);
+    std::stop_source stop;
+    auto cancelled = queue.submit([] {}, {.stop = stop.get_token()});
+    stop.request_stop();
+    CHECK_THROWS_AS(cancelled.get(), btq::task_cancelled);
+    release.open();
+    holding.get();
+    CHECK_THROWS_AS(failing.get(), std::runtime_error);
+    queue.pause();
+    auto cleared = queue.submit([] {});
+    CHECK(queue.clear("bye") == 1);
+    CHECK_THROWS_AS(cleared.get(), btq::queue_cleared);
+    queue.close();
+    CHECK_THROWS_AS(queue.submit([] {}), btq::queue_closed);
+    queue.resume();
+    queue.drain();
+
+    std::lock_guard lock(observer->mutex);
+    CHECK(observer->admitted == 5);
+    CHECK(observer->started == 2);
+    CHECK(observer->weights_started == std::vector<std::size_t>{2, 1});
+    CHECK(observer->finished ==
+          std::vector<btq::task_outcome>{btq::task_outcome::succeeded, btq::task_outcome::failed});
+    CHECK(observer->refused == std::vector<btq::not_run_reason>{btq::not_run_reason::queue_full,
+                                                                btq::not_run_reason::queue_closed});
+    CHECK(observer->not_started == std::vector<btq::not_run_reason>{
+                                       btq::not_run_reason::expired, btq::not_run_reason::cancelled,
+                                       btq::not_run_reason::queue_cleared});
+}
+
+TEST_CASE("an observer hears of a run timeout as a timed_out finish, when the task returns",
+          "[queue][observer]") {
+    auto observer = std::make_shared<recording_observer>();
+    btq::bounded_task_queue<std::function<void(std::stop_token)>> queue(
+        {.max_concurrency = 1, .capacity = 4, .observer = observer});
+    auto answer = queue.submit(
+        [](const std::stop_token& stop) {
+            while (!stop.stop_requested()) {
+                std::this_thread::sleep_for(1ms);
+            }
+        },
+        {.run_timeout = 20ms});
+    CHECK_THROWS_AS(answer.get(), btq::task_timeout);
+    queue.drain();
+    std::lock_guard lock(observer->mutex);
+    CHECK(observer->finished == std::vector<btq::task_outcome>{btq::task_outcome::timed_out});
 }

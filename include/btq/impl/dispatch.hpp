@@ -149,6 +149,9 @@ void bounded_task_queue<Task, Executor, Gate>::run_dispatch(detail::queue_node* 
     for (detail::queue_node* next = first; next != nullptr;) {
         frame.released = false;
         counters_.wait_times.record(waited);
+        if (observer_) {
+            observer_->on_started(info_of(next), waited);
+        }
         next->start(waited);
         if (!more && !frame.released) {
             break;
@@ -197,6 +200,12 @@ void bounded_task_queue<Task, Executor, Gate>::finish(Node* node, bool failed,
         }
     }
     const std::size_t weight = node->weight;
+    if (observer_) {
+        const task_outcome outcome = overran || timed_out ? task_outcome::timed_out
+                                     : failed             ? task_outcome::failed
+                                                          : task_outcome::succeeded;
+        observer_->on_finished(info_of(node), outcome, detail::tick_clock::between(started, now));
+    }
     delete node;
     counters_.run_times.record(detail::tick_clock::between(started, now)); // before drain() sees it
 
@@ -352,6 +361,18 @@ template <class Task, class Executor, class Gate>
 void bounded_task_queue<Task, Executor, Gate>::answer_unstarted(
     detail::node_chain& chain, const std::exception_ptr& error) noexcept {
     const std::size_t count = chain.size;
+    if (observer_ && count > 0) {
+        not_run_reason reason = not_run_reason::queue_cleared;
+        try {
+            std::rethrow_exception(error);
+        } catch (const task_not_run& not_run) {
+            reason = not_run.reason();
+        } catch (...) { // NOLINT(bugprone-empty-catch): every error here is a task_not_run
+        }
+        for (const detail::queue_node* node = chain.head; node != nullptr; node = node->next) {
+            observer_->on_not_started(info_of(node), reason);
+        }
+    }
     chain.fail_all(error);
     std::lock_guard lock(mutex_);
     answering_ -= count;
