@@ -3,6 +3,7 @@
 ///        every caller gets an answer.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <concepts>
@@ -20,7 +21,9 @@
 #include <stop_token>
 #include <string>
 #include <type_traits>
+#include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include "detail/adaptive_mutex.hpp"
 #include "detail/deadline_timer.hpp"
@@ -153,6 +156,7 @@ class bounded_task_queue {
           block_timeout_(options.block_timeout), queue_timeout_(options.queue_timeout),
           run_timeout_(options.run_timeout), rate_(make_bucket(options.rate)),
           gate_(make_gate_pointer(gate)), observer_(std::move(options.observer)),
+          max_per_key_(options.max_per_key), capacity_per_key_(options.capacity_per_key),
           executor_(make_executor(options, std::forward<ExecutorArgs>(executor_args)...)) {
         if (capacity_ >= closed_bit) {
             throw std::invalid_argument("btq: capacity is too large");
@@ -410,6 +414,12 @@ class bounded_task_queue {
     ///        under the lock that every start, finish and unstarted answer takes, with the
     ///        number waiting read once inside it: every task is in exactly one state.
     [[nodiscard]] queue_stats stats() const {
+        return stats_with([](queue_stats& /*filled*/) {});
+    }
+
+  private:
+    template <class More>
+    queue_stats stats_with(More more) const {
         std::lock_guard lock(mutex_);
         queue_stats out;
         const std::size_t waiting = waiting_count();
@@ -426,6 +436,54 @@ class bounded_task_queue {
         out.capacity = capacity_;
         out.closed = is_closed();
         out.paused = paused_.load(std::memory_order_relaxed);
+        more(out);
+        return out;
+    }
+    static void add_waiting_at_zero(std::vector<priority_count>& counts, std::size_t waiting) {
+        auto position = std::find_if(counts.begin(), counts.end(),
+                                     [](const priority_count& each) { return each.priority <= 0; });
+        if (position != counts.end() && position->priority == 0) {
+            position->waiting += waiting;
+        } else {
+            counts.insert(position, priority_count{.priority = 0, .waiting = waiting});
+        }
+    }
+
+  public:
+    /// @brief stats(), and also the waiting tasks per priority and the `top_keys` busiest keys
+    ///        (queue_stats::waiting_by_priority, queue_stats::keys), from the same instant. It
+    ///        walks the waiting tasks: for a look now and then, not for every request.
+    /// @code
+    /// for (const btq::key_stats& key : queue.stats(5).keys) {
+    ///     std::cout << key.key.to_string() << ": " << key.running << " running\n";
+    /// }
+    /// @endcode
+    [[nodiscard]] queue_stats stats(std::size_t top_keys) const {
+        queue_stats out = stats_with([&](queue_stats& filled) {
+            waiting_.count_by_priority(filled.waiting_by_priority);
+            const std::size_t listed = waiting_.size();
+            if (filled.queued > listed) { // plain tasks still in the inbox, all of priority 0
+                add_waiting_at_zero(filled.waiting_by_priority, filled.queued - listed);
+            }
+            filled.keys.reserve(std::min(top_keys, keys_.size()));
+            for (const auto& [key, record] : keys_) {
+                filled.keys.push_back(key_stats{.key = key,
+                                                .waiting = record.waiting,
+                                                .running = record.running,
+                                                .rejected = record.rejected});
+            }
+        });
+        const auto busier = [](const key_stats& a, const key_stats& b) {
+            return a.waiting + a.running > b.waiting + b.running;
+        };
+        if (out.keys.size() > top_keys) {
+            std::partial_sort(out.keys.begin(),
+                              out.keys.begin() + static_cast<std::ptrdiff_t>(top_keys),
+                              out.keys.end(), busier);
+            out.keys.resize(top_keys);
+        } else {
+            std::sort(out.keys.begin(), out.keys.end(), busier);
+        }
         return out;
     }
 
@@ -561,7 +619,7 @@ class bounded_task_queue {
     [[nodiscard]] bool is_plain(const submit_options& options) const noexcept {
         return options.priority == 0 && !options.deadline && !queue_timeout_ &&
                !options.stop.stop_possible() && !options.run_timeout && !run_timeout_ &&
-               options.weight == 1 && !rate_ && !revocable;
+               options.weight == 1 && options.key.empty() && !rate_ && !revocable;
     }
 
     static std::optional<detail::token_bucket> make_bucket(const std::optional<rate_limit>& rate) {
@@ -598,6 +656,44 @@ class bounded_task_queue {
                counters_.active_weight + effective_weight(weight) <=
                    max_concurrency_.load(std::memory_order_relaxed) &&
                (!rate_ || rate_->ready(now));
+    }
+
+    /// A key's lane may start a task now (queue_options::max_per_key).
+    [[nodiscard]] bool key_eligible(const detail::key_lane& lane) const noexcept {
+        return max_per_key_ == 0 || lane.record->running < max_per_key_;
+    }
+    [[nodiscard]] auto eligible() const noexcept {
+        return [this](const detail::key_lane& lane) { return key_eligible(lane); };
+    }
+    /// The record of `key`, made if it has none (under the lock).
+    detail::key_record& key_record_locked(const task_key& key, int priority) {
+        auto [position, made] = keys_.try_emplace(key, priority);
+        if (made) {
+            position->second.key = &position->first;
+        }
+        return position->second;
+    }
+    /// A keyed task leaves its key's waiting tasks (it starts, or is answered unstarted).
+    void leave_key_waiting_locked(detail::queue_node* node, bool starts) noexcept {
+        detail::key_link* link = node->extras;
+        if (link == nullptr || link->record == nullptr) {
+            return;
+        }
+        detail::key_record* record = link->record;
+        link->lane = nullptr;
+        --record->waiting;
+        if (starts) {
+            ++record->running;
+        } else {
+            link->record = nullptr;
+            drop_key_if_idle_locked(record);
+        }
+    }
+    /// A key without tasks waiting or running is forgotten.
+    void drop_key_if_idle_locked(detail::key_record* record) noexcept {
+        if (record->idle()) {
+            keys_.erase(keys_.find(*record->key));
+        }
     }
 
     void notify_size_locked() {
@@ -658,7 +754,8 @@ class bounded_task_queue {
               std::optional<clock::time_point> deadline);
     /// Admits `node` into the waiting list (the place is reserved). False if its stop token was
     /// requested meanwhile: then it is in `cancelled`, to be answered.
-    bool enqueue_locked(detail::queue_node* node, detail::node_chain& cancelled);
+    bool enqueue_locked(detail::queue_node* node, const task_key& key,
+                        detail::node_chain& cancelled);
     /// Registers a featured node's stop callback (under the lock). False if it was already
     /// stopped.
     bool watch_stop_locked(detail::queue_node* node);
@@ -707,6 +804,8 @@ class bounded_task_queue {
     /// Gives a task that has just begun running its permit (under the lock).
     void seat_permit_locked(detail::queue_node* node, permit_type&& permit) noexcept;
     detail::queue_node* peek_next_locked(bool& from_inbox);
+    /// While keyed tasks wait, the inbox's tasks join the list, where turns are taken.
+    void merge_inbox_for_turns_locked();
 
     [[nodiscard]] bool is_idle_locked() const noexcept {
         return counters_.active == 0 && waiting_count() == 0 && answering_ == 0;
@@ -795,6 +894,10 @@ class bounded_task_queue {
 
     [[no_unique_address]] const gate_pointer gate_;
     const std::shared_ptr<queue_observer> observer_;
+    const std::size_t max_per_key_;
+    const std::size_t capacity_per_key_;
+    // Guarded by the lock: every key with tasks waiting or running.
+    std::unordered_map<task_key, detail::key_record> keys_;
 
     // Last, so it is destroyed first: its threads may still call back into the queue.
     Executor executor_;

@@ -9,6 +9,7 @@
 #include <stop_token>
 
 #include "observer.hpp"
+#include "task_key.hpp"
 
 namespace btq {
 
@@ -78,6 +79,14 @@ struct queue_options {
     /// Told of every task's admission, refusal, start, end, or leaving unstarted (see
     /// btq::queue_observer); shared, so it may outlive the queue. Empty = none, at no cost.
     std::shared_ptr<queue_observer> observer{};
+    /// Most tasks of one key (submit_options::key) running at once; 0 = no limit but
+    /// max_concurrency. A waiting task whose key is at its limit is passed over (the next key
+    /// takes its turn); it keeps its place in its key's lane.
+    std::size_t max_per_key = 0;
+    /// Most tasks of one key waiting at once; 0 = no limit but capacity. Beyond it the task is
+    /// refused with btq::queue_full (whatever the overflow policy), so one key cannot fill the
+    /// queue.
+    std::size_t capacity_per_key = 0;
 };
 
 /// @brief Per-task options for submit() and try_submit().
@@ -111,6 +120,11 @@ struct submit_options {
     /// their weight. If max_concurrency is lowered below a waiting task's weight, the task
     /// starts once nothing else runs and holds the whole bound.
     std::size_t weight = 1;
+    /// Whose task it is (a client, a tenant): waiting tasks of one priority take turns by key,
+    /// round robin, one start per key per round, FIFO within a key; tasks without a key (the
+    /// default) take one turn per round together, FIFO among them. Priorities still come first.
+    /// A key costs a small record while it has tasks waiting or running, nothing after.
+    task_key key{};
 
     /// @brief Options whose deadline is `timeout` from now.
     [[nodiscard]] static submit_options within(clock::duration timeout, int priority = 0) {

@@ -8,6 +8,9 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <vector>
+
+#include "task_key.hpp"
 
 namespace btq {
 
@@ -21,6 +24,14 @@ struct latency_summary {
     std::chrono::nanoseconds p90{0};  ///< the 90th percentile
     std::chrono::nanoseconds p99{0};  ///< the 99th percentile
     std::chrono::nanoseconds max{0};  ///< the largest value (exact)
+};
+
+/// @brief How many tasks wait at one priority (queue_stats::waiting_by_priority).
+struct priority_count {
+    int priority = 0;        ///< the priority
+    std::size_t waiting = 0; ///< tasks waiting at it
+    /// @brief Same priority and count.
+    friend bool operator==(const priority_count&, const priority_count&) = default;
 };
 
 /// @brief A snapshot of a bounded_task_queue, taken under the queue's lock: every field is as of
@@ -79,6 +90,15 @@ struct queue_stats {
 
     latency_summary wait_time; ///< submission to start, for every task that started
     latency_summary run_time;  ///< start to completion, for every task that ran
+
+    /// Filled by stats(top_keys) only (empty from stats()): the waiting tasks per priority,
+    /// highest first, priorities with none left out.
+    std::vector<priority_count> waiting_by_priority;
+    /// Filled by stats(top_keys) only: the `top_keys` keys (submit_options::key) with the most
+    /// tasks waiting and running, busiest first. A queue tracks only keys that have tasks
+    /// waiting or running, so this is bounded by them; a key's `rejected` counts since it last
+    /// had none.
+    std::vector<key_stats> keys;
 };
 
 namespace detail {

@@ -48,9 +48,10 @@ struct stop_hook {
     void operator()() const noexcept { queue->on_stop_requested(node); }
 };
 
-/// What only tasks with a deadline, a stop token or a run timeout carry, allocated with them.
+/// What only tasks with a deadline, a stop token, a run timeout or a key carry, allocated with
+/// them. Its key_link comes first, where the waiting list finds a keyed task's lane.
 template <class Queue>
-struct task_extras {
+struct task_extras : key_link {
     // Recycled per thread like the nodes: allocated by the submitter, freed by the finisher.
     static void* operator new(std::size_t /*size*/) {
         return node_pool<sizeof(task_extras)>::allocate();

@@ -165,7 +165,8 @@ auto bounded_task_queue<Task, Executor, Gate>::make_node(Task& task, Sink&& sink
     node->weight = static_cast<std::uint16_t>(options.weight); // check_weight() bounded it
     const std::optional<clock::duration> run_timeout =
         options.run_timeout ? options.run_timeout : run_timeout_;
-    if (deadline || options.stop.stop_possible() || run_timeout || revocable) {
+    if (deadline || options.stop.stop_possible() || run_timeout || revocable ||
+        !options.key.empty()) {
         auto extras = std::make_unique<task_extras>();
         extras->deadline = deadline;
         extras->run_timeout = run_timeout;
@@ -226,7 +227,15 @@ auto bounded_task_queue<Task, Executor, Gate>::admit_locked(Task& task, Sink&& s
             return admission::refused_expired;
         }
         std::optional<permit_type> permit; // gated: the start at once needs the gate's yes
-        if (word == 0 && may_start_locked(options.weight, clock::now()) && (!gated || [&] {
+        const detail::key_record* record = nullptr;
+        if (!options.key.empty()) {
+            if (auto found = keys_.find(options.key); found != keys_.end()) {
+                record = &found->second;
+            }
+        }
+        if (word == 0 && may_start_locked(options.weight, clock::now()) &&
+            (record == nullptr || max_per_key_ == 0 || record->running < max_per_key_) &&
+            (!gated || [&] {
                 if (std::optional<permit_type> granted = ask_gate_locked(options.priority)) {
                     permit.emplace(std::move(*granted));
                     return true;
@@ -256,6 +265,11 @@ auto bounded_task_queue<Task, Executor, Gate>::admit_locked(Task& task, Sink&& s
             if (rate_) {
                 rate_->take(clock::now());
             }
+            if (!options.key.empty()) {
+                detail::key_record& own = key_record_locked(options.key, options.priority);
+                ++own.running;
+                started->extras->record = &own;
+            }
             begin_running_locked(started);
             if constexpr (gated) {
                 seat_permit_locked(started, std::move(*permit));
@@ -265,6 +279,11 @@ auto bounded_task_queue<Task, Executor, Gate>::admit_locked(Task& task, Sink&& s
             run_dispatch(started, std::chrono::nanoseconds::zero(), false);
             return admission::started;
         }
+        if (record != nullptr && capacity_per_key_ > 0 && record->waiting >= capacity_per_key_) {
+            ++keys_.find(options.key)->second.rejected;
+            refused_.fetch_add(1, std::memory_order_relaxed);
+            return admission::refused_full; // this key's share of the queue is full
+        }
         if (word < capacity_) {
             if (!admission_.compare_exchange_strong(word, word + 1, std::memory_order_seq_cst)) {
                 continue; // a plain submitter took the place first: decide again
@@ -272,7 +291,7 @@ auto bounded_task_queue<Task, Executor, Gate>::admit_locked(Task& task, Sink&& s
             note_peak(word + 1);
             detail::queue_node* queued = built();
             static_cast<void>(node.release());
-            const bool admitted_now = enqueue_locked(queued, unstarted);
+            const bool admitted_now = enqueue_locked(queued, options.key, unstarted);
             lock.unlock();
             if (!admitted_now) {
                 answer_unstarted(unstarted, std::make_exception_ptr(task_cancelled()));
@@ -289,7 +308,7 @@ auto bounded_task_queue<Task, Executor, Gate>::admit_locked(Task& task, Sink&& s
             detail::queue_node* queued = built();
             static_cast<void>(node.release());
             detail::node_chain cancelled;
-            const bool admitted_now = enqueue_locked(queued, cancelled);
+            const bool admitted_now = enqueue_locked(queued, options.key, cancelled);
             lock.unlock();
             answer_unstarted(unstarted, std::make_exception_ptr(task_displaced()));
             if (!admitted_now) {
@@ -328,6 +347,7 @@ bool bounded_task_queue<Task, Executor, Gate>::watch_stop_locked(detail::queue_n
 template <class Task, class Executor, class Gate>
     requires executor_for<Executor, Task> && start_gate<Gate>
 bool bounded_task_queue<Task, Executor, Gate>::enqueue_locked(detail::queue_node* node,
+                                                              const task_key& key,
                                                               detail::node_chain& cancelled) {
     if (!watch_stop_locked(node)) {
         unreserve();
@@ -339,7 +359,13 @@ bool bounded_task_queue<Task, Executor, Gate>::enqueue_locked(detail::queue_node
         cancelled.push(node);
         return false;
     }
-    waiting_.push_back(node); // plain tasks in the inbox keep their place: see take_next_locked()
+    if (!key.empty()) {
+        detail::key_record& record = key_record_locked(key, node->priority);
+        ++record.waiting;
+        node->extras->record = &record;
+        node->extras->lane = &record.lane_for(node->priority);
+    }
+    waiting_.push_back(node); // plain tasks in the inbox keep their place: see peek_next_locked()
     if (task_extras* extras = extras_of(node)) {
         extras->state = node_state::waiting;
         if (extras->deadline) {
@@ -355,6 +381,7 @@ bool bounded_task_queue<Task, Executor, Gate>::displace_locked(int newcomer_prio
                                                                detail::node_chain& displaced) {
     // The oldest of the lowest priority: the list's, or the inbox's oldest plain task (priority
     // 0) when that ranks lower (ordered by submission stamps, as in take_next_locked()).
+    merge_inbox_for_turns_locked();
     detail::queue_node* listed = waiting_.empty() ? nullptr : waiting_.lowest_oldest();
     detail::queue_node* oldest_plain = inbox_.peek();
     const bool from_inbox =

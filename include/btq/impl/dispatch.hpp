@@ -67,7 +67,8 @@ detail::queue_node* bounded_task_queue<Task, Executor, Gate>::take_startable_loc
                 }
             }
         }
-        static_cast<void>(from_inbox ? inbox_.pop() : waiting_.pop_front());
+        static_cast<void>(from_inbox ? inbox_.pop() : waiting_.pop_front(eligible()));
+        leave_key_waiting_locked(node, !stale);
         unhold_locked(node);
         unreserve();
         notify_size_locked();
@@ -200,6 +201,7 @@ void bounded_task_queue<Task, Executor, Gate>::finish(Node* node, bool failed,
         }
     }
     const std::size_t weight = node->weight;
+    detail::key_record* const key = node->extras != nullptr ? node->extras->record : nullptr;
     if (observer_) {
         const task_outcome outcome = overran || timed_out ? task_outcome::timed_out
                                      : failed             ? task_outcome::failed
@@ -217,6 +219,10 @@ void bounded_task_queue<Task, Executor, Gate>::finish(Node* node, bool failed,
     {
         std::lock_guard lock(mutex_);
         counters_.free_slot(weight); // active_ is stored below, only if no task takes it over
+        if (key != nullptr) {
+            --key->running;
+            drop_key_if_idle_locked(key);
+        }
         ++counters_.processed;
         if (overran) {
             --counters_.overrunning; // counted as a timed-out error when it was answered
@@ -276,6 +282,7 @@ void bounded_task_queue<Task, Executor, Gate>::drain_inbox_locked() {
 template <class Task, class Executor, class Gate>
     requires executor_for<Executor, Task> && start_gate<Gate>
 void bounded_task_queue<Task, Executor, Gate>::forget_locked(detail::queue_node* node) noexcept {
+    leave_key_waiting_locked(node, false);
     if (task_extras* extras = extras_of(node)) {
         if (extras->timer_armed) {
             timer_.disarm(extras->timer_position);
@@ -426,19 +433,33 @@ auto bounded_task_queue<Task, Executor, Gate>::ask_gate_locked(int priority) noe
 template <class Task, class Executor, class Gate>
     requires executor_for<Executor, Task> && start_gate<Gate>
 detail::queue_node* bounded_task_queue<Task, Executor, Gate>::peek_next_locked(bool& from_inbox) {
+    merge_inbox_for_turns_locked();
     detail::queue_node* oldest_plain = inbox_.peek();
     from_inbox = false;
     if (waiting_.empty()) {
         from_inbox = oldest_plain != nullptr;
         return oldest_plain;
     }
-    detail::queue_node* best = waiting_.front();
+    detail::queue_node* best = waiting_.front(eligible());
+    if (best == nullptr) {
+        return nullptr; // every waiting task's key is at its limit
+    }
     if (oldest_plain != nullptr &&
         (best->priority < 0 || (best->priority == 0 && oldest_plain->stamp < best->stamp))) {
         from_inbox = true;
         return oldest_plain;
     }
     return best;
+}
+
+template <class Task, class Executor, class Gate>
+    requires executor_for<Executor, Task> && start_gate<Gate>
+void bounded_task_queue<Task, Executor, Gate>::merge_inbox_for_turns_locked() {
+    if (waiting_.has_lanes()) {
+        while (detail::queue_node* plain = inbox_.pop()) {
+            waiting_.insert_by_stamp(plain);
+        }
+    }
 }
 
 template <class Task, class Executor, class Gate>
@@ -456,16 +477,19 @@ void bounded_task_queue<Task, Executor, Gate>::hold_locked() {
         // The first `free_slots` in start order are held now. Tasks held before and overtaken
         // since (a higher priority arrived) lie just behind them: they are no longer held.
         const std::size_t before = counters_.held_by_gate;
-        waiting_.visit_front(free_slots + before, [&](detail::queue_node* node, std::size_t at) {
-            if (at < free_slots && !node->held_by_gate) {
-                node->held_by_gate = true;
-                ++counters_.held_by_gate;
-                ++counters_.gate_holds;
-            } else if (at >= free_slots && node->held_by_gate) {
-                node->held_by_gate = false;
-                --counters_.held_by_gate;
-            }
-        });
+        waiting_.visit_front(
+            free_slots + before,
+            [&](detail::queue_node* node, std::size_t at) {
+                if (at < free_slots && !node->held_by_gate) {
+                    node->held_by_gate = true;
+                    ++counters_.held_by_gate;
+                    ++counters_.gate_holds;
+                } else if (at >= free_slots && node->held_by_gate) {
+                    node->held_by_gate = false;
+                    --counters_.held_by_gate;
+                }
+            },
+            eligible());
         if (counters_.held_by_gate != before) {
             tell_demand_locked();
         }
@@ -548,6 +572,7 @@ void bounded_task_queue<Task, Executor, Gate>::on_timer_due(
         extras->timer_armed = false;
         if (!due.run_deadline) {
             waiting_.erase(due.node);
+            leave_key_waiting_locked(due.node, false);
             unhold_locked(due.node);
             extras->state = node_state::left;
             unreserve();
