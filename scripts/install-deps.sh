@@ -34,6 +34,9 @@ PACKAGES=(
     # Operating it (docs/ops): promtool checks and unit-tests the Prometheus alerting rules; the
     # dashboard checker is Python 3 (standard library only). Doxygen builds the API reference.
     prometheus python3 doxygen
+    # The dashboard's browser test (tests/browser): Chromium headless, driven over the DevTools
+    # protocol by a Python script (standard library only).
+    chromium
 )
 
 if [ "${1:-}" = "--bench" ]; then

@@ -1,5 +1,6 @@
 #include "api.hpp"
 #include "ascii.hpp"
+#include "dashboard_assets.hpp"
 #include "json_text.hpp"
 
 #include "query.hpp"
@@ -56,6 +57,78 @@ constexpr std::array<probe_parameter, 4> probe_parameters{{
     {"step_mb", "step_megabytes", 1, 2048},
     {"step_ms", "step_ms", 0, 60'000},
 }};
+
+/// Server-sent events: /api/queue-stats once a second (the HTTP layer writes them).
+constexpr std::string_view event_stream_path = "/api/queue-stats/stream";
+
+/// The dashboard's files: its page at "/", and every file of the dashboard folder under
+/// "/dashboard/" (the page links them so).
+constexpr std::string_view dashboard_page = "index.html";
+constexpr std::string_view dashboard_prefix = "/dashboard/";
+
+/// The embedded file a path names, or nullptr.
+const dashboard_asset* find_dashboard_asset(std::string_view path) {
+    std::string_view name;
+    if (path == "/") {
+        name = dashboard_page;
+    } else if (path.starts_with(dashboard_prefix)) {
+        name = path.substr(dashboard_prefix.size());
+    } else {
+        return nullptr;
+    }
+    const auto assets = dashboard_assets();
+    const auto found = std::find_if(assets.begin(), assets.end(),
+                                    [name](const dashboard_asset& a) { return a.name == name; });
+    return found == assets.end() ? nullptr : &*found;
+}
+
+/// Whether an If-None-Match value (`*`, or entity tags separated by commas, weak or strong)
+/// names `etag`: the weak comparison RFC 9110 section 13.1.2 asks for.
+bool etag_matches(std::string_view if_none_match, std::string_view etag) {
+    while (!if_none_match.empty()) {
+        const std::size_t comma = if_none_match.find(',');
+        std::string_view tag = ascii::trim(if_none_match.substr(0, comma));
+        if_none_match =
+            comma == std::string_view::npos ? std::string_view{} : if_none_match.substr(comma + 1);
+        if (tag.starts_with("W/")) {
+            tag.remove_prefix(2);
+        }
+        if (tag == "*" || tag == etag) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/// One file of the dashboard: always revalidated (`no-cache`, so a new server's page is seen
+/// at once), 304 when the client has it already; the page may load nothing from elsewhere.
+api_response dashboard_file(const dashboard_asset& asset, std::string_view if_none_match) {
+    api_response response;
+    response.headers.emplace_back("Cache-Control", "no-cache");
+    response.headers.emplace_back("ETag", std::string(asset.etag));
+    response.headers.emplace_back("Content-Security-Policy", "default-src 'self'");
+    response.headers.emplace_back("X-Content-Type-Options", "nosniff");
+    if (etag_matches(if_none_match, asset.etag)) {
+        response.status = 304;
+        response.content_type.clear();
+        return response;
+    }
+    response.content_type = std::string(asset.content_type);
+    response.body = std::string(asset.body);
+    return response;
+}
+
+/// The `message` of a JSON error body, or "".
+std::string error_message(std::string_view body) {
+    json::error_code error;
+    const json::value parsed = json::parse(body, error);
+    if (error || !parsed.is_object()) {
+        return {};
+    }
+    const auto* message = parsed.as_object().if_contains("message");
+    return message != nullptr && message->is_string() ? std::string(message->get_string())
+                                                      : std::string();
+}
 
 /// The methods the server serves anywhere (OPTIONS * and CONNECT are answered with them).
 constexpr std::string_view served_methods = "GET, POST";
@@ -273,6 +346,28 @@ api::routed api::route(const api_request& request) {
                               "' is not supported (only 100-continue)");
     }
 
+    if (parsed.path == event_stream_path) {
+        if (request.method != "GET" && request.method != "HEAD") {
+            return method_not_allowed(request.method, parsed.path, "GET, HEAD");
+        }
+        if (shutting_down()) {
+            api_response refused = error(503, "Server shutting down");
+            refused.headers.emplace_back("Retry-After",
+                                         std::to_string(options_.retry_after_seconds));
+            return refused;
+        }
+        routed job;
+        job.event_stream = true;
+        job.get = true; // no body to take
+        return job;
+    }
+    if (const dashboard_asset* asset = find_dashboard_asset(parsed.path)) {
+        if (request.method != "GET" && request.method != "HEAD") {
+            return method_not_allowed(request.method, parsed.path, "GET, HEAD");
+        }
+        return dashboard_file(*asset, request.if_none_match);
+    }
+
     if (parsed.path == "/api/queue-stats" || parsed.path == "/api/system-info" ||
         parsed.path == "/metrics" || parsed.path == "/healthz" || parsed.path == "/readyz") {
         if (request.method != "GET") {
@@ -364,7 +459,7 @@ api::routed api::route(const api_request& request) {
 }
 
 std::optional<api_response> api::refuse_before_body(const routed& job) const {
-    if (job.immediate) {
+    if (job.immediate || job.event_stream) {
         return std::nullopt;
     }
     if (shutting_down()) {
@@ -493,12 +588,30 @@ boost::asio::awaitable<api_response> api::run(routed& job, const std::stop_token
     co_return response;
 }
 
-void api::record(const api_response& response) noexcept {
+void api::record(const api_response& response, std::string_view method,
+                 std::string_view target) noexcept {
     const unsigned status_class = std::min(response.status / 100, 5U);
     metrics_.responses_by_class[status_class].fetch_add(1, std::memory_order_relaxed);
     if (response.wait_time.count() > 0 || response.run_time.count() > 0) {
         metrics_.wait.record(response.wait_time);
         metrics_.run.record(response.run_time);
+    }
+    if (response.status < 500) {
+        return;
+    }
+    try {
+        // What a client sent is kept short and printable, so /api/queue-stats stays small
+        // and valid UTF-8 whatever came.
+        constexpr std::size_t longest_method = 16;
+        constexpr std::size_t longest_path = 256;
+        recent_error entry;
+        entry.time = std::chrono::system_clock::now();
+        entry.method = printable(method.substr(0, longest_method));
+        entry.path = printable(target.substr(0, std::min(target.find('?'), longest_path)));
+        entry.status = response.status;
+        entry.message = error_message(response.body);
+        errors_.add(std::move(entry));
+    } catch (const std::exception&) { // out of memory: this error is not kept
     }
 }
 

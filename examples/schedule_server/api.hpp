@@ -5,6 +5,7 @@
 
 #include "backend.hpp"
 #include "metrics.hpp"
+#include "recent_errors.hpp"
 
 #include <boost/asio/awaitable.hpp>
 
@@ -34,6 +35,7 @@ struct api_request {
     std::string_view expect;
     std::string_view content_type;
     std::string_view authorization;
+    std::string_view if_none_match; ///< entity tags the client has (the dashboard's files)
 };
 
 struct api_response {
@@ -70,6 +72,9 @@ class api {
         std::map<std::string, std::string> query;
         bool xml_body = false; ///< the body is XMLTV, to be wrapped into {"xmltv": ...}
         bool get = false;      ///< the worker's request is the query
+        /// GET /api/queue-stats/stream: the HTTP layer answers with server-sent events (or its
+        /// refusal when too many streams are open); the request never enters the queue.
+        bool event_stream = false;
     };
 
     /// Routes one request by its header and answers everything that needs no body: the direct
@@ -109,8 +114,15 @@ class api {
         return shutting_down_.load(std::memory_order_acquire);
     }
 
-    /// Counts a finished response (for /metrics).
-    void record(const api_response& response) noexcept;
+    /// Counts a finished response (for /metrics); one with a status of 500 or more is kept
+    /// among the recent errors of /api/queue-stats (with `method`, and `target` without its
+    /// query). Call it before the body is moved away: the error's message is read from it.
+    void record(const api_response& response, std::string_view method = "-",
+                std::string_view target = "-") noexcept;
+
+    /// The JSON of GET /api/queue-stats on one line, without its final newline: each event of
+    /// the event stream carries it.
+    [[nodiscard]] std::string queue_stats_json() const;
 
     /// Connections open now (maintained by the HTTP layer, shown in /metrics).
     std::atomic<std::size_t> open_connections{0};
@@ -131,6 +143,7 @@ class api {
     std::atomic<bool> shutting_down_{false};
     std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
     request_metrics metrics_;
+    recent_errors errors_;
 };
 
 } // namespace schedule_server

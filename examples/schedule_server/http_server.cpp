@@ -24,8 +24,10 @@
 #include <stop_token>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 namespace schedule_server {
 namespace {
@@ -47,6 +49,9 @@ struct connection {
     explicit connection(tcp::socket socket) : stream(std::move(socket)) {}
     beast::tcp_stream stream;
     bool busy = false; ///< between reading a request and writing its response (its thread only)
+    /// While the connection writes an event stream: the timer between its events, cancelled to
+    /// end the stream at once (at shutdown, or when the client hangs up). Its thread only.
+    std::shared_ptr<asio::steady_timer> event_ticker;
 };
 
 struct http_server::state : std::enable_shared_from_this<http_server::state> {
@@ -67,6 +72,8 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
     /// limit holds however fast they come) and refusals being written.
     std::atomic<std::size_t> serving{0};
     std::atomic<std::size_t> refusing{0};
+    /// Event streams open now (at most options.max_event_streams).
+    std::atomic<std::size_t> event_streams{0};
     /// Wakes the accept loop while it waits for a refusal to end (cancelled from its
     /// executor, where only the accept loop and the posts of finishing refusals use it).
     std::optional<asio::steady_timer> wake;
@@ -150,6 +157,8 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
         message.set(http::field::server, "btq-schedule-server");
         message.set(http::field::content_type, refusal.content_type);
         message.set(http::field::retry_after, "1");
+        self->endpoints.record(refusal, read_error ? "-" : parser.get().method_string(),
+                               read_error ? "-" : parser.get().target());
         message.body() = std::move(refusal.body);
         message.keep_alive(false);
         message.prepare_payload();
@@ -157,7 +166,6 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
         auto [write_error, written] =
             co_await http::async_write(stream, message, as_tuple_awaitable);
         self->endpoints.refused_connections.fetch_add(1, std::memory_order_relaxed);
-        self->endpoints.record(refusal);
         if (self->options.access_log) {
             std::fprintf(stderr, "- - 503 refused: %zu connections open (--max-connections)\n",
                          self->options.max_connections);
@@ -169,6 +177,18 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
         }
         self->refusing.fetch_sub(1, std::memory_order_acq_rel);
         self->wake_acceptor();
+    }
+
+    /// The connections open now.
+    std::vector<std::shared_ptr<connection>> open_clients() const {
+        std::vector<std::shared_ptr<connection>> clients;
+        std::lock_guard lock(connections_lock);
+        for (const auto& [key, weak] : open) {
+            if (auto client = weak.lock()) {
+                clients.push_back(std::move(client));
+            }
+        }
+        return clients;
     }
 
     /// Lets the accept loop go on if it waits for a refusal to end.
@@ -248,6 +268,10 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
                 co_return;
             }
             endpoints.take_body(job, std::move(parser.get().body()), call.content_type);
+            if (job.event_stream && !job.immediate) {
+                co_await stream_events(client, parser.get());
+                co_return; // a stream ends with its connection
+            }
 
             bool client_left = false;
             api_response response;
@@ -412,10 +436,112 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
             });
     }
 
+    /// GET /api/queue-stats/stream: server-sent events (text/event-stream), first `retry:
+    /// 1000`, then an event with the JSON of /api/queue-stats now and every second after, until
+    /// options.event_stream_duration has passed, shutdown begins or the client hangs up. The
+    /// response has no length: it ends when the server closes the connection (`Connection:
+    /// close`, for HTTP/1.0 and 1.1 alike). Beyond options.max_event_streams: 503 with
+    /// `Retry-After: 5`. The stream waits on a timer of the connection's own executor: no
+    /// thread, and no place in the task queue.
+    asio::awaitable<void> stream_events(connection& client,
+                                        const http::request<http::string_body>& request) {
+        if (event_streams.fetch_add(1, std::memory_order_acq_rel) >= options.max_event_streams) {
+            event_streams.fetch_sub(1, std::memory_order_acq_rel);
+            api_response refused = api::error(
+                503, "too many event streams: " + std::to_string(options.max_event_streams) +
+                         " are open (--max-event-streams); poll /api/queue-stats, or try again "
+                         "later");
+            refused.headers.emplace_back("Retry-After", "5");
+            co_await reply(client, refused, request, false);
+            co_return;
+        }
+        const auto started = std::chrono::steady_clock::now();
+        std::uint64_t events = 0;
+        http::response<http::empty_body> head{http::status::ok,
+                                              request.version() == 10 ? 10U : 11U};
+        head.set(http::field::server, "btq-schedule-server");
+        head.set(http::field::content_type, "text/event-stream");
+        head.set(http::field::cache_control, "no-cache");
+        head.keep_alive(false);
+        http::response_serializer<http::empty_body> serializer{head};
+        client.stream.expires_after(options.io_timeout);
+        auto [header_error, header_bytes] =
+            co_await http::async_write_header(client.stream, serializer, as_tuple_awaitable);
+        if (!header_error && request.method() != http::verb::head) {
+            auto ticker = std::make_shared<asio::steady_timer>(client.stream.get_executor());
+            client.event_ticker = ticker;
+            watch_stream_hangup(client, ticker);
+            const auto end = started + options.event_stream_duration;
+            std::string chunk = "retry: 1000\n\n";
+            while (!stopping.load(std::memory_order_acquire)) {
+                chunk += "data: ";
+                chunk += endpoints.queue_stats_json();
+                chunk += "\n\n";
+                client.stream.expires_after(options.io_timeout);
+                auto [error, written] = co_await asio::async_write(
+                    client.stream, asio::buffer(chunk), as_tuple_awaitable);
+                if (error) {
+                    break;
+                }
+                ++events;
+                chunk.clear();
+                const auto now = std::chrono::steady_clock::now();
+                if (now >= end || stopping.load(std::memory_order_acquire)) {
+                    break;
+                }
+                ticker->expires_after(std::min<std::chrono::steady_clock::duration>(
+                    std::chrono::seconds(1), end - now));
+                auto [waited] = co_await ticker->async_wait(as_tuple_awaitable);
+                if (waited || std::chrono::steady_clock::now() >= end) {
+                    break; // cancelled (shutdown, hang-up), or the stream's time is up
+                }
+            }
+            client.event_ticker.reset();
+            beast::error_code ignored;
+            client.stream.socket().cancel(ignored); // the hang-up watch
+        }
+        event_streams.fetch_sub(1, std::memory_order_acq_rel);
+        api_response done;
+        endpoints.record(done, request.method_string(), request.target());
+        if (options.access_log) {
+            const std::string_view method = request.method_string();
+            const std::string_view target = request.target();
+            std::fprintf(
+                stderr, "%.*s %.*s 200 event stream: %llu events in %.1f s\n",
+                static_cast<int>(method.size()), method.data(),
+                static_cast<int>(std::min(target.find('?'), target.size())), target.data(),
+                static_cast<unsigned long long>(events),
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+        }
+    }
+
+    /// Ends an event stream at once when its client closes the connection: a stream writes
+    /// only once a second, and learns of a hang-up late from its writes alone.
+    static void watch_stream_hangup(connection& client,
+                                    std::shared_ptr<asio::steady_timer> ticker) {
+        const int fd = client.stream.socket().native_handle();
+        client.stream.socket().async_wait(
+            tcp::socket::wait_read,
+            [ticker = std::move(ticker), fd](const beast::error_code& error) {
+                if (error) {
+                    return;
+                }
+                char byte = 0;
+                // Closed (0) or failed: end the stream; bytes sent (a next request) are left
+                // unread, the stream goes on and the connection closes after it.
+                if (::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) <= 0) {
+                    ticker->cancel();
+                }
+            });
+    }
+
     /// Writes one response to `request` (its body is moved from) and logs it; false if the
-    /// write failed.
+    /// write failed. To a HEAD request, only the header is written (its Content-Length that of
+    /// the body a GET would get).
     asio::awaitable<bool> reply(connection& client, api_response& response,
                                 const http::request<http::string_body>& request, bool keep_alive) {
+        endpoints.record(response, request.method_string().empty() ? "-" : request.method_string(),
+                         request.target().empty() ? "-" : request.target());
         http::response<http::string_body> message{static_cast<http::status>(response.status),
                                                   request.version() == 10 ? 10U : 11U};
         message.set(http::field::server, "btq-schedule-server");
@@ -428,11 +554,19 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
         const std::size_t bytes = response.body.size();
         message.body() = std::move(response.body);
         message.keep_alive(keep_alive);
-        message.prepare_payload();
+        if (response.status != 304) { // a 304 has no body, and no Content-Length of its own
+            message.prepare_payload();
+        }
         client.stream.expires_after(options.io_timeout);
-        auto [error, written] =
-            co_await http::async_write(client.stream, message, as_tuple_awaitable);
-        endpoints.record(response);
+        beast::error_code error;
+        if (request.method() == http::verb::head) {
+            http::response_serializer<http::string_body> serializer{message};
+            std::tie(error, std::ignore) =
+                co_await http::async_write_header(client.stream, serializer, as_tuple_awaitable);
+        } else {
+            std::tie(error, std::ignore) =
+                co_await http::async_write(client.stream, message, as_tuple_awaitable);
+        }
         if (options.access_log) {
             const std::string_view method = request.method_string().empty()
                                                 ? std::string_view("-")
@@ -481,19 +615,18 @@ void http_server::stop_accepting() {
             self->wake->cancel(); // the accept loop may wait for a refusal to end
         }
     });
+    // Event streams end now, not at their next event (they would never end by themselves).
+    for (auto& client : state_->open_clients()) {
+        asio::post(client->stream.get_executor(), [client] {
+            if (client->event_ticker) {
+                client->event_ticker->cancel();
+            }
+        });
+    }
 }
 
 void http_server::close_idle_connections() {
-    std::vector<std::shared_ptr<connection>> clients;
-    {
-        std::lock_guard lock(state_->connections_lock);
-        for (auto& [key, weak] : state_->open) {
-            if (auto client = weak.lock()) {
-                clients.push_back(std::move(client));
-            }
-        }
-    }
-    for (auto& client : clients) {
+    for (auto& client : state_->open_clients()) {
         asio::post(client->stream.get_executor(), [client] {
             if (!client->busy) {
                 client->stream.cancel();

@@ -31,6 +31,11 @@ struct http_options {
     /// loop waits while that many are under way).
     std::size_t max_connections = 0;
     std::size_t max_refusing = 32;
+    /// GET /api/queue-stats/stream: how long one stream lasts before the server ends it (the
+    /// browser's EventSource then reconnects), and the most streams open at once (beyond: 503
+    /// with `Retry-After: 5`).
+    std::chrono::seconds event_stream_duration{300};
+    std::size_t max_event_streams = 16;
 };
 
 /// @brief Accepts connections and serves each with a coroutine, on one of the pool's
@@ -48,7 +53,8 @@ class http_server {
     void start();
     /// The port actually bound (useful with port 0).
     [[nodiscard]] unsigned short port() const;
-    /// Shutdown: stop accepting; connections finish their current request and then close.
+    /// Shutdown: stop accepting; connections finish their current request and then close; event
+    /// streams end at once.
     void stop_accepting();
     /// Shutdown, later: close connections that are between requests.
     void close_idle_connections();

@@ -253,6 +253,17 @@ int run(int argc, char** argv) {
                        "answered 503 with Retry-After and closed (default: the descriptor limit, "
                        "RLIMIT_NOFILE, less 64 + 4 per --pool-size + 3 per --threads)")
             ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 24));
+    long event_stream_seconds = http.event_stream_duration.count();
+    app.add_option("--event-stream-seconds", event_stream_seconds,
+                   "GET /api/queue-stats/stream: the server ends a stream after this long (the "
+                   "browser's EventSource reconnects)")
+        ->check(CLI::Range(1L, 86'400L))
+        ->capture_default_str();
+    app.add_option("--max-event-streams", http.max_event_streams,
+                   "Most GET /api/queue-stats/stream streams open at once; beyond: 503 with "
+                   "Retry-After: 5")
+        ->check(CLI::Range(std::size_t{1}, std::size_t{100'000}))
+        ->capture_default_str();
     app.add_flag("--no-access-log", no_access_log, "Do not log a line per request");
     app.add_flag("--enable-memory-probe", endpoints.memory_probe,
                  "Serve GET /api/memory-probe (touches the memory a request asks for: tests and "
@@ -320,6 +331,7 @@ int run(int argc, char** argv) {
         queue.max_memory_pressure = std::get<double>(parse_percent(max_memory_pressure));
     }
     http.access_log = !no_access_log;
+    http.event_stream_duration = std::chrono::seconds(event_stream_seconds);
     http.idle_timeout = std::chrono::milliseconds(idle_timeout_ms);
     http.header_timeout = std::chrono::milliseconds(header_timeout_ms);
     http.body_timeout = std::chrono::milliseconds(body_timeout_ms);

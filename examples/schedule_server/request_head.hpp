@@ -30,6 +30,7 @@ describe(const boost::beast::http::request<boost::beast::http::string_body>& req
     call.expect = request[http::field::expect];
     call.content_type = request[http::field::content_type];
     call.authorization = request[http::field::authorization];
+    call.if_none_match = request[http::field::if_none_match];
     return call;
 }
 

@@ -21,6 +21,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace schedule_server {
 namespace {
@@ -53,8 +54,8 @@ json::object latency(const btq::latency_summary& summary) {
             {"maxMs", milliseconds(summary.max)}};
 }
 
-std::string iso_timestamp_now() {
-    const auto now = std::chrono::system_clock::now();
+/// `now` in ISO 8601, UTC, to the millisecond: 2026-11-30T08:00:00.000Z.
+std::string iso_timestamp(std::chrono::system_clock::time_point now) {
     const auto seconds = std::chrono::time_point_cast<std::chrono::seconds>(now);
     const auto millis =
         std::chrono::duration_cast<std::chrono::milliseconds>(now - seconds).count();
@@ -66,6 +67,10 @@ std::string iso_timestamp_now() {
                   utc.tm_year + 1900, utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min,
                   utc.tm_sec, static_cast<int>(millis));
     return buffer.data();
+}
+
+std::string iso_timestamp_now() {
+    return iso_timestamp(std::chrono::system_clock::now());
 }
 
 std::string_view mode_name(run_mode mode) {
@@ -112,9 +117,42 @@ json::object redis_object(const redis_gate_stats& redis) {
             {"lastError", redis.last_error}};
 }
 
+/// The worker pool's counters as the "workers" object of /api/queue-stats (pool mode).
+json::object workers_object(const btq::worker_pool_stats& workers) {
+    return {{"ready", workers.ready},
+            {"starts", workers.starts},
+            {"startFailures", workers.start_failures},
+            {"startFailuresInARow", workers.start_failures_in_a_row},
+            {"crashes", workers.crashes},
+            {"timeouts", workers.timeouts},
+            {"protocolErrors", workers.protocol_errors},
+            {"recycles", workers.recycles},
+            {"memoryLimitKills", workers.memory_limit_kills}};
+}
+
+/// The recent errors, newest first, as the "recentErrors" array of /api/queue-stats.
+json::array errors_array(const std::vector<recent_error>& errors) {
+    json::array out;
+    out.reserve(errors.size());
+    for (const recent_error& error : errors) {
+        out.push_back(json::object{{"time", iso_timestamp(error.time)},
+                                   {"method", error.method},
+                                   {"path", error.path},
+                                   {"status", error.status},
+                                   {"message", error.message}});
+    }
+    return out;
+}
+
 } // namespace
 
 api_response api::queue_stats() const {
+    api_response response;
+    response.body = queue_stats_json() + '\n';
+    return response;
+}
+
+std::string api::queue_stats_json() const {
     const btq::queue_stats stats = backend_.stats();
     const memory_stats memory = backend_.memory();
     // The seed's shape first, key for key, then what btq adds beside it.
@@ -153,7 +191,14 @@ api_response api::queue_stats() const {
     if (const std::optional<redis_gate_stats> redis = backend_.redis()) {
         answer["redis"] = redis_object(*redis);
     }
-    return json_answer(answer);
+    // Pool mode: the persistent workers; spawn mode has none (null).
+    if (const std::optional<btq::worker_pool_stats> workers = backend_.workers()) {
+        answer["workers"] = workers_object(*workers);
+    } else {
+        answer["workers"] = nullptr;
+    }
+    answer["recentErrors"] = errors_array(errors_.newest_first());
+    return to_json_text(answer);
 }
 
 api_response api::system_info() const {

@@ -74,7 +74,7 @@ class fake_backend final : public backend {
 };
 
 /// The statuses route() and take_body() answer with.
-constexpr std::array<unsigned, 9> documented{200, 204, 400, 401, 404, 405, 415, 417, 503};
+constexpr std::array<unsigned, 10> documented{200, 204, 304, 400, 401, 404, 405, 415, 417, 503};
 
 void check_answer(const api_response& answer) {
     require(std::find(documented.begin(), documented.end(), answer.status) != documented.end(),
@@ -87,8 +87,8 @@ void check_answer(const api_response& answer) {
                     value.find_first_of("\r\n") == std::string::npos,
                 "an answer header that would split the response");
     }
-    if (answer.status == 204) {
-        require(answer.body.empty(), "a 204 with a body");
+    if (answer.status == 204 || answer.status == 304) {
+        require(answer.body.empty(), "a 204 or 304 with a body");
         return;
     }
     if (answer.content_type == "application/json") {
@@ -103,6 +103,9 @@ void check_job(const api::routed& job, bool body_taken) {
     if (job.immediate) {
         check_answer(*job.immediate);
         return;
+    }
+    if (job.event_stream) {
+        return; // answered by the HTTP layer
     }
     require(!job.operation.empty(), "a routed request without an operation");
     require(!find_invalid_utf8(job.body), "a worker request that is not UTF-8");

@@ -350,6 +350,22 @@ std::string raw_connection::read_response(std::chrono::milliseconds timeout) {
     }
 }
 
+std::string raw_connection::read_until(std::string_view marker, std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    std::string& pending = impl_->pending;
+    for (;;) {
+        const std::size_t at = pending.find(marker);
+        if (at != std::string::npos) {
+            std::string piece = pending.substr(0, at + marker.size());
+            pending.erase(0, at + marker.size());
+            return piece;
+        }
+        if (read_some(impl_->socket.fd(), pending, deadline) <= 0) {
+            return {};
+        }
+    }
+}
+
 bool raw_connection::closed_within(std::chrono::milliseconds timeout, std::size_t* discarded) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     std::string& pending = impl_->pending;

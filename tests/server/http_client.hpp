@@ -109,6 +109,11 @@ class raw_connection {
     /// The whole response as received, or "" if it has not come within `timeout`.
     std::string read_response(std::chrono::milliseconds timeout);
 
+    /// Reads until what was received holds `marker`: everything up to and including it (the
+    /// rest is kept for the next read), or "" if it has not come within `timeout` or the server
+    /// closed first. For a response without a length, read piece by piece (an event stream).
+    std::string read_until(std::string_view marker, std::chrono::milliseconds timeout);
+
     /// True if the server closes the connection within `timeout`; whatever it sent before is
     /// discarded (and counted in `discarded`).
     bool closed_within(std::chrono::milliseconds timeout, std::size_t* discarded = nullptr);
