@@ -173,7 +173,7 @@ TEST_CASE("max_per_key: a key at its limit is passed over, and its waiting tasks
     CHECK(queue.stats(5).keys.empty());
 }
 
-TEST_CASE("capacity_per_key: one key cannot fill the queue; its refusals are counted for it",
+TEST_CASE("capacity_per_key: one key cannot fill the queue, and its refusals are counted for it",
           "[queue][keys]") {
     void_queue queue({.max_concurrency = 1, .capacity = 10, .capacity_per_key = 3});
     blocker first(queue);
@@ -358,7 +358,7 @@ TEST_CASE("under 6 producers with keys, priorities, weights, stops and deadlines
     CHECK(answered.load() == admitted.load());
 }
 
-TEST_CASE("task_key: strings and integers, never equal to each other; the empty key is none",
+TEST_CASE("task_key: strings and integers, never equal to each other, and the empty key is none",
           "[queue][keys]") {
     CHECK(btq::task_key().empty());
     CHECK(btq::task_key("").empty());
