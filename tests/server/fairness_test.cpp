@@ -105,8 +105,8 @@ TEST_CASE("an import weighs --import-weight: with a pool of 3 it leaves no slot 
     listing.join();
 }
 
-TEST_CASE("--fairness-key peer keys requests by the client's address, and --capacity-per-client "
-          "refuses one client's surplus with 503 while another still gets in",
+TEST_CASE("without a token a request is keyed by the client's address, and "
+          "--capacity-per-client refuses one client's surplus with 503 while another still gets in",
           "[server]") {
     server_config config;
     config.pool_size = 1;
