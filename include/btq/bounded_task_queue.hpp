@@ -156,7 +156,7 @@ class bounded_task_queue {
           block_timeout_(options.block_timeout), queue_timeout_(options.queue_timeout),
           run_timeout_(options.run_timeout), rate_(make_bucket(options.rate)),
           gate_(make_gate_pointer(gate)), observer_(std::move(options.observer)),
-          max_per_key_(options.max_per_key), capacity_per_key_(options.capacity_per_key),
+          keys_(options.max_per_key, options.capacity_per_key),
           executor_(make_executor(options, std::forward<ExecutorArgs>(executor_args)...)) {
         if (capacity_ >= closed_bit) {
             throw std::invalid_argument("btq: capacity is too large");
@@ -271,13 +271,7 @@ class bounded_task_queue {
 
     /// @brief Stops admission: later submits throw queue_closed (try_submit returns nothing),
     ///        blocked submitters wake and throw queue_closed. Waiting and running tasks go on.
-    void close() noexcept {
-        {
-            std::lock_guard lock(mutex_);
-            admission_.fetch_or(closed_bit, std::memory_order_seq_cst);
-        }
-        room_available_.notify_all();
-    }
+    void close() noexcept;
 
     /// @brief Fails every waiting task with queue_cleared carrying `reason`; running tasks are
     ///        left alone. Does not close the queue (on a closed queue it also answers the tasks
@@ -286,33 +280,13 @@ class bounded_task_queue {
     /// @code
     /// std::size_t cleared = queue.clear("Server shutting down");
     /// @endcode
-    std::size_t clear(const std::string& reason = "cleared") {
-        detail::node_chain taken;
-        {
-            std::lock_guard lock(mutex_);
-            take_all_waiting_locked(taken);
-            notify_size_locked();
-            counters_.cleared += taken.size;
-            counters_.total_queued += taken.size;
-            answering_ += taken.size;
-        }
-        room_available_.notify_all();
-        answer_unstarted(taken, std::make_exception_ptr(queue_cleared(reason)));
-        return taken.size;
-    }
+    std::size_t clear(const std::string& reason = "cleared");
 
     /// @brief Waits until nothing runs and nothing waits, for at most `timeout`. Does not close
     ///        the queue, so under steady submission it may never see idle.
     /// @return true if the queue was idle before the timeout.
     /// @throws wait_deadlock if called from one of the queue's own tasks or callbacks.
-    [[nodiscard]] bool drain(clock::duration timeout) {
-        throw_if_inside();
-        std::unique_lock lock(mutex_);
-        ++drain_waiters_;
-        const bool idle = became_idle_.wait_for(lock, timeout, [this] { return is_idle_locked(); });
-        --drain_waiters_;
-        return idle;
-    }
+    [[nodiscard]] bool drain(clock::duration timeout);
 
     /// @brief Waits, without limit, until nothing runs and nothing waits.
     /// @throws wait_deadlock if called from one of the queue's own tasks or callbacks.
@@ -361,52 +335,19 @@ class bounded_task_queue {
     /// log("cleared {} waiting, drained: {}", done.cleared, done.drained);
     /// @endcode
     shutdown_result shutdown(const std::string& reason = "shutting down",
-                             std::optional<clock::duration> timeout = std::nullopt) {
-        throw_if_inside();
-        close();
-        shutdown_result result;
-        result.cleared = clear(reason);
-        if (timeout) {
-            result.drained = drain(*timeout);
-        } else {
-            drain();
-            result.drained = true;
-        }
-        return result;
-    }
+                             std::optional<clock::duration> timeout = std::nullopt);
 
     /// @brief Changes the running bound. Raising it starts waiting tasks at once; lowering it
     ///        lets running tasks finish (nothing is interrupted) and starts no more until the
     ///        count is below the new bound.
     /// @throws std::invalid_argument if `max_concurrency` is 0 (use pause() to stop starting).
-    void set_max_concurrency(std::size_t max_concurrency) {
-        checked_concurrency(max_concurrency);
-        if constexpr (concurrency_aware_executor<Executor>) {
-            executor_.reserve_concurrency(max_concurrency);
-        }
-        {
-            std::lock_guard lock(mutex_);
-            max_concurrency_.store(max_concurrency, std::memory_order_seq_cst);
-        }
-        room_available_.notify_all();
-        start_waiting();
-    }
+    void set_max_concurrency(std::size_t max_concurrency);
 
     /// @brief Stops starting tasks; admission, expiry, cancellation and running tasks go on.
-    void pause() noexcept {
-        std::lock_guard lock(mutex_);
-        paused_.store(true, std::memory_order_seq_cst);
-    }
+    void pause() noexcept;
 
     /// @brief Starts waiting tasks again after pause().
-    void resume() {
-        {
-            std::lock_guard lock(mutex_);
-            paused_.store(false, std::memory_order_seq_cst);
-        }
-        room_available_.notify_all();
-        start_waiting();
-    }
+    void resume();
 
     // ---- observation --------------------------------------------------------------------
 
@@ -419,35 +360,8 @@ class bounded_task_queue {
 
   private:
     template <class More>
-    queue_stats stats_with(More more) const {
-        std::lock_guard lock(mutex_);
-        queue_stats out;
-        const std::size_t waiting = waiting_count();
-        counters_.fill(out, waiting, refused_.load(std::memory_order_relaxed));
-        out.total_queued += waiting; // the waiting ones are counted for good when they leave
-        out.peak_queue_size = peak_queued_.load(std::memory_order_relaxed);
-        out.max_concurrency = max_concurrency_.load(std::memory_order_relaxed);
-        out.utilization_percent = 100.0 * static_cast<double>(counters_.active_weight) /
-                                  static_cast<double>(out.max_concurrency);
-        if (rate_ && waiting > 0 && !paused_.load(std::memory_order_relaxed) &&
-            !rate_->ready(clock::now()) && counters_.active_weight < out.max_concurrency) {
-            out.held_by_rate = std::min(waiting, out.max_concurrency - counters_.active_weight);
-        }
-        out.capacity = capacity_;
-        out.closed = is_closed();
-        out.paused = paused_.load(std::memory_order_relaxed);
-        more(out);
-        return out;
-    }
-    static void add_waiting_at_zero(std::vector<priority_count>& counts, std::size_t waiting) {
-        auto position = std::find_if(counts.begin(), counts.end(),
-                                     [](const priority_count& each) { return each.priority <= 0; });
-        if (position != counts.end() && position->priority == 0) {
-            position->waiting += waiting;
-        } else {
-            counts.insert(position, priority_count{.priority = 0, .waiting = waiting});
-        }
-    }
+    queue_stats stats_with(More more) const;
+    static void add_waiting_at_zero(std::vector<priority_count>& counts, std::size_t waiting);
 
   public:
     /// @brief stats(), and also the waiting tasks per priority and the `top_keys` busiest keys
@@ -458,34 +372,7 @@ class bounded_task_queue {
     ///     std::cout << key.key.to_string() << ": " << key.running << " running\n";
     /// }
     /// @endcode
-    [[nodiscard]] queue_stats stats(std::size_t top_keys) const {
-        queue_stats out = stats_with([&](queue_stats& filled) {
-            waiting_.count_by_priority(filled.waiting_by_priority);
-            const std::size_t listed = waiting_.size();
-            if (filled.queued > listed) { // plain tasks still in the inbox, all of priority 0
-                add_waiting_at_zero(filled.waiting_by_priority, filled.queued - listed);
-            }
-            filled.keys.reserve(std::min(top_keys, keys_.size()));
-            for (const auto& [key, record] : keys_) {
-                filled.keys.push_back(key_stats{.key = key,
-                                                .waiting = record.waiting,
-                                                .running = record.running,
-                                                .rejected = record.rejected});
-            }
-        });
-        const auto busier = [](const key_stats& a, const key_stats& b) {
-            return a.waiting + a.running > b.waiting + b.running;
-        };
-        if (out.keys.size() > top_keys) {
-            std::partial_sort(out.keys.begin(),
-                              out.keys.begin() + static_cast<std::ptrdiff_t>(top_keys),
-                              out.keys.end(), busier);
-            out.keys.resize(top_keys);
-        } else {
-            std::sort(out.keys.begin(), out.keys.end(), busier);
-        }
-        return out;
-    }
+    [[nodiscard]] queue_stats stats(std::size_t top_keys) const;
 
     /// @brief The running bound now.
     [[nodiscard]] std::size_t max_concurrency() const noexcept {
@@ -569,30 +456,7 @@ class bounded_task_queue {
     }
 
     /// Tells the observer, if any, how admission went.
-    admission observed(admission outcome, const submit_options& options) const noexcept {
-        if (observer_) {
-            const task_info info{.priority = options.priority, .weight = options.weight};
-            switch (outcome) {
-            case admission::started:
-            case admission::queued:
-                observer_->on_admitted(info);
-                break;
-            case admission::refused_full:
-                observer_->on_refused(info, not_run_reason::queue_full);
-                break;
-            case admission::refused_closed:
-                observer_->on_refused(info, not_run_reason::queue_closed);
-                break;
-            case admission::refused_expired:
-                observer_->on_refused(info, not_run_reason::expired);
-                break;
-            case admission::refused_cancelled:
-                observer_->on_refused(info, not_run_reason::cancelled);
-                break;
-            }
-        }
-        return outcome;
-    }
+    admission observed(admission outcome, const submit_options& options) const noexcept;
     static task_info info_of(const detail::queue_node* node) noexcept {
         return task_info{.priority = node->priority, .weight = node->weight};
     }
@@ -630,20 +494,7 @@ class bounded_task_queue {
     }
 
     /// A weight the queue can ever start (submit_options::weight).
-    void check_weight(std::size_t weight) const {
-        if (weight == 0) {
-            throw std::invalid_argument("btq: submit_options::weight must be at least 1");
-        }
-        if (weight > std::numeric_limits<std::uint16_t>::max()) {
-            throw std::invalid_argument("btq: submit_options::weight must be at most 65535");
-        }
-        if (weight > max_concurrency_.load(std::memory_order_relaxed)) {
-            throw std::invalid_argument("btq: submit_options::weight " + std::to_string(weight) +
-                                        " is above max_concurrency " +
-                                        std::to_string(max_concurrency()) +
-                                        ": the task could never start");
-        }
-    }
+    void check_weight(std::size_t weight) const;
 
     /// The weight a task of `weight` takes when it starts now: never more than the whole bound.
     [[nodiscard]] std::size_t effective_weight(std::size_t weight) const noexcept {
@@ -658,41 +509,12 @@ class bounded_task_queue {
                (!rate_ || rate_->ready(now));
     }
 
-    /// A key's lane may start a task now (queue_options::max_per_key).
-    [[nodiscard]] bool key_eligible(const detail::key_lane& lane) const noexcept {
-        return max_per_key_ == 0 || lane.record->running < max_per_key_;
-    }
     [[nodiscard]] auto eligible() const noexcept {
-        return [this](const detail::key_lane& lane) { return key_eligible(lane); };
+        return [this](const detail::key_lane& lane) { return keys_.eligible(lane); };
     }
-    /// The record of `key`, made if it has none (under the lock).
-    detail::key_record& key_record_locked(const task_key& key, int priority) {
-        auto [position, made] = keys_.try_emplace(key, priority);
-        if (made) {
-            position->second.key = &position->first;
-        }
-        return position->second;
-    }
-    /// A keyed task leaves its key's waiting tasks (it starts, or is answered unstarted).
     void leave_key_waiting_locked(detail::queue_node* node, bool starts) noexcept {
-        detail::key_link* link = node->extras;
-        if (link == nullptr || link->record == nullptr) {
-            return;
-        }
-        detail::key_record* record = link->record;
-        link->lane = nullptr;
-        --record->waiting;
-        if (starts) {
-            ++record->running;
-        } else {
-            link->record = nullptr;
-            drop_key_if_idle_locked(record);
-        }
-    }
-    /// A key without tasks waiting or running is forgotten.
-    void drop_key_if_idle_locked(detail::key_record* record) noexcept {
-        if (record->idle()) {
-            keys_.erase(keys_.find(*record->key));
+        if (node->extras != nullptr) {
+            keys_.leave_waiting(*node->extras, starts);
         }
     }
 
@@ -815,19 +637,7 @@ class bounded_task_queue {
             became_idle_.notify_all();
         }
     }
-    bool wait_for_size(std::size_t size, std::optional<clock::time_point> until) {
-        if (size == 0) {
-            throw std::invalid_argument("btq: wait_until_size_below(0) could never return");
-        }
-        throw_if_inside();
-        std::unique_lock lock(mutex_);
-        ++size_waiters_;
-        const auto below = [this, size] { return waiting_count() < size; };
-        const bool reached = until ? size_dropped_.wait_until(lock, *until, below)
-                                   : (size_dropped_.wait(lock, below), true);
-        --size_waiters_;
-        return reached;
-    }
+    bool wait_for_size(std::size_t size, std::optional<clock::time_point> until);
     void wait_idle() {
         std::unique_lock lock(mutex_);
         ++drain_waiters_;
@@ -837,20 +647,7 @@ class bounded_task_queue {
 
     /// True on a thread where waiting for this queue would wait for the caller itself: inside
     /// its dispatch, on its timer thread, or on a thread its executor owns.
-    [[nodiscard]] bool inside() const {
-        if (detail::find_dispatch_frame(this) != nullptr) {
-            return true;
-        }
-        if constexpr (requires(const Executor& e) {
-                          { e.owns_this_thread() } -> std::convertible_to<bool>;
-                      }) {
-            if (executor_.owns_this_thread()) {
-                return true;
-            }
-        }
-        std::lock_guard lock(mutex_);
-        return timer_.is_timer_thread();
-    }
+    [[nodiscard]] bool inside() const;
     void throw_if_inside() const {
         if (inside()) {
             throw wait_deadlock();
@@ -894,10 +691,8 @@ class bounded_task_queue {
 
     [[no_unique_address]] const gate_pointer gate_;
     const std::shared_ptr<queue_observer> observer_;
-    const std::size_t max_per_key_;
-    const std::size_t capacity_per_key_;
     // Guarded by the lock: every key with tasks waiting or running.
-    std::unordered_map<task_key, detail::key_record> keys_;
+    detail::key_table keys_;
 
     // Last, so it is destroyed first: its threads may still call back into the queue.
     Executor executor_;
@@ -907,3 +702,4 @@ class bounded_task_queue {
 
 #include "impl/admission.hpp"
 #include "impl/dispatch.hpp"
+#include "impl/lifecycle.hpp"

@@ -7,6 +7,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "../task_key.hpp"
@@ -72,6 +74,84 @@ struct key_record {
 struct key_link {
     key_record* record = nullptr; ///< null for a task without a key
     key_lane* lane = nullptr;     ///< while it waits
+};
+
+/// Every key with tasks waiting or running, and the per-key bounds (queue_options::max_per_key,
+/// capacity_per_key). Not synchronized: the queue's lock guards it.
+class key_table {
+  public:
+    key_table(std::size_t max_running, std::size_t max_waiting)
+        : max_running_(max_running), max_waiting_(max_waiting) {}
+
+    /// The record of `key`, or null when it has no task waiting or running.
+    [[nodiscard]] key_record* find(const task_key& key) noexcept {
+        auto found = records_.find(key);
+        return found != records_.end() ? &found->second : nullptr;
+    }
+    /// The record of `key`, made if it has none.
+    key_record& record_for(const task_key& key, int priority) {
+        auto [position, made] = records_.try_emplace(key, priority);
+        if (made) {
+            position->second.key = &position->first;
+        }
+        return position->second;
+    }
+    /// A task of `record`'s key (null: a key with nothing yet) may start now.
+    [[nodiscard]] bool may_start(const key_record* record) const noexcept {
+        return record == nullptr || max_running_ == 0 || record->running < max_running_;
+    }
+    /// A lane's key may start a task now.
+    [[nodiscard]] bool eligible(const key_lane& lane) const noexcept {
+        return may_start(lane.record);
+    }
+    /// `record`'s key has its share of waiting places (it is then refused and counted).
+    bool refuse_waiting(key_record* record) noexcept {
+        if (record == nullptr || max_waiting_ == 0 || record->waiting < max_waiting_) {
+            return false;
+        }
+        ++record->rejected;
+        return true;
+    }
+    /// A keyed task leaves its key's waiting tasks: it starts, or is answered unstarted.
+    void leave_waiting(key_link& link, bool starts) noexcept {
+        key_record* record = link.record;
+        if (record == nullptr) {
+            return;
+        }
+        link.lane = nullptr;
+        --record->waiting;
+        if (starts) {
+            ++record->running;
+        } else {
+            link.record = nullptr;
+            forget_if_idle(record);
+        }
+    }
+    /// A task of `record`'s key has finished.
+    void finished(key_record* record) noexcept {
+        --record->running;
+        forget_if_idle(record);
+    }
+
+    [[nodiscard]] std::size_t size() const noexcept { return records_.size(); }
+    /// Calls `visit(key, record)` for every key in use.
+    template <class Visit>
+    void visit(Visit visit) const {
+        for (const auto& [key, record] : records_) {
+            visit(key, record);
+        }
+    }
+
+  private:
+    void forget_if_idle(key_record* record) noexcept {
+        if (record->idle()) {
+            records_.erase(records_.find(*record->key));
+        }
+    }
+
+    std::size_t max_running_;
+    std::size_t max_waiting_;
+    std::unordered_map<task_key, key_record> records_;
 };
 
 } // namespace btq::detail

@@ -227,15 +227,9 @@ auto bounded_task_queue<Task, Executor, Gate>::admit_locked(Task& task, Sink&& s
             return admission::refused_expired;
         }
         std::optional<permit_type> permit; // gated: the start at once needs the gate's yes
-        const detail::key_record* record = nullptr;
-        if (!options.key.empty()) {
-            if (auto found = keys_.find(options.key); found != keys_.end()) {
-                record = &found->second;
-            }
-        }
+        detail::key_record* record = options.key.empty() ? nullptr : keys_.find(options.key);
         if (word == 0 && may_start_locked(options.weight, clock::now()) &&
-            (record == nullptr || max_per_key_ == 0 || record->running < max_per_key_) &&
-            (!gated || [&] {
+            keys_.may_start(record) && (!gated || [&] {
                 if (std::optional<permit_type> granted = ask_gate_locked(options.priority)) {
                     permit.emplace(std::move(*granted));
                     return true;
@@ -266,7 +260,7 @@ auto bounded_task_queue<Task, Executor, Gate>::admit_locked(Task& task, Sink&& s
                 rate_->take(clock::now());
             }
             if (!options.key.empty()) {
-                detail::key_record& own = key_record_locked(options.key, options.priority);
+                detail::key_record& own = keys_.record_for(options.key, options.priority);
                 ++own.running;
                 started->extras->record = &own;
             }
@@ -279,8 +273,7 @@ auto bounded_task_queue<Task, Executor, Gate>::admit_locked(Task& task, Sink&& s
             run_dispatch(started, std::chrono::nanoseconds::zero(), false);
             return admission::started;
         }
-        if (record != nullptr && capacity_per_key_ > 0 && record->waiting >= capacity_per_key_) {
-            ++keys_.find(options.key)->second.rejected;
+        if (keys_.refuse_waiting(record)) {
             refused_.fetch_add(1, std::memory_order_relaxed);
             return admission::refused_full; // this key's share of the queue is full
         }
@@ -360,7 +353,7 @@ bool bounded_task_queue<Task, Executor, Gate>::enqueue_locked(detail::queue_node
         return false;
     }
     if (!key.empty()) {
-        detail::key_record& record = key_record_locked(key, node->priority);
+        detail::key_record& record = keys_.record_for(key, node->priority);
         ++record.waiting;
         node->extras->record = &record;
         node->extras->lane = &record.lane_for(node->priority);

@@ -220,8 +220,7 @@ void bounded_task_queue<Task, Executor, Gate>::finish(Node* node, bool failed,
         std::lock_guard lock(mutex_);
         counters_.free_slot(weight); // active_ is stored below, only if no task takes it over
         if (key != nullptr) {
-            --key->running;
-            drop_key_if_idle_locked(key);
+            keys_.finished(key);
         }
         ++counters_.processed;
         if (overran) {
