@@ -364,6 +364,17 @@ class bounded_task_queue {
     static void add_waiting_at_zero(std::vector<priority_count>& counts, std::size_t waiting);
 
   public:
+    /// @brief Gives every waiting task submitted with `id` (submit_options::id) the priority
+    ///        `priority`. Each takes the place its submission gives it among the tasks of its
+    ///        new priority (and key), as if it had been submitted with it; its deadline, stop
+    ///        token and key stay. A task that already started, or was answered, is unaffected.
+    /// @return how many waiting tasks were moved (0: none waits with that id).
+    /// @code
+    /// queue.submit(task, {.id = 42});
+    /// if (queue.set_priority(42, 10) == 0) { /* already started */ }
+    /// @endcode
+    std::size_t set_priority(std::uint64_t id, int priority);
+
     /// @brief stats(), and also the waiting tasks per priority and the `top_keys` busiest keys
     ///        (queue_stats::waiting_by_priority, queue_stats::keys), from the same instant. It
     ///        walks the waiting tasks: for a look now and then, not for every request.
@@ -483,7 +494,8 @@ class bounded_task_queue {
     [[nodiscard]] bool is_plain(const submit_options& options) const noexcept {
         return options.priority == 0 && !options.deadline && !queue_timeout_ &&
                !options.stop.stop_possible() && !options.run_timeout && !run_timeout_ &&
-               options.weight == 1 && options.key.empty() && !rate_ && !revocable;
+               options.weight == 1 && options.key.empty() && options.id == 0 && !rate_ &&
+               !revocable;
     }
 
     static std::optional<detail::token_bucket> make_bucket(const std::optional<rate_limit>& rate) {
@@ -512,9 +524,23 @@ class bounded_task_queue {
     [[nodiscard]] auto eligible() const noexcept {
         return [this](const detail::key_lane& lane) { return keys_.eligible(lane); };
     }
-    void leave_key_waiting_locked(detail::queue_node* node, bool starts) noexcept {
+    /// A task leaves the waiting tasks (it starts, or is answered unstarted): its key's and its
+    /// id's records follow.
+    void leave_waiting_locked(detail::queue_node* node, bool starts) noexcept {
         if (node->extras != nullptr) {
             keys_.leave_waiting(*node->extras, starts);
+            if (node->extras->id != 0) {
+                forget_id_locked(node);
+            }
+        }
+    }
+    void forget_id_locked(detail::queue_node* node) noexcept {
+        auto [first, last] = ids_.equal_range(node->extras->id);
+        for (; first != last; ++first) {
+            if (first->second == node) {
+                ids_.erase(first);
+                return;
+            }
         }
     }
 
@@ -693,6 +719,8 @@ class bounded_task_queue {
     const std::shared_ptr<queue_observer> observer_;
     // Guarded by the lock: every key with tasks waiting or running.
     detail::key_table keys_;
+    // Guarded by the lock: the waiting tasks with a submit_options::id.
+    std::unordered_multimap<std::uint64_t, detail::queue_node*> ids_;
 
     // Last, so it is destroyed first: its threads may still call back into the queue.
     Executor executor_;

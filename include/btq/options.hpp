@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <stop_token>
@@ -125,6 +126,9 @@ struct submit_options {
     /// default) take one turn per round together, FIFO among them. Priorities still come first.
     /// A key costs a small record while it has tasks waiting or running, nothing after.
     task_key key{};
+    /// A caller-chosen id (0 = none) by which set_priority() finds the task while it waits. Ids
+    /// need not be unique: set_priority() moves every waiting task with the id.
+    std::uint64_t id = 0;
 
     /// @brief Options whose deadline is `timeout` from now.
     [[nodiscard]] static submit_options within(clock::duration timeout, int priority = 0) {

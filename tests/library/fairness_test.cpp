@@ -370,3 +370,43 @@ TEST_CASE("task_key: strings and integers, never equal to each other, and the em
     CHECK(std::hash<btq::task_key>{}(btq::task_key("x")) ==
           std::hash<btq::task_key>{}(btq::task_key(std::string_view("x"))));
 }
+
+TEST_CASE("set_priority moves a waiting task to the place its submission gives it at the new "
+          "priority, and leaves a started one alone",
+          "[queue][priority]") {
+    void_queue queue({.max_concurrency = 1, .capacity = 100});
+    start_log log;
+    blocker first(queue);
+    const auto ignore = [](btq::task_result<void>) noexcept {};
+    queue.submit(log.task("a"), ignore, {.id = 1});
+    queue.submit(log.task("b"), ignore, {.priority = 5});
+    queue.submit(log.task("c"), ignore, {.id = 3});
+    queue.submit(log.task("d"), ignore, {.priority = 5, .key = "k", .id = 4});
+    queue.submit(log.task("e"), ignore, {.priority = 5, .key = "k"});
+    CHECK(queue.set_priority(3, 5) == 1);  // c joins priority 5, after b (submitted before it)
+    CHECK(queue.set_priority(4, -1) == 1); // d goes last, its key's turn kept for e
+    CHECK(queue.set_priority(99, 7) == 0); // no such task
+    first.open();
+    queue.drain();
+    CHECK(log.get() == std::vector<std::string>{"b", "e", "c", "a", "d"});
+    CHECK(queue.set_priority(1, 9) == 0); // started and answered: unaffected
+    CHECK(queue.stats(5).keys.empty());
+}
+
+TEST_CASE("tasks sharing an id all move; one that started is left out of the count",
+          "[queue][priority]") {
+    void_queue queue({.max_concurrency = 1, .capacity = 100});
+    gate release;
+    auto running = queue.submit([&] { release.wait(); }, {.id = 7});
+    REQUIRE(eventually([&] { return queue.stats().active == 1; }));
+    start_log log;
+    const auto ignore = [](btq::task_result<void>) noexcept {};
+    queue.submit(log.task("plain"), ignore);
+    queue.submit(log.task("seven-1"), ignore, {.id = 7});
+    queue.submit(log.task("seven-2"), ignore, {.id = 7});
+    CHECK(queue.set_priority(7, 3) == 2);
+    release.open();
+    running.get();
+    queue.drain();
+    CHECK(log.get() == std::vector<std::string>{"seven-1", "seven-2", "plain"});
+}

@@ -74,6 +74,7 @@ struct key_record {
 struct key_link {
     key_record* record = nullptr; ///< null for a task without a key
     key_lane* lane = nullptr;     ///< while it waits
+    std::uint64_t id = 0;         ///< submit_options::id
 };
 
 /// Every key with tasks waiting or running, and the per-key bounds (queue_options::max_per_key,

@@ -100,19 +100,25 @@ class waiting_list {
         ++size_;
     }
 
-    /// Appends a task without a key after every such node of its priority with an earlier or
-    /// equal stamp, so a node that comes late from the inbox keeps its submission order (walks
-    /// back from the tail).
+    /// Inserts `node` after every node of its priority (and its key) with an earlier or equal
+    /// stamp, so a node that comes late from the inbox, or changes priority, takes the place its
+    /// submission gives it (walks back from the tail).
     void insert_by_stamp(queue_node* node) {
         level& into = level_for(node->priority);
-        queue_node* after = into.tail;
+        key_lane* lane = lane_of(node);
+        queue_node*& head = lane != nullptr ? lane->head : into.head;
+        queue_node*& tail = lane != nullptr ? lane->tail : into.tail;
+        queue_node* after = tail;
         while (after != nullptr && after->stamp > node->stamp) {
             after = after->prev;
         }
         node->prev = after;
-        node->next = after != nullptr ? after->next : into.head;
-        (node->next != nullptr ? node->next->prev : into.tail) = node;
-        (after != nullptr ? after->next : into.head) = node;
+        node->next = after != nullptr ? after->next : head;
+        (node->next != nullptr ? node->next->prev : tail) = node;
+        (after != nullptr ? after->next : head) = node;
+        if (lane != nullptr && !lane->linked) {
+            link_lane(into, lane);
+        }
         ++size_;
     }
 

@@ -166,11 +166,12 @@ auto bounded_task_queue<Task, Executor, Gate>::make_node(Task& task, Sink&& sink
     const std::optional<clock::duration> run_timeout =
         options.run_timeout ? options.run_timeout : run_timeout_;
     if (deadline || options.stop.stop_possible() || run_timeout || revocable ||
-        !options.key.empty()) {
+        !options.key.empty() || options.id != 0) {
         auto extras = std::make_unique<task_extras>();
         extras->deadline = deadline;
         extras->run_timeout = run_timeout;
         extras->caller_stop = options.stop;
+        extras->id = options.id;
         if (run_timeout || revocable) { // a revocable permit requests stop of its own task
             extras->run_stop = std::stop_source();
         }
@@ -357,6 +358,9 @@ bool bounded_task_queue<Task, Executor, Gate>::enqueue_locked(detail::queue_node
         ++record.waiting;
         node->extras->record = &record;
         node->extras->lane = &record.lane_for(node->priority);
+    }
+    if (node->extras != nullptr && node->extras->id != 0) {
+        ids_.emplace(node->extras->id, node);
     }
     waiting_.push_back(node); // plain tasks in the inbox keep their place: see peek_next_locked()
     if (task_extras* extras = extras_of(node)) {

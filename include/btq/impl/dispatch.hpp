@@ -68,7 +68,7 @@ detail::queue_node* bounded_task_queue<Task, Executor, Gate>::take_startable_loc
             }
         }
         static_cast<void>(from_inbox ? inbox_.pop() : waiting_.pop_front(eligible()));
-        leave_key_waiting_locked(node, !stale);
+        leave_waiting_locked(node, !stale);
         unhold_locked(node);
         unreserve();
         notify_size_locked();
@@ -281,7 +281,7 @@ void bounded_task_queue<Task, Executor, Gate>::drain_inbox_locked() {
 template <class Task, class Executor, class Gate>
     requires executor_for<Executor, Task> && start_gate<Gate>
 void bounded_task_queue<Task, Executor, Gate>::forget_locked(detail::queue_node* node) noexcept {
-    leave_key_waiting_locked(node, false);
+    leave_waiting_locked(node, false);
     if (task_extras* extras = extras_of(node)) {
         if (extras->timer_armed) {
             timer_.disarm(extras->timer_position);
@@ -571,7 +571,7 @@ void bounded_task_queue<Task, Executor, Gate>::on_timer_due(
         extras->timer_armed = false;
         if (!due.run_deadline) {
             waiting_.erase(due.node);
-            leave_key_waiting_locked(due.node, false);
+            leave_waiting_locked(due.node, false);
             unhold_locked(due.node);
             extras->state = node_state::left;
             unreserve();

@@ -241,4 +241,33 @@ bool bounded_task_queue<Task, Executor, Gate>::inside() const {
     return timer_.is_timer_thread();
 }
 
+template <class Task, class Executor, class Gate>
+    requires executor_for<Executor, Task> && start_gate<Gate>
+std::size_t bounded_task_queue<Task, Executor, Gate>::set_priority(std::uint64_t id, int priority) {
+    std::size_t moved = 0;
+    {
+        std::lock_guard lock(mutex_);
+        auto [first, last] = ids_.equal_range(id);
+        for (; first != last; ++first) {
+            detail::queue_node* node = first->second;
+            if (node->priority == priority) {
+                ++moved;
+                continue;
+            }
+            waiting_.erase(node);
+            unhold_locked(node);
+            node->priority = priority;
+            if (detail::key_record* record = node->extras->record) {
+                node->extras->lane = &record->lane_for(priority);
+            }
+            waiting_.insert_by_stamp(node);
+            ++moved;
+        }
+    }
+    if (moved > 0 && slot_free()) {
+        start_waiting(); // a gate may say yes to the new first in line
+    }
+    return moved;
+}
+
 } // namespace btq
