@@ -494,8 +494,8 @@ class bounded_task_queue {
     [[nodiscard]] bool is_plain(const submit_options& options) const noexcept {
         return options.priority == 0 && !options.deadline && !queue_timeout_ &&
                !options.stop.stop_possible() && !options.run_timeout && !run_timeout_ &&
-               options.weight == 1 && options.key.empty() && options.id == 0 && !rate_ &&
-               !revocable;
+               options.weight == 1 && options.key.empty() && options.id == 0 && !options.retry &&
+               !rate_ && !revocable;
     }
 
     static std::optional<detail::token_bucket> make_bucket(const std::optional<rate_limit>& rate) {
@@ -626,6 +626,23 @@ class bounded_task_queue {
     void begin_running_locked(detail::queue_node* node);
     template <class Node>
     void finish(Node* node, bool failed, bool timed_out) noexcept;
+    // Retries (defined in impl/retry.hpp).
+    /// A failed attempt of a task with a retry policy is to be tried again.
+    bool retry_wanted(const task_extras& extras, const std::exception_ptr& error) const noexcept;
+    static clock::duration backoff_after(const retry_policy& policy, std::uint32_t attempt);
+    template <class Node>
+    void retry_later(Node* node) noexcept;
+    void arm_retry_timer_locked(detail::queue_node* node, task_extras& extras,
+                                clock::time_point at);
+    bool retry_due_locked(detail::queue_node* node);
+    /// A retry policy the queue can follow (submit_options::retry).
+    static void check_retry(const retry_policy& policy);
+
+    /// What a finishing task holds from its gate until its slot is free (nothing without one).
+    using permit_holder = std::conditional_t<gated, std::optional<permit_type>, char>;
+    template <class UnderLock>
+    void release_slot(std::size_t weight, std::uint64_t now, permit_holder& permit,
+                      UnderLock under_lock) noexcept;
     void take_all_waiting_locked(detail::node_chain& out);
     void forget_locked(detail::queue_node* node) noexcept;
     void drain_inbox_locked();
@@ -719,6 +736,7 @@ class bounded_task_queue {
     const std::shared_ptr<queue_observer> observer_;
     // Guarded by the lock: every key with tasks waiting or running.
     detail::key_table keys_;
+    detail::node_list retrying_; // guarded by the lock: backing off before a retry
     // Guarded by the lock: the waiting tasks with a submit_options::id.
     std::unordered_multimap<std::uint64_t, detail::queue_node*> ids_;
 
@@ -731,3 +749,4 @@ class bounded_task_queue {
 #include "impl/admission.hpp"
 #include "impl/dispatch.hpp"
 #include "impl/lifecycle.hpp"
+#include "impl/retry.hpp"

@@ -33,7 +33,8 @@ struct task_info {
 /// may call the queue (stats(), submit()), but not wait for it (drain()).
 ///
 /// Each task gets exactly one of: on_refused; or on_admitted, then either on_started and
-/// on_finished, or on_not_started. on_started always comes before on_finished; on_admitted is
+/// on_finished, or on_not_started (with retries: on_started and on_retrying once per failed attempt
+/// before the last one's on_started). on_started always comes before on_finished; on_admitted is
 /// reported by the submitting thread once admission is decided, so for a task that starts at
 /// once on another thread it may come after that thread's on_started. With no observer set (the
 /// default) the queue pays one pointer test per event.
@@ -67,6 +68,11 @@ class queue_observer {
     /// @brief The task ran for `ran` and ended with `outcome`; its caller has been answered.
     virtual void on_finished(const task_info& /*task*/, task_outcome /*outcome*/,
                              std::chrono::nanoseconds /*ran*/) noexcept {}
+    /// @brief Attempt `attempt` of the task failed and it will be tried again after `backoff`
+    ///        (submit_options::retry); it starts again later (on_started), and on_finished
+    ///        reports only its last attempt.
+    virtual void on_retrying(const task_info& /*task*/, std::size_t /*attempt*/,
+                             std::chrono::nanoseconds /*backoff*/) noexcept {}
     /// @brief An admitted task left without starting (`reason`: expired, cancelled,
     ///        queue_cleared, displaced, or gate_unavailable); its caller has been answered.
     virtual void on_not_started(const task_info& /*task*/, not_run_reason /*reason*/) noexcept {}

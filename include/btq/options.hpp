@@ -5,6 +5,8 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <stop_token>
@@ -49,6 +51,33 @@ struct rate_limit {
     /// Most starts at once after a quiet spell (the bucket's size); 0 means `starts`. A bucket
     /// starts full.
     std::size_t burst = 0;
+};
+
+/// @brief How a failed task is tried again (submit_options::retry).
+///
+/// The n-th retry waits `backoff * multiplier^(n-1)`, at most `max_backoff`, less a random part
+/// of up to `jitter` of it (so retries of many tasks that failed together spread out), without a
+/// slot: the task gives its slot (and its gate's permit) back, and re-enters the queue at its
+/// priority (behind the tasks waiting there) when the wait is over.
+/// @code
+/// queue.submit(task, {.retry = btq::retry_policy{.attempts = 3,
+///                                                .backoff = std::chrono::milliseconds(50)}});
+/// @endcode
+struct retry_policy {
+    /// Attempts in all, the first one included: 1 tries once (no retry). At least 1.
+    std::size_t attempts = 3;
+    /// The wait before the first retry.
+    clock::duration backoff = std::chrono::milliseconds(100);
+    /// Each later wait is this many times the one before. At least 1.
+    double multiplier = 2.0;
+    /// The longest wait.
+    clock::duration max_backoff = std::chrono::seconds(30);
+    /// 0 to 1: each wait is drawn uniformly from [wait * (1 - jitter), wait].
+    double jitter = 0.5;
+    /// Which failures are tried again; empty: every one. A btq::task_not_run (the task never
+    /// ran: cancelled, expired, cleared, refused by a gate, not startable) never is, nor a
+    /// failure after the caller's stop was requested, nor one in a closed queue.
+    std::function<bool(const std::exception_ptr&)> retry_on{};
 };
 
 /// @brief The bounds and policies of a bounded_task_queue.
@@ -129,6 +158,11 @@ struct submit_options {
     /// A caller-chosen id (0 = none) by which set_priority() finds the task while it waits. Ids
     /// need not be unique: set_priority() moves every waiting task with the id.
     std::uint64_t id = 0;
+    /// Try a failed task again (see btq::retry_policy); empty (the default): never. The caller
+    /// gets one answer, the last attempt's; the callback form's task_result says how many
+    /// attempts there were (task_result::attempts()). Needs a copyable task (refused at submit
+    /// with std::invalid_argument otherwise): each attempt runs a copy.
+    std::optional<retry_policy> retry{};
 
     /// @brief Options whose deadline is `timeout` from now.
     [[nodiscard]] static submit_options within(clock::duration timeout, int priority = 0) {

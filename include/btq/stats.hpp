@@ -85,6 +85,12 @@ struct queue_stats {
     std::size_t held_by_rate = 0;
     /// Times a task first in line had to wait for a rate token (queue_options::rate).
     std::uint64_t rate_holds_total = 0;
+    /// Failed tasks waiting out their back-off before another attempt (submit_options::retry).
+    /// Counted in `queued`: a retrying task keeps its waiting place.
+    std::size_t retrying = 0;
+    /// Attempts begun again after a failure (submit_options::retry); the attempts before a
+    /// task's last are not counted in total_processed or total_errors.
+    std::uint64_t retries_total = 0;
     bool closed = false; ///< close() or shutdown() has been called
     bool paused = false; ///< pause() is in effect
 

@@ -31,6 +31,8 @@ struct queue_counters {
     std::size_t held_by_gate = 0; ///< waiting nodes marked queue_node::held_by_gate
     std::uint64_t gate_holds = 0; ///< nodes ever marked so
     std::uint64_t rate_holds = 0; ///< times the first in line waited for a rate token
+    std::size_t retrying = 0;     ///< backing off before a retry (counted as waiting)
+    std::uint64_t retries = 0;    ///< attempts begun again
     latency_shards wait_times;    ///< recorded outside the lock, as a task starts
     latency_shards run_times;     ///< recorded outside the lock, before the task's slot is freed
 
@@ -67,6 +69,8 @@ struct queue_counters {
         out.gate_holds_total = gate_holds;
         out.active_weight = active_weight;
         out.rate_holds_total = rate_holds;
+        out.retrying = retrying;
+        out.retries_total = retries;
         out.submitted = processed + active + queued + out.rejected + cleared + expired + cancelled;
         out.wait_time = wait_times.summary();
         out.run_time = run_times.summary();

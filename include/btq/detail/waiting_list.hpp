@@ -74,6 +74,38 @@ struct node_chain {
     }
 };
 
+/// Nodes in no particular order, unlinked in O(1): the tasks backing off before a retry.
+class node_list {
+  public:
+    void push(queue_node* node) noexcept {
+        node->prev = nullptr;
+        node->next = head_;
+        if (head_ != nullptr) {
+            head_->prev = node;
+        }
+        head_ = node;
+    }
+    void erase(queue_node* node) noexcept {
+        (node->prev != nullptr ? node->prev->next : head_) = node->next;
+        if (node->next != nullptr) {
+            node->next->prev = node->prev;
+        }
+        node->prev = nullptr;
+        node->next = nullptr;
+    }
+    /// Takes the first node, or null.
+    queue_node* pop() noexcept {
+        queue_node* node = head_;
+        if (node != nullptr) {
+            erase(node);
+        }
+        return node;
+    }
+
+  private:
+    queue_node* head_ = nullptr;
+};
+
 /// Waiting tasks by priority (highest first), FIFO within a priority. Within a priority, tasks
 /// with a key (submit_options::key) wait in their key's lane, and the lanes and the tasks
 /// without a key (as one more member) take turns: round robin, one start each, a new key

@@ -18,6 +18,9 @@ auto bounded_task_queue<Task, Executor, Gate>::admit(Task& task, Sink&& sink,
     if (options.weight != 1) {
         check_weight(options.weight);
     }
+    if (options.retry) {
+        check_retry(*options.retry);
+    }
     if (options.stop.stop_requested()) {
         std::lock_guard lock(mutex_);
         ++counters_.cancelled;
@@ -166,12 +169,15 @@ auto bounded_task_queue<Task, Executor, Gate>::make_node(Task& task, Sink&& sink
     const std::optional<clock::duration> run_timeout =
         options.run_timeout ? options.run_timeout : run_timeout_;
     if (deadline || options.stop.stop_possible() || run_timeout || revocable ||
-        !options.key.empty() || options.id != 0) {
+        !options.key.empty() || options.id != 0 || options.retry) {
         auto extras = std::make_unique<task_extras>();
         extras->deadline = deadline;
         extras->run_timeout = run_timeout;
         extras->caller_stop = options.stop;
         extras->id = options.id;
+        if (options.retry && options.retry->attempts > 1) {
+            extras->retry = std::make_shared<const retry_policy>(*options.retry);
+        }
         if (run_timeout || revocable) { // a revocable permit requests stop of its own task
             extras->run_stop = std::stop_source();
         }

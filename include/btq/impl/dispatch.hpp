@@ -194,7 +194,7 @@ void bounded_task_queue<Task, Executor, Gate>::finish(Node* node, bool failed,
     // A gated task's permit is given back after its slot is free, so the gate never sees a
     // task more than the queue counts running (a start it grants always finds the slot free).
     // Until then the queue does not count as idle: drain() must not return before the release.
-    [[maybe_unused]] std::conditional_t<gated, std::optional<permit_type>, char> permit{};
+    permit_holder permit{};
     if constexpr (gated) {
         if (node->permit) {
             permit.emplace(std::move(*node->permit));
@@ -210,15 +210,7 @@ void bounded_task_queue<Task, Executor, Gate>::finish(Node* node, bool failed,
     }
     delete node;
     counters_.run_times.record(detail::tick_clock::between(started, now)); // before drain() sees it
-
-    detail::dispatch_frame* frame = detail::find_dispatch_frame(this);
-    detail::node_chain expired;
-    detail::queue_node* next = nullptr;
-    bool more = false;
-    std::chrono::nanoseconds waited{0};
-    {
-        std::lock_guard lock(mutex_);
-        counters_.free_slot(weight); // active_ is stored below, only if no task takes it over
+    release_slot(weight, now, permit, [&]() noexcept {
         if (key != nullptr) {
             keys_.finished(key);
         }
@@ -229,6 +221,26 @@ void bounded_task_queue<Task, Executor, Gate>::finish(Node* node, bool failed,
             counters_.errors += failed ? 1 : 0;
             counters_.timed_out += timed_out ? 1 : 0;
         }
+    });
+}
+
+/// A task (or an attempt of one) has returned: free its slot, count what `under_lock` counts,
+/// give its permit back, and start what may start now.
+template <class Task, class Executor, class Gate>
+    requires executor_for<Executor, Task> && start_gate<Gate>
+template <class UnderLock>
+void bounded_task_queue<Task, Executor, Gate>::release_slot(std::size_t weight, std::uint64_t now,
+                                                            permit_holder& permit,
+                                                            UnderLock under_lock) noexcept {
+    detail::dispatch_frame* frame = detail::find_dispatch_frame(this);
+    detail::node_chain expired;
+    detail::queue_node* next = nullptr;
+    bool more = false;
+    std::chrono::nanoseconds waited{0};
+    {
+        std::lock_guard lock(mutex_);
+        counters_.free_slot(weight); // active_ is stored below, only if no task takes it over
+        under_lock();
         if (frame != nullptr) {
             active_.store(counters_.active_weight, std::memory_order_seq_cst);
             frame->released = true;
@@ -303,6 +315,10 @@ void bounded_task_queue<Task, Executor, Gate>::take_all_waiting_locked(detail::n
     drain_inbox_locked();
     const std::size_t before = out.size;
     waiting_.take_all(out);
+    while (detail::queue_node* retrying = retrying_.pop()) { // backing off: waiting too
+        --counters_.retrying;
+        out.push(retrying);
+    }
     std::size_t taken = out.size - before;
     for (detail::queue_node* node = out.head; node != nullptr; node = node->next) {
         forget_locked(node);
@@ -338,6 +354,22 @@ void bounded_task_queue<Task, Executor, Gate>::on_stop_requested(
         waiting_.erase(node);
         forget_locked(node);
         unhold_locked(node);
+        unreserve();
+        notify_size_locked();
+        ++counters_.cancelled;
+        ++counters_.total_queued;
+        ++answering_;
+        lock.unlock();
+        room_available_.notify_all();
+        detail::node_chain cancelled;
+        cancelled.push(node);
+        answer_unstarted(cancelled, std::make_exception_ptr(task_cancelled()));
+        return;
+    }
+    case node_state::backing_off: {
+        retrying_.erase(node);
+        --counters_.retrying;
+        forget_locked(node);
         unreserve();
         notify_size_locked();
         ++counters_.cancelled;
@@ -569,6 +601,14 @@ void bounded_task_queue<Task, Executor, Gate>::on_timer_due(
         }
         task_extras* extras = extras_of(due.node);
         extras->timer_armed = false;
+        if (due.retry) {
+            if (retry_due_locked(due.node)) {
+                token_due = true; // it waits again: start what may start
+            } else {
+                expired.push(due.node);
+            }
+            continue;
+        }
         if (!due.run_deadline) {
             waiting_.erase(due.node);
             leave_waiting_locked(due.node, false);
