@@ -632,8 +632,6 @@ class bounded_task_queue {
     static clock::duration backoff_after(const retry_policy& policy, std::uint32_t attempt);
     template <class Node>
     void retry_later(Node* node) noexcept;
-    void arm_retry_timer_locked(detail::queue_node* node, task_extras& extras,
-                                clock::time_point at);
     bool retry_due_locked(detail::queue_node* node);
     /// A retry policy the queue can follow (submit_options::retry).
     static void check_retry(const retry_policy& policy);
@@ -649,7 +647,7 @@ class bounded_task_queue {
     void on_stop_requested(detail::queue_node* node) noexcept;
     void on_timer_due(std::unique_lock<detail::adaptive_mutex>& lock, clock::time_point now);
     void arm_timer_locked(detail::queue_node* node, task_extras& extras, clock::time_point at,
-                          bool run_deadline);
+                          bool run_deadline, bool retry = false);
     void answer_unstarted(detail::node_chain& chain, const std::exception_ptr& error) noexcept;
 
     // The start gate (gated queues only; defined in impl/dispatch.hpp).

@@ -22,15 +22,11 @@
 using namespace std::chrono_literals;
 using btq_test::eventually;
 using btq_test::gate;
+using btq_test::identity_holds;
 
 namespace {
 
 using void_queue = btq::bounded_task_queue<std::function<void()>>;
-
-bool identity_holds(const btq::queue_stats& s) {
-    return s.submitted == s.total_processed + s.active + s.queued + s.rejected + s.cleared +
-                              s.expired + s.cancelled;
-}
 
 /// The weight running now, and the most ever seen, kept by the tasks themselves.
 struct weight_meter {
@@ -221,35 +217,21 @@ TEST_CASE("under 4 producers of weights 1 to 3, clear() and set_max_concurrency(
             }
         });
     }
-    std::thread disturber([&] {
-        std::minstd_rand random(5);
-        while (producing.load()) {
-            if (random() % 3 == 0) {
-                static_cast<void>(queue.clear("sweep"));
-            } else {
-                queue.set_max_concurrency(3 + random() % 4);
-            }
-            std::this_thread::sleep_for(std::chrono::microseconds(random() % 400));
-        }
-    });
-    const auto start = btq::clock::now();
-    int snapshots = 0;
-    while ((btq::clock::now() < start + 400ms || snapshots < 50) &&
-           btq::clock::now() < start + 10s) {
-        const auto s = queue.stats();
-        if (!identity_holds(s) || s.active_weight > 6 || s.active > s.active_weight) {
-            INFO("submitted=" << s.submitted << " active=" << s.active
-                              << " active_weight=" << s.active_weight << " queued=" << s.queued);
-            FAIL("a snapshot broke the accounting");
-        }
-        ++snapshots;
-        std::this_thread::yield();
-    }
+    btq_test::disturber disturber(5, 400, btq_test::clear_or_resize(queue, 3, 3, 4));
+    CHECK(btq_test::first_broken_snapshot([&] { return queue.stats(); },
+                                          [](const btq::queue_stats& s) -> std::string {
+                                              if (identity_holds(s) && s.active_weight <= 6 &&
+                                                  s.active <= s.active_weight) {
+                                                  return {};
+                                              }
+                                              return "submitted " + std::to_string(s.submitted) +
+                                                     ", active " + std::to_string(s.active) +
+                                                     ", active_weight " +
+                                                     std::to_string(s.active_weight);
+                                          }) == "");
     producing = false;
-    for (auto& producer : producers) {
-        producer.join();
-    }
-    disturber.join();
+    btq_test::join_all(producers);
+    disturber.stop();
     queue.drain();
     const auto s = queue.stats();
     CHECK(identity_holds(s));

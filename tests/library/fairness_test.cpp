@@ -22,15 +22,11 @@
 using namespace std::chrono_literals;
 using btq_test::eventually;
 using btq_test::gate;
+using btq_test::identity_holds;
 
 namespace {
 
 using void_queue = btq::bounded_task_queue<std::function<void()>>;
-
-bool identity_holds(const btq::queue_stats& s) {
-    return s.submitted == s.total_processed + s.active + s.queued + s.rejected + s.cleared +
-                              s.expired + s.cancelled;
-}
 
 /// `prefix` and `number`, built by append: GCC 12 at -O3 reports a false -Wstringop-overflow in
 /// operator+ of a literal and a std::string.
@@ -315,41 +311,26 @@ TEST_CASE("under 6 producers with keys, priorities, weights, stops and deadlines
             }
         });
     }
-    std::thread disturber([&] {
-        std::minstd_rand random(3);
-        while (producing.load()) {
-            if (random() % 3 == 0) {
-                static_cast<void>(queue.clear("sweep"));
-            } else {
-                queue.set_max_concurrency(2 + random() % 4);
-            }
-            std::this_thread::sleep_for(std::chrono::microseconds(random() % 400));
-        }
-    });
-    const auto start = btq::clock::now();
-    int snapshots = 0;
-    while ((btq::clock::now() < start + 400ms || snapshots < 50) &&
-           btq::clock::now() < start + 10s) {
-        const auto s = queue.stats(8);
-        bool per_key_ok = true;
-        std::size_t keyed_waiting = 0;
-        for (const auto& key : s.keys) {
-            per_key_ok = per_key_ok && key.running <= 2;
-            keyed_waiting += key.waiting;
-        }
-        if (!identity_holds(s) || !per_key_ok || keyed_waiting > s.queued) {
-            INFO("submitted=" << s.submitted << " active=" << s.active << " queued=" << s.queued
-                              << " keyed waiting=" << keyed_waiting);
-            FAIL("a snapshot broke the accounting");
-        }
-        ++snapshots;
-        std::this_thread::yield();
-    }
+    btq_test::disturber disturber(3, 400, btq_test::clear_or_resize(queue, 3, 2, 4));
+    CHECK(btq_test::first_broken_snapshot([&] { return queue.stats(8); },
+                                          [](const btq::queue_stats& s) -> std::string {
+                                              bool per_key_ok = true;
+                                              std::size_t keyed_waiting = 0;
+                                              for (const auto& key : s.keys) {
+                                                  per_key_ok = per_key_ok && key.running <= 2;
+                                                  keyed_waiting += key.waiting;
+                                              }
+                                              if (identity_holds(s) && per_key_ok &&
+                                                  keyed_waiting <= s.queued) {
+                                                  return {};
+                                              }
+                                              return "queued " + std::to_string(s.queued) +
+                                                     ", keyed waiting " +
+                                                     std::to_string(keyed_waiting);
+                                          }) == "");
     producing = false;
-    for (auto& producer : producers) {
-        producer.join();
-    }
-    disturber.join();
+    btq_test::join_all(producers);
+    disturber.stop();
     queue.drain();
     const auto s = queue.stats(8);
     CHECK(identity_holds(s));

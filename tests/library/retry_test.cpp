@@ -22,16 +22,12 @@
 using namespace std::chrono_literals;
 using btq_test::eventually;
 using btq_test::gate;
+using btq_test::identity_holds;
 
 namespace {
 
 using int_queue = btq::bounded_task_queue<std::function<int()>>;
 using void_queue = btq::bounded_task_queue<std::function<void()>>;
-
-bool identity_holds(const btq::queue_stats& s) {
-    return s.submitted == s.total_processed + s.active + s.queued + s.rejected + s.cleared +
-                              s.expired + s.cancelled;
-}
 
 /// A task that fails its first `failures` attempts, then returns 42 (copies share the count).
 std::function<int()> failing_first(int failures, std::shared_ptr<std::atomic<int>> runs) {
@@ -220,31 +216,20 @@ TEST_CASE("under 4 producers of tasks that fail at random and retry, with clear(
             }
         });
     }
-    std::thread disturber([&] {
-        std::minstd_rand random(8);
-        while (producing.load()) {
-            static_cast<void>(queue.clear("sweep"));
-            std::this_thread::sleep_for(std::chrono::microseconds(random() % 3000));
-        }
+    btq_test::disturber disturber(8, 3000, [&queue](std::minstd_rand& /*random*/) {
+        static_cast<void>(queue.clear("sweep"));
     });
-    const auto start = btq::clock::now();
-    int snapshots = 0;
-    while ((btq::clock::now() < start + 400ms || snapshots < 50) &&
-           btq::clock::now() < start + 10s) {
-        const auto s = queue.stats();
-        if (!identity_holds(s) || s.retrying > s.queued) {
-            INFO("submitted=" << s.submitted << " queued=" << s.queued
-                              << " retrying=" << s.retrying);
-            FAIL("a snapshot broke the accounting");
-        }
-        ++snapshots;
-        std::this_thread::yield();
-    }
+    CHECK(btq_test::first_broken_snapshot([&] { return queue.stats(); },
+                                          [](const btq::queue_stats& s) -> std::string {
+                                              if (identity_holds(s) && s.retrying <= s.queued) {
+                                                  return {};
+                                              }
+                                              return "queued " + std::to_string(s.queued) +
+                                                     ", retrying " + std::to_string(s.retrying);
+                                          }) == "");
     producing = false;
-    for (auto& producer : producers) {
-        producer.join();
-    }
-    disturber.join();
+    btq_test::join_all(producers);
+    disturber.stop();
     queue.drain();
     const auto s = queue.stats();
     CHECK(identity_holds(s));

@@ -350,26 +350,16 @@ void bounded_task_queue<Task, Executor, Gate>::on_stop_requested(
     case node_state::admitting:
         extras->state = node_state::stop_seen;
         return;
-    case node_state::waiting: {
-        waiting_.erase(node);
+    case node_state::waiting:
+    case node_state::backing_off: { // in the waiting list, or waiting out a retry's back-off
+        if (extras->state == node_state::waiting) {
+            waiting_.erase(node);
+        } else {
+            retrying_.erase(node);
+            --counters_.retrying;
+        }
         forget_locked(node);
         unhold_locked(node);
-        unreserve();
-        notify_size_locked();
-        ++counters_.cancelled;
-        ++counters_.total_queued;
-        ++answering_;
-        lock.unlock();
-        room_available_.notify_all();
-        detail::node_chain cancelled;
-        cancelled.push(node);
-        answer_unstarted(cancelled, std::make_exception_ptr(task_cancelled()));
-        return;
-    }
-    case node_state::backing_off: {
-        retrying_.erase(node);
-        --counters_.retrying;
-        forget_locked(node);
         unreserve();
         notify_size_locked();
         ++counters_.cancelled;
@@ -575,8 +565,8 @@ template <class Task, class Executor, class Gate>
 void bounded_task_queue<Task, Executor, Gate>::arm_timer_locked(detail::queue_node* node,
                                                                 task_extras& extras,
                                                                 clock::time_point at,
-                                                                bool run_deadline) {
-    extras.timer_position = timer_.arm(at, timer_entry{node, run_deadline}, mutex_,
+                                                                bool run_deadline, bool retry) {
+    extras.timer_position = timer_.arm(at, timer_entry{node, run_deadline, retry}, mutex_,
                                        [this](std::unique_lock<detail::adaptive_mutex>& lock,
                                               clock::time_point now) { on_timer_due(lock, now); });
     extras.timer_armed = true;

@@ -118,25 +118,12 @@ void bounded_task_queue<Task, Executor, Gate>::retry_later(Node* node) noexcept 
         ++counters_.retrying;
         retrying_.push(node);
         try {
-            arm_retry_timer_locked(node, *extras, clock::now() + wait);
+            arm_timer_locked(node, *extras, clock::now() + wait, false, true);
         } catch (...) {
             // No memory for its timer entry: it waits no back-off (retry_due_locked now).
             retry_due_locked(node);
         }
     });
-}
-
-template <class Task, class Executor, class Gate>
-    requires executor_for<Executor, Task> && start_gate<Gate>
-void bounded_task_queue<Task, Executor, Gate>::arm_retry_timer_locked(detail::queue_node* node,
-                                                                      task_extras& extras,
-                                                                      clock::time_point at) {
-    extras.timer_position =
-        timer_.arm(at, timer_entry{.node = node, .run_deadline = false, .retry = true}, mutex_,
-                   [this](std::unique_lock<detail::adaptive_mutex>& lock, clock::time_point now) {
-                       on_timer_due(lock, now);
-                   });
-    extras.timer_armed = true;
 }
 
 /// The back-off is over: back into the waiting list at its priority, behind the tasks waiting
