@@ -28,7 +28,6 @@
 #include <cstdlib>
 #include <exception>
 #include <latch>
-#include <memory>
 #include <stdexcept>
 #include <string>
 #include <string_view>
