@@ -22,7 +22,13 @@
 //                               BM_FireAndForget/btq), `priority10` priority 1, `deadline10`
 //                               submit_options::within(1 h) (made at the submit, as a caller
 //                               would), `stop10` the token of a live std::stop_source that is
-//                               never requested. The summary divides each by `plain`.
+//                               never requested, `key10` a key (submit_options::key), the next
+//                               of 8 string keys in turn, `weight10` weight 2 (with 2 slots, the
+//                               whole bound: it waits for both running tasks and nothing
+//                               overtakes it), `rate` no options but a queue with a rate limit
+//                               that never holds a start back (queue_options::rate: 100 million
+//                               starts a second, a burst of 1 million), so every task pays the
+//                               token bucket's bookkeeping. The summary divides each by `plain`.
 //
 // BM_TrySubmitRefused/<lib>: the cost of a refused non-blocking submit. Before the timed loop the
 // queue is made full: 1,024 waiting tasks and no worker taking any (btq: start_paused; cv_pool:
@@ -270,25 +276,65 @@ class cv_pool {
 // nobody waits for (BM_SubmitToStart; produce() goes through it where the library's submit call
 // is the same).
 
-/// BM_MixedLoad's variants: what the submit_options of every mixed_every-th task are.
+/// BM_MixedLoad's variants: what the submit_options of every mixed_every-th task are (options()
+/// gets the producer's count of such tasks so far), and queue(), the options of the queue.
 struct plain_mix {
     static constexpr bool mixed = false;
+    static btq::queue_options queue() {
+        return btq::queue_options{.max_concurrency = worker_threads, .capacity = 1 << 22};
+    }
 };
-struct priority_mix {
+struct priority_mix : plain_mix {
     static constexpr bool mixed = true;
-    static btq::submit_options options() { return btq::submit_options{.priority = 1}; }
+    static btq::submit_options options(std::size_t /*ordinal*/) {
+        return btq::submit_options{.priority = 1};
+    }
 };
-struct deadline_mix {
+struct deadline_mix : plain_mix {
     static constexpr bool mixed = true;
-    static btq::submit_options options() {
+    static btq::submit_options options(std::size_t /*ordinal*/) {
         return btq::submit_options::within(std::chrono::hours(1));
     }
 };
-struct stop_mix {
+struct stop_mix : plain_mix {
     static constexpr bool mixed = true;
     std::stop_source source; // never requested
-    [[nodiscard]] btq::submit_options options() const {
+    [[nodiscard]] btq::submit_options options(std::size_t /*ordinal*/) const {
         return btq::submit_options{.stop = source.get_token()};
+    }
+};
+/// Keys as a server would hold them (client ids made once), short enough for the string's
+/// inline buffer: copying one into the options allocates nothing.
+struct key_mix : plain_mix {
+    static constexpr bool mixed = true;
+    static constexpr std::size_t keys = 8;
+    std::vector<btq::task_key> names = [] {
+        std::vector<btq::task_key> made;
+        for (std::size_t i = 0; i < keys; ++i) {
+            std::string name("client-");
+            name.append(std::to_string(i));
+            made.emplace_back(std::move(name));
+        }
+        return made;
+    }();
+    [[nodiscard]] btq::submit_options options(std::size_t ordinal) const {
+        return btq::submit_options{.key = names[ordinal % keys]};
+    }
+};
+struct weight_mix : plain_mix {
+    static constexpr bool mixed = true;
+    static btq::submit_options options(std::size_t /*ordinal*/) {
+        return btq::submit_options{.weight = 2};
+    }
+};
+/// No task carries options; the queue has a rate limit far above what it can start.
+struct rate_mix {
+    static constexpr bool mixed = false;
+    static btq::queue_options queue() {
+        btq::queue_options options = plain_mix::queue();
+        options.rate = btq::rate_limit{
+            .starts = 100'000'000, .per = std::chrono::seconds(1), .burst = 1'000'000};
+        return options;
     }
 };
 
@@ -297,8 +343,7 @@ struct stop_mix {
 /// BM_MixedLoad's options; with plain_mix, produce() is BM_FireAndForget/btq's loop.
 template <class Task = empty_task, class Mix = plain_mix>
 struct btq_fire_and_forget {
-    btq::bounded_task_queue<Task> queue{
-        btq::queue_options{.max_concurrency = worker_threads, .capacity = 1 << 22}};
+    btq::bounded_task_queue<Task> queue{Mix::queue()};
     Mix mix;
 
     void produce(std::size_t count, std::latch& done) {
@@ -308,7 +353,7 @@ struct btq_fire_and_forget {
             };
             if constexpr (Mix::mixed) {
                 if (i % mixed_every == mixed_every - 1) {
-                    queue.submit(empty_task{}, std::move(count_down), mix.options());
+                    queue.submit(empty_task{}, std::move(count_down), mix.options(i / mixed_every));
                     continue;
                 }
             }
@@ -672,6 +717,10 @@ void register_benchmarks() {
     throughput("BM_MixedLoad/deadline10",
                &fire_and_forget<btq_fire_and_forget<empty_task, deadline_mix>>);
     throughput("BM_MixedLoad/stop10", &fire_and_forget<btq_fire_and_forget<empty_task, stop_mix>>);
+    throughput("BM_MixedLoad/key10", &fire_and_forget<btq_fire_and_forget<empty_task, key_mix>>);
+    throughput("BM_MixedLoad/weight10",
+               &fire_and_forget<btq_fire_and_forget<empty_task, weight_mix>>);
+    throughput("BM_MixedLoad/rate", &fire_and_forget<btq_fire_and_forget<empty_task, rate_mix>>);
 
     add("BM_TrySubmitRefused/btq", &try_submit_refused<btq_refused<false>>, benchmark::kNanosecond);
     add("BM_TrySubmitRefused/btq_future", &try_submit_refused<btq_refused<true>>,

@@ -329,6 +329,59 @@ bool api::authorized(const api_request& request) const {
     return same_secret(given.substr(scheme.size()), options_.auth_token);
 }
 
+namespace {
+
+/// The bearer token of an Authorization field, or nothing.
+std::string_view bearer_token(std::string_view authorization) {
+    constexpr std::string_view scheme = "Bearer ";
+    if (authorization.size() <= scheme.size() ||
+        !iequals(authorization.substr(0, scheme.size()), scheme)) {
+        return {};
+    }
+    return trim(authorization.substr(scheme.size()));
+}
+
+/// A client's key for a token: "token:" and 16 hex digits of its FNV-1a hash, so that stats and
+/// logs never show the token itself.
+std::string token_key(std::string_view token) {
+    std::uint64_t hash = 14695981039346656037ULL;
+    for (const char c : token) {
+        hash = (hash ^ static_cast<unsigned char>(c)) * 1099511628211ULL;
+    }
+    constexpr std::string_view digits = "0123456789abcdef";
+    std::string key = "token:";
+    for (int shift = 60; shift >= 0; shift -= 4) {
+        key.push_back(digits[(hash >> shift) & 0xF]);
+    }
+    return key;
+}
+
+} // namespace
+
+request_share api::share_for(const api_request& request, std::string_view operation) const {
+    request_share share;
+    const std::string_view token = bearer_token(request.authorization);
+    const bool by_token = options_.key == fairness_key::token ||
+                          (options_.key == fairness_key::automatic && !token.empty());
+    if (by_token) {
+        if (!token.empty()) {
+            share.key = token_key(token);
+        }
+    } else if (options_.key != fairness_key::none && !request.peer.empty()) {
+        std::string key = "peer:";
+        key.append(request.peer);
+        share.key = std::move(key);
+    }
+    std::size_t weight = 1;
+    if (operation == "import-schedule") {
+        weight = options_.import_weight;
+    } else if (operation == "schedule-playlist") {
+        weight = options_.schedule_weight;
+    }
+    share.weight = std::clamp<std::size_t>(weight, 1, backend_.options().pool_size);
+    return share;
+}
+
 api::routed api::route(const api_request& request) {
     auto target = parse_request_target(request.target);
     if (auto* message = std::get_if<std::string>(&target)) {
@@ -394,6 +447,7 @@ api::routed api::route(const api_request& request) {
             return std::move(*refused);
         }
         routed job;
+        job.share = share_for(request, "memory_probe");
         job.operation = "memory_probe";
         job.body = std::move(std::get<std::string>(probe));
         job.get = true;
@@ -426,6 +480,7 @@ api::routed api::route(const api_request& request) {
     // into the worker's {"xmltv": ...} form by take_body).
     routed job;
     job.operation = std::string(route->operation);
+    job.share = share_for(request, route->operation);
     if (route->method == "GET") {
         json::object object;
         for (const auto& [key, value] : parsed.query) {
@@ -514,7 +569,7 @@ boost::asio::awaitable<api_response> api::run(routed& job, const std::stop_token
         co_return refused;
     }
     const bool xml_answer = operation.find("-xml") != std::string::npos;
-    run_outcome outcome = co_await backend_.run(operation, body, stop);
+    run_outcome outcome = co_await backend_.run(operation, body, stop, job.share);
     api_response response;
     response.wait_time = outcome.wait_time;
     response.run_time = outcome.run_time;

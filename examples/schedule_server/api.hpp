@@ -36,6 +36,7 @@ struct api_request {
     std::string_view content_type;
     std::string_view authorization;
     std::string_view if_none_match; ///< entity tags the client has (the dashboard's files)
+    std::string_view peer;          ///< the client's address, without its port
 };
 
 struct api_response {
@@ -47,7 +48,20 @@ struct api_response {
     std::chrono::nanoseconds run_time{0};  ///< in schedule_worker (queued endpoints)
 };
 
+/// What a queued request's key (its client, for btq's per-key fairness) is made of.
+enum class fairness_key {
+    automatic, ///< the bearer token when the request has one, else the peer address
+    token,     ///< the bearer token; requests without one share no key
+    peer,      ///< the peer address
+    none,      ///< no key: one FIFO for everybody
+};
+
 struct api_options {
+    fairness_key key = fairness_key::automatic;
+    /// The weights of the heavy operations (submit_options::weight; listings weigh 1), at most
+    /// the pool size (a larger one counts as the whole pool).
+    std::size_t import_weight = 3;
+    std::size_t schedule_weight = 2;
     std::string auth_token; ///< empty: POST needs no token
     unsigned retry_after_seconds = 1;
     std::string version = "0.1.0";
@@ -75,6 +89,7 @@ class api {
         /// GET /api/queue-stats/stream: the HTTP layer answers with server-sent events (or its
         /// refusal when too many streams are open); the request never enters the queue.
         bool event_stream = false;
+        request_share share; ///< whose it is, and its weight
     };
 
     /// Routes one request by its header and answers everything that needs no body: the direct
@@ -137,6 +152,8 @@ class api {
     [[nodiscard]] api_response healthz() const;
     [[nodiscard]] api_response readyz() const;
     [[nodiscard]] bool authorized(const api_request& request) const;
+    [[nodiscard]] request_share share_for(const api_request& request,
+                                          std::string_view operation) const;
 
     backend& backend_;
     api_options options_;

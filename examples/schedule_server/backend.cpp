@@ -35,6 +35,8 @@ btq::queue_options queue_options_for(const backend_options& options) {
         .capacity = options.queue_capacity,
         .overflow = btq::overflow_policy::reject,
         .queue_timeout = options.queue_timeout,
+        .max_per_key = options.max_per_client,
+        .capacity_per_key = options.capacity_per_client,
     };
 }
 
@@ -244,6 +246,9 @@ class queued_backend : public backend {
               queue_options_for(options), std::forward<ExecutorArgs>(executor_args)...)) {}
 
     [[nodiscard]] btq::queue_stats stats() const override { return queue_.stats(); }
+    [[nodiscard]] btq::queue_stats stats(std::size_t top_keys) const override {
+        return queue_.stats(top_keys);
+    }
     [[nodiscard]] const backend_options& options() const noexcept override { return options_; }
     [[nodiscard]] std::optional<redis_gate_stats> redis() const override { return gate_.redis(); }
 
@@ -277,12 +282,13 @@ class queued_backend : public backend {
     /// worker_failure in pool mode, where the worker was killed and is being replaced.
     template <class Answered>
     boost::asio::awaitable<run_outcome> submit(Task& task, const std::stop_token& stop,
-                                               Answered answered) {
+                                               const request_share& share, Answered answered) {
         std::exception_ptr failure;
         try {
-            auto operation =
-                btq::async_submit(queue_, std::move(task), btq::submit_options{.stop = stop},
-                                  boost::asio::use_awaitable);
+            auto operation = btq::async_submit(
+                queue_, std::move(task),
+                btq::submit_options{.stop = stop, .weight = share.weight, .key = share.key},
+                boost::asio::use_awaitable);
             co_return answered(co_await std::move(operation));
         } catch (...) {
             failure = std::current_exception();
@@ -419,7 +425,8 @@ class spawn_backend final : public queued_backend<btq::command, checked_subproce
     }
 
     boost::asio::awaitable<run_outcome> run(const std::string& operation, std::string& body,
-                                            const std::stop_token& stop) override {
+                                            const std::stop_token& stop,
+                                            const request_share& share) override {
         const backend_options& options = this->options_;
         btq::command task;
         task.program = options.worker_program.string();
@@ -433,7 +440,7 @@ class spawn_backend final : public queued_backend<btq::command, checked_subproce
         if (options.task_memory_limit) {
             task.memory_limit = static_cast<std::size_t>(*options.task_memory_limit);
         }
-        co_return co_await this->submit(task, stop, [](btq::process_result result) {
+        co_return co_await this->submit(task, stop, share, [](btq::process_result result) {
             return run_outcome{.result = run_outcome::kind::answered,
                                .body = std::move(result.standard_output),
                                .message = {},
@@ -480,11 +487,12 @@ class pool_backend final
     }
 
     boost::asio::awaitable<run_outcome> run(const std::string& operation, std::string& body,
-                                            const std::stop_token& stop) override {
+                                            const std::stop_token& stop,
+                                            const request_share& share) override {
         btq::worker_request task;
         task.operation = operation;
         task.body = std::move(body);
-        co_return co_await this->submit(task, stop, [this](btq::worker_response response) {
+        co_return co_await this->submit(task, stop, share, [this](btq::worker_response response) {
             // The worker's peak since it started (VmHWM, one read of /proc/PID/status).
             if (const auto sample = btq::process::sample_memory(response.worker_pid)) {
                 raise_to(peak_resident_, sample->peak_resident);

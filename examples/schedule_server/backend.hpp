@@ -59,6 +59,18 @@ struct backend_options {
     /// While Redis is unreachable, fail waiting requests (503) instead of holding them
     /// (--redis-unavailable fail-fast).
     bool redis_fail_fast = false;
+    /// Most requests of one client running at once (--max-per-client; 0: no limit but
+    /// pool_size) and waiting at once (--capacity-per-client; 0: no limit but queue_capacity):
+    /// btq's queue_options::max_per_key and capacity_per_key.
+    std::size_t max_per_client = 0;
+    std::size_t capacity_per_client = 0;
+};
+
+/// Whose a queued request is and how much of the pool it takes: its submit_options::key (the
+/// client, see --fairness-key) and submit_options::weight (--import-weight, --schedule-weight).
+struct request_share {
+    btq::task_key key;
+    std::size_t weight = 1;
 };
 
 /// What the Redis gate reports, for /api/queue-stats, /metrics and /readyz (a copy of the
@@ -140,10 +152,14 @@ class backend {
     /// parameters are references throughout the server: GCC 12 copies by-value coroutine
     /// arguments into the frame byte by byte in some cases, which breaks std::string's
     /// short-string pointer; the caller's variables outlive the co_await.
-    [[nodiscard]] virtual boost::asio::awaitable<run_outcome>
-    run(const std::string& operation, std::string& body, const std::stop_token& stop) = 0;
+    [[nodiscard]] virtual boost::asio::awaitable<run_outcome> run(const std::string& operation,
+                                                                  std::string& body,
+                                                                  const std::stop_token& stop,
+                                                                  const request_share& share) = 0;
 
     [[nodiscard]] virtual btq::queue_stats stats() const = 0;
+    /// stats(), with the `top_keys` busiest clients (btq's stats(top_keys)).
+    [[nodiscard]] virtual btq::queue_stats stats(std::size_t top_keys) const = 0;
     /// Not const: the counters are read from the queue's executor.
     [[nodiscard]] virtual memory_stats memory() = 0;
     [[nodiscard]] virtual const backend_options& options() const noexcept = 0;

@@ -38,6 +38,12 @@ namespace http = beast::http;
 using tcp = asio::ip::tcp;
 constexpr auto as_tuple_awaitable = asio::as_tuple(asio::use_awaitable);
 
+std::string peer_address(const tcp::socket& socket) {
+    beast::error_code error;
+    const tcp::endpoint remote = socket.remote_endpoint(error);
+    return error ? std::string() : remote.address().to_string();
+}
+
 double milliseconds(std::chrono::nanoseconds value) {
     return static_cast<double>(value.count()) / 1e6;
 }
@@ -46,7 +52,10 @@ double milliseconds(std::chrono::nanoseconds value) {
 
 /// One open connection, as the server sees it from outside its coroutine.
 struct connection {
-    explicit connection(tcp::socket socket) : stream(std::move(socket)) {}
+    explicit connection(tcp::socket socket)
+        : peer(peer_address(socket)), stream(std::move(socket)) {}
+    /// The client's address without its port (its key for the queue's per-key fairness).
+    std::string peer;
     beast::tcp_stream stream;
     bool busy = false; ///< between reading a request and writing its response (its thread only)
     /// While the connection writes an event stream: the timer between its events, cancelled to
@@ -262,7 +271,8 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
                 co_return;
             }
             client.busy = true;
-            const api_request call = describe(parser.get());
+            api_request call = describe(parser.get());
+            call.peer = client.peer;
             api::routed job = endpoints.route(call);
             if (!co_await read_body(client, buffer, parser, call, job)) {
                 co_return;

@@ -284,6 +284,32 @@ int run(int argc, char** argv) {
                    "Retry-After: 5")
         ->check(CLI::Range(std::size_t{1}, std::size_t{100'000}))
         ->capture_default_str();
+    std::string fairness = "auto";
+    app.add_option("--fairness-key", fairness,
+                   "Whose a queued request is, for taking turns: auto (the bearer token when the "
+                   "request has one, else the peer address), token, peer, or none (one FIFO)")
+        ->check(CLI::IsMember({"auto", "token", "peer", "none"}))
+        ->capture_default_str();
+    app.add_option("--import-weight", endpoints.import_weight,
+                   "Slots of --pool-size an import-schedule takes while it runs (at most the "
+                   "pool size; listings take 1)")
+        ->check(CLI::Range(std::size_t{1}, std::size_t{1024}))
+        ->capture_default_str();
+    app.add_option("--schedule-weight", endpoints.schedule_weight,
+                   "Slots of --pool-size a schedule-playlist takes while it runs (at most the "
+                   "pool size)")
+        ->check(CLI::Range(std::size_t{1}, std::size_t{1024}))
+        ->capture_default_str();
+    app.add_option("--max-per-client", queue.max_per_client,
+                   "Most requests of one client (--fairness-key) running at once (0: no limit "
+                   "but --pool-size)")
+        ->check(CLI::Range(std::size_t{0}, std::size_t{1024}))
+        ->capture_default_str();
+    app.add_option("--capacity-per-client", queue.capacity_per_client,
+                   "Most requests of one client waiting at once; beyond: 503 (0: no limit but "
+                   "--queue-capacity)")
+        ->check(CLI::Range(std::size_t{0}, std::size_t{1'000'000}))
+        ->capture_default_str();
     app.add_flag("--no-access-log", no_access_log, "Do not log a line per request");
     app.add_flag("--enable-memory-probe", endpoints.memory_probe,
                  "Serve GET /api/memory-probe (touches the memory a request asks for: tests and "
@@ -336,6 +362,10 @@ int run(int argc, char** argv) {
     }
 
     queue.mode = mode == "spawn" ? run_mode::spawn : run_mode::pool;
+    endpoints.key = fairness == "token"  ? fairness_key::token
+                    : fairness == "peer" ? fairness_key::peer
+                    : fairness == "none" ? fairness_key::none
+                                         : fairness_key::automatic;
     queue.queue_timeout = std::chrono::milliseconds(queue_timeout_ms);
     queue.task_timeout = std::chrono::milliseconds(task_timeout_ms);
     queue.worker_program = worker.empty() ? default_worker() : fs::path(worker);

@@ -26,6 +26,9 @@
 namespace schedule_server {
 namespace {
 
+/// How many clients /api/queue-stats lists in busiestKeys.
+constexpr std::size_t busiest_keys_shown = 5;
+
 namespace json = boost::json;
 
 /// A JSON answer: the object and a final newline.
@@ -153,7 +156,7 @@ api_response api::queue_stats() const {
 }
 
 std::string api::queue_stats_json() const {
-    const btq::queue_stats stats = backend_.stats();
+    const btq::queue_stats stats = backend_.stats(busiest_keys_shown);
     const memory_stats memory = backend_.memory();
     // The seed's shape first, key for key, then what btq adds beside it.
     const json::object pool{
@@ -180,6 +183,7 @@ std::string api::queue_stats_json() const {
         {"heldForMemoryTotal", memory.memory_holds_total},
         {"stoppedAtMemoryLimit", memory.stopped_at_limit},
         {"peakTaskResidentBytes", memory.peak_resident_bytes},
+        {"activeWeight", stats.active_weight},
         {"closed", stats.closed},
         {"waitTime", latency(stats.wait_time)},
         {"runTime", latency(stats.run_time)},
@@ -198,6 +202,15 @@ std::string api::queue_stats_json() const {
         answer["workers"] = nullptr;
     }
     answer["recentErrors"] = errors_array(errors_.newest_first());
+    // The clients with the most requests waiting and running (--fairness-key), busiest first.
+    json::array keys;
+    for (const btq::key_stats& key : stats.keys) {
+        keys.push_back(json::object{{"key", key.key.to_string()},
+                                    {"waiting", key.waiting},
+                                    {"running", key.running},
+                                    {"rejected", key.rejected}});
+    }
+    answer["busiestKeys"] = std::move(keys);
     return to_json_text(answer);
 }
 

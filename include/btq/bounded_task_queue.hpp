@@ -3,6 +3,7 @@
 ///        every caller gets an answer.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <concepts>
@@ -11,6 +12,7 @@
 #include <cstdint>
 #include <exception>
 #include <future>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -19,7 +21,9 @@
 #include <stop_token>
 #include <string>
 #include <type_traits>
+#include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include "detail/adaptive_mutex.hpp"
 #include "detail/deadline_timer.hpp"
@@ -29,10 +33,12 @@
 #include "detail/queue_counters.hpp"
 #include "detail/task_node.hpp"
 #include "detail/tick_clock.hpp"
+#include "detail/token_bucket.hpp"
 #include "detail/waiting_list.hpp"
 #include "errors.hpp"
 #include "executor.hpp"
 #include "executors/thread_executor.hpp"
+#include "observer.hpp"
 #include "options.hpp"
 #include "start_gate.hpp"
 #include "stats.hpp"
@@ -148,7 +154,9 @@ class bounded_task_queue {
         : max_concurrency_(checked_concurrency(options.max_concurrency)),
           paused_(options.start_paused), capacity_(options.capacity), overflow_(options.overflow),
           block_timeout_(options.block_timeout), queue_timeout_(options.queue_timeout),
-          run_timeout_(options.run_timeout), gate_(make_gate_pointer(gate)),
+          run_timeout_(options.run_timeout), rate_(make_bucket(options.rate)),
+          gate_(make_gate_pointer(gate)), observer_(std::move(options.observer)),
+          keys_(options.max_per_key, options.capacity_per_key),
           executor_(make_executor(options, std::forward<ExecutorArgs>(executor_args)...)) {
         if (capacity_ >= closed_bit) {
             throw std::invalid_argument("btq: capacity is too large");
@@ -206,7 +214,7 @@ class bounded_task_queue {
     [[nodiscard]] std::future<result_type> submit(Task task, const submit_options& options = {}) {
         promise_sink sink;
         std::future<result_type> future = sink.promise.get_future();
-        throw_if_refused(admit(task, std::move(sink), options, true));
+        throw_if_refused(observed(admit(task, std::move(sink), options, true), options));
         return future;
     }
 
@@ -221,7 +229,8 @@ class bounded_task_queue {
     /// @endcode
     template <completion_callback<result_type> Callback>
     void submit(Task task, Callback&& callback, const submit_options& options = {}) {
-        throw_if_refused(admit(task, std::forward<Callback>(callback), options, true));
+        throw_if_refused(
+            observed(admit(task, std::forward<Callback>(callback), options, true), options));
     }
 
     /// @brief Submits without ever blocking or throwing for a full or closed queue. Under
@@ -234,11 +243,12 @@ class bounded_task_queue {
     [[nodiscard]] std::optional<std::future<result_type>>
     try_submit(Task&& task, const submit_options& options = {}) {
         if (fast_refusal(options)) {
+            static_cast<void>(observed(admission::refused_full, options));
             return std::nullopt;
         }
         promise_sink sink;
         std::future<result_type> future = sink.promise.get_future();
-        if (!admitted(admit(task, std::move(sink), options, false))) {
+        if (!admitted(observed(admit(task, std::move(sink), options, false), options))) {
             return std::nullopt;
         }
         return future;
@@ -249,21 +259,19 @@ class bounded_task_queue {
     template <completion_callback<result_type> Callback>
     [[nodiscard]] bool try_submit(Task&& task, Callback&& callback,
                                   const submit_options& options = {}) {
-        return !fast_refusal(options) &&
-               admitted(admit(task, std::forward<Callback>(callback), options, false));
+        if (fast_refusal(options)) {
+            static_cast<void>(observed(admission::refused_full, options));
+            return false;
+        }
+        return admitted(
+            observed(admit(task, std::forward<Callback>(callback), options, false), options));
     }
 
     // ---- lifecycle ----------------------------------------------------------------------
 
     /// @brief Stops admission: later submits throw queue_closed (try_submit returns nothing),
     ///        blocked submitters wake and throw queue_closed. Waiting and running tasks go on.
-    void close() noexcept {
-        {
-            std::lock_guard lock(mutex_);
-            admission_.fetch_or(closed_bit, std::memory_order_seq_cst);
-        }
-        room_available_.notify_all();
-    }
+    void close() noexcept;
 
     /// @brief Fails every waiting task with queue_cleared carrying `reason`; running tasks are
     ///        left alone. Does not close the queue (on a closed queue it also answers the tasks
@@ -272,38 +280,50 @@ class bounded_task_queue {
     /// @code
     /// std::size_t cleared = queue.clear("Server shutting down");
     /// @endcode
-    std::size_t clear(const std::string& reason = "cleared") {
-        detail::node_chain taken;
-        {
-            std::lock_guard lock(mutex_);
-            take_all_waiting_locked(taken);
-            counters_.cleared += taken.size;
-            counters_.total_queued += taken.size;
-            answering_ += taken.size;
-        }
-        room_available_.notify_all();
-        answer_unstarted(taken, std::make_exception_ptr(queue_cleared(reason)));
-        return taken.size;
-    }
+    std::size_t clear(const std::string& reason = "cleared");
 
     /// @brief Waits until nothing runs and nothing waits, for at most `timeout`. Does not close
     ///        the queue, so under steady submission it may never see idle.
     /// @return true if the queue was idle before the timeout.
     /// @throws wait_deadlock if called from one of the queue's own tasks or callbacks.
-    [[nodiscard]] bool drain(clock::duration timeout) {
-        throw_if_inside();
-        std::unique_lock lock(mutex_);
-        ++drain_waiters_;
-        const bool idle = became_idle_.wait_for(lock, timeout, [this] { return is_idle_locked(); });
-        --drain_waiters_;
-        return idle;
-    }
+    [[nodiscard]] bool drain(clock::duration timeout);
 
     /// @brief Waits, without limit, until nothing runs and nothing waits.
     /// @throws wait_deadlock if called from one of the queue's own tasks or callbacks.
     void drain() {
         throw_if_inside();
         wait_idle();
+    }
+
+    /// @brief Waits until fewer than `size` tasks wait (running ones do not count), as
+    ///        p-queue's `onSizeLessThan`: for a producer that throttles itself instead of
+    ///        overflow_policy::block. Returns at once if that is already so.
+    /// @throws std::invalid_argument if `size` is 0 (nothing is ever fewer than none).
+    /// @throws wait_deadlock if called from one of the queue's own tasks or callbacks.
+    /// @code
+    /// for (auto& job : jobs) {
+    ///     queue.wait_until_size_below(100); // keep at most 100 waiting
+    ///     queue.submit(std::move(job), on_done);
+    /// }
+    /// @endcode
+    void wait_until_size_below(std::size_t size) {
+        static_cast<void>(wait_for_size(size, std::nullopt));
+    }
+
+    /// @brief As wait_until_size_below(size), for at most `timeout`.
+    /// @return true if fewer than `size` tasks waited before the timeout.
+    [[nodiscard]] bool wait_until_size_below(std::size_t size, clock::duration timeout) {
+        return wait_for_size(size, clock::now() + timeout);
+    }
+
+    /// @brief Waits until no task waits (some may still run: drain() waits for those too), as
+    ///        p-queue's `onEmpty`. Same as wait_until_size_below(1).
+    void wait_until_empty() { wait_until_size_below(1); }
+
+    /// @brief As wait_until_empty(), for at most `timeout`.
+    /// @return true if no task waited before the timeout.
+    [[nodiscard]] bool wait_until_empty(clock::duration timeout) {
+        return wait_until_size_below(1, timeout);
     }
 
     /// @brief close() + clear(reason) + drain(timeout): refuse new work, answer every waiter,
@@ -315,52 +335,19 @@ class bounded_task_queue {
     /// log("cleared {} waiting, drained: {}", done.cleared, done.drained);
     /// @endcode
     shutdown_result shutdown(const std::string& reason = "shutting down",
-                             std::optional<clock::duration> timeout = std::nullopt) {
-        throw_if_inside();
-        close();
-        shutdown_result result;
-        result.cleared = clear(reason);
-        if (timeout) {
-            result.drained = drain(*timeout);
-        } else {
-            drain();
-            result.drained = true;
-        }
-        return result;
-    }
+                             std::optional<clock::duration> timeout = std::nullopt);
 
     /// @brief Changes the running bound. Raising it starts waiting tasks at once; lowering it
     ///        lets running tasks finish (nothing is interrupted) and starts no more until the
     ///        count is below the new bound.
     /// @throws std::invalid_argument if `max_concurrency` is 0 (use pause() to stop starting).
-    void set_max_concurrency(std::size_t max_concurrency) {
-        checked_concurrency(max_concurrency);
-        if constexpr (concurrency_aware_executor<Executor>) {
-            executor_.reserve_concurrency(max_concurrency);
-        }
-        {
-            std::lock_guard lock(mutex_);
-            max_concurrency_.store(max_concurrency, std::memory_order_seq_cst);
-        }
-        room_available_.notify_all();
-        start_waiting();
-    }
+    void set_max_concurrency(std::size_t max_concurrency);
 
     /// @brief Stops starting tasks; admission, expiry, cancellation and running tasks go on.
-    void pause() noexcept {
-        std::lock_guard lock(mutex_);
-        paused_.store(true, std::memory_order_seq_cst);
-    }
+    void pause() noexcept;
 
     /// @brief Starts waiting tasks again after pause().
-    void resume() {
-        {
-            std::lock_guard lock(mutex_);
-            paused_.store(false, std::memory_order_seq_cst);
-        }
-        room_available_.notify_all();
-        start_waiting();
-    }
+    void resume();
 
     // ---- observation --------------------------------------------------------------------
 
@@ -368,20 +355,35 @@ class bounded_task_queue {
     ///        under the lock that every start, finish and unstarted answer takes, with the
     ///        number waiting read once inside it: every task is in exactly one state.
     [[nodiscard]] queue_stats stats() const {
-        std::lock_guard lock(mutex_);
-        queue_stats out;
-        const std::size_t waiting = waiting_count();
-        counters_.fill(out, waiting, refused_.load(std::memory_order_relaxed));
-        out.total_queued += waiting; // the waiting ones are counted for good when they leave
-        out.peak_queue_size = peak_queued_.load(std::memory_order_relaxed);
-        out.max_concurrency = max_concurrency_.load(std::memory_order_relaxed);
-        out.utilization_percent = 100.0 * static_cast<double>(counters_.active) /
-                                  static_cast<double>(out.max_concurrency);
-        out.capacity = capacity_;
-        out.closed = is_closed();
-        out.paused = paused_.load(std::memory_order_relaxed);
-        return out;
+        return stats_with([](queue_stats& /*filled*/) {});
     }
+
+  private:
+    template <class More>
+    queue_stats stats_with(More more) const;
+    static void add_waiting_at_zero(std::vector<priority_count>& counts, std::size_t waiting);
+
+  public:
+    /// @brief Gives every waiting task submitted with `id` (submit_options::id) the priority
+    ///        `priority`. Each takes the place its submission gives it among the tasks of its
+    ///        new priority (and key), as if it had been submitted with it; its deadline, stop
+    ///        token and key stay. A task that already started, or was answered, is unaffected.
+    /// @return how many waiting tasks were moved (0: none waits with that id).
+    /// @code
+    /// queue.submit(task, {.id = 42});
+    /// if (queue.set_priority(42, 10) == 0) { /* already started */ }
+    /// @endcode
+    std::size_t set_priority(std::uint64_t id, int priority);
+
+    /// @brief stats(), and also the waiting tasks per priority and the `top_keys` busiest keys
+    ///        (queue_stats::waiting_by_priority, queue_stats::keys), from the same instant. It
+    ///        walks the waiting tasks: for a look now and then, not for every request.
+    /// @code
+    /// for (const btq::key_stats& key : queue.stats(5).keys) {
+    ///     std::cout << key.key.to_string() << ": " << key.running << " running\n";
+    /// }
+    /// @endcode
+    [[nodiscard]] queue_stats stats(std::size_t top_keys) const;
 
     /// @brief The running bound now.
     [[nodiscard]] std::size_t max_concurrency() const noexcept {
@@ -464,6 +466,12 @@ class bounded_task_queue {
         }
     }
 
+    /// Tells the observer, if any, how admission went.
+    admission observed(admission outcome, const submit_options& options) const noexcept;
+    static task_info info_of(const detail::queue_node* node) noexcept {
+        return task_info{.priority = node->priority, .weight = node->weight};
+    }
+
     static bool admitted(admission outcome) noexcept {
         return outcome == admission::started || outcome == admission::queued;
     }
@@ -485,7 +493,61 @@ class bounded_task_queue {
 
     [[nodiscard]] bool is_plain(const submit_options& options) const noexcept {
         return options.priority == 0 && !options.deadline && !queue_timeout_ &&
-               !options.stop.stop_possible() && !options.run_timeout && !run_timeout_ && !revocable;
+               !options.stop.stop_possible() && !options.run_timeout && !run_timeout_ &&
+               options.weight == 1 && options.key.empty() && options.id == 0 && !options.retry &&
+               !rate_ && !revocable;
+    }
+
+    static std::optional<detail::token_bucket> make_bucket(const std::optional<rate_limit>& rate) {
+        if (!rate) {
+            return std::nullopt;
+        }
+        return detail::token_bucket(*rate);
+    }
+
+    /// A weight the queue can ever start (submit_options::weight).
+    void check_weight(std::size_t weight) const;
+
+    /// The weight a task of `weight` takes when it starts now: never more than the whole bound.
+    [[nodiscard]] std::size_t effective_weight(std::size_t weight) const noexcept {
+        return std::min(weight, max_concurrency_.load(std::memory_order_relaxed));
+    }
+
+    /// Slots (and a rate token) are there for a task of `weight` to start now; the gate aside.
+    [[nodiscard]] bool may_start_locked(std::size_t weight, clock::time_point now) const noexcept {
+        return !paused_.load(std::memory_order_relaxed) &&
+               counters_.active_weight + effective_weight(weight) <=
+                   max_concurrency_.load(std::memory_order_relaxed) &&
+               (!rate_ || rate_->ready(now));
+    }
+
+    [[nodiscard]] auto eligible() const noexcept {
+        return [this](const detail::key_lane& lane) { return keys_.eligible(lane); };
+    }
+    /// A task leaves the waiting tasks (it starts, or is answered unstarted): its key's and its
+    /// id's records follow.
+    void leave_waiting_locked(detail::queue_node* node, bool starts) noexcept {
+        if (node->extras != nullptr) {
+            keys_.leave_waiting(*node->extras, starts);
+            if (node->extras->id != 0) {
+                forget_id_locked(node);
+            }
+        }
+    }
+    void forget_id_locked(detail::queue_node* node) noexcept {
+        auto [first, last] = ids_.equal_range(node->extras->id);
+        for (; first != last; ++first) {
+            if (first->second == node) {
+                ids_.erase(first);
+                return;
+            }
+        }
+    }
+
+    void notify_size_locked() {
+        if (size_waiters_ > 0) {
+            size_dropped_.notify_all();
+        }
     }
 
     [[nodiscard]] std::size_t waiting_count() const noexcept {
@@ -540,7 +602,8 @@ class bounded_task_queue {
               std::optional<clock::time_point> deadline);
     /// Admits `node` into the waiting list (the place is reserved). False if its stop token was
     /// requested meanwhile: then it is in `cancelled`, to be answered.
-    bool enqueue_locked(detail::queue_node* node, detail::node_chain& cancelled);
+    bool enqueue_locked(detail::queue_node* node, const task_key& key,
+                        detail::node_chain& cancelled);
     /// Registers a featured node's stop callback (under the lock). False if it was already
     /// stopped.
     bool watch_stop_locked(detail::queue_node* node);
@@ -555,18 +618,36 @@ class bounded_task_queue {
     /// `more` when yet another task could start after this one.
     detail::queue_node* take_startable_locked(std::uint64_t now, detail::node_chain& expired,
                                               bool& more, std::chrono::nanoseconds& waited);
-    detail::queue_node* take_next_locked();
+    /// The first in line waits for the rate limit's next token (queue_options::rate).
+    void hold_for_rate_locked(detail::queue_node* node);
+    /// The rate timer fired: start what may start now (without the lock).
+    void start_on_timer() noexcept;
     /// Takes a slot for `node`, which starts now (it is running from here on).
     void begin_running_locked(detail::queue_node* node);
     template <class Node>
     void finish(Node* node, bool failed, bool timed_out) noexcept;
+    // Retries (defined in impl/retry.hpp).
+    /// A failed attempt of a task with a retry policy is to be tried again.
+    bool retry_wanted(const task_extras& extras, const std::exception_ptr& error) const noexcept;
+    static clock::duration backoff_after(const retry_policy& policy, std::uint32_t attempt);
+    template <class Node>
+    void retry_later(Node* node) noexcept;
+    bool retry_due_locked(detail::queue_node* node);
+    /// A retry policy the queue can follow (submit_options::retry).
+    static void check_retry(const retry_policy& policy);
+
+    /// What a finishing task holds from its gate until its slot is free (nothing without one).
+    using permit_holder = std::conditional_t<gated, std::optional<permit_type>, char>;
+    template <class UnderLock>
+    void release_slot(std::size_t weight, std::uint64_t now, permit_holder& permit,
+                      UnderLock under_lock) noexcept;
     void take_all_waiting_locked(detail::node_chain& out);
     void forget_locked(detail::queue_node* node) noexcept;
     void drain_inbox_locked();
     void on_stop_requested(detail::queue_node* node) noexcept;
     void on_timer_due(std::unique_lock<detail::adaptive_mutex>& lock, clock::time_point now);
     void arm_timer_locked(detail::queue_node* node, task_extras& extras, clock::time_point at,
-                          bool run_deadline);
+                          bool run_deadline, bool retry = false);
     void answer_unstarted(detail::node_chain& chain, const std::exception_ptr& error) noexcept;
 
     // The start gate (gated queues only; defined in impl/dispatch.hpp).
@@ -586,6 +667,8 @@ class bounded_task_queue {
     /// Gives a task that has just begun running its permit (under the lock).
     void seat_permit_locked(detail::queue_node* node, permit_type&& permit) noexcept;
     detail::queue_node* peek_next_locked(bool& from_inbox);
+    /// While keyed tasks wait, the inbox's tasks join the list, where turns are taken.
+    void merge_inbox_for_turns_locked();
 
     [[nodiscard]] bool is_idle_locked() const noexcept {
         return counters_.active == 0 && waiting_count() == 0 && answering_ == 0;
@@ -595,6 +678,7 @@ class bounded_task_queue {
             became_idle_.notify_all();
         }
     }
+    bool wait_for_size(std::size_t size, std::optional<clock::time_point> until);
     void wait_idle() {
         std::unique_lock lock(mutex_);
         ++drain_waiters_;
@@ -604,20 +688,7 @@ class bounded_task_queue {
 
     /// True on a thread where waiting for this queue would wait for the caller itself: inside
     /// its dispatch, on its timer thread, or on a thread its executor owns.
-    [[nodiscard]] bool inside() const {
-        if (detail::find_dispatch_frame(this) != nullptr) {
-            return true;
-        }
-        if constexpr (requires(const Executor& e) {
-                          { e.owns_this_thread() } -> std::convertible_to<bool>;
-                      }) {
-            if (executor_.owns_this_thread()) {
-                return true;
-            }
-        }
-        std::lock_guard lock(mutex_);
-        return timer_.is_timer_thread();
-    }
+    [[nodiscard]] bool inside() const;
     void throw_if_inside() const {
         if (inside()) {
             throw wait_deadlock();
@@ -649,11 +720,23 @@ class bounded_task_queue {
     std::size_t answering_ = 0; // taken out of the queue, answer not yet delivered
     std::size_t blocked_submitters_ = 0;
     std::size_t drain_waiters_ = 0;
+    std::size_t size_waiters_ = 0; // in wait_until_size_below()
     detail::deadline_timer<timer_entry> timer_;
     std::condition_variable_any room_available_; // blocked submitters
     std::condition_variable_any became_idle_;    // drain()
+    std::condition_variable_any size_dropped_;   // wait_until_size_below()
+    // queue_options::rate: the bucket, and its wake-up in the timer (an entry without a node).
+    // Engaged or not from construction on, so is_plain() may look without the lock.
+    std::optional<detail::token_bucket> rate_;
+    bool rate_timer_armed_ = false;
 
     [[no_unique_address]] const gate_pointer gate_;
+    const std::shared_ptr<queue_observer> observer_;
+    // Guarded by the lock: every key with tasks waiting or running.
+    detail::key_table keys_;
+    detail::node_list retrying_; // guarded by the lock: backing off before a retry
+    // Guarded by the lock: the waiting tasks with a submit_options::id.
+    std::unordered_multimap<std::uint64_t, detail::queue_node*> ids_;
 
     // Last, so it is destroyed first: its threads may still call back into the queue.
     Executor executor_;
@@ -663,3 +746,5 @@ class bounded_task_queue {
 
 #include "impl/admission.hpp"
 #include "impl/dispatch.hpp"
+#include "impl/lifecycle.hpp"
+#include "impl/retry.hpp"

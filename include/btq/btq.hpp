@@ -8,6 +8,7 @@
 #include "executor.hpp"
 #include "executors/callable_executor.hpp"
 #include "executors/thread_executor.hpp"
+#include "observer.hpp"
 #include "options.hpp"
 #include "start_gate.hpp"
 #include "stats.hpp"

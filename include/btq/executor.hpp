@@ -73,6 +73,11 @@ class task_result {
     [[nodiscard]] std::exception_ptr error() const noexcept {
         return has_value() ? nullptr : std::get<1>(state_);
     }
+    /// @brief How many times the task ran for this result (more than 1 with
+    ///        submit_options::retry; 0 if it never started).
+    [[nodiscard]] std::size_t attempts() const noexcept { return attempts_; }
+    /// @brief Sets attempts() (the queue does, before it answers).
+    void set_attempts(std::size_t attempts) noexcept { attempts_ = attempts; }
 
   private:
     void rethrow_if_error() const {
@@ -82,6 +87,7 @@ class task_result {
     }
 
     std::variant<R, std::exception_ptr> state_;
+    std::size_t attempts_ = 1;
 };
 
 /// @brief The outcome of a task that returns nothing: success, or an exception.
@@ -105,9 +111,15 @@ class task_result<void> {
     }
     /// @brief The error, or null on success.
     [[nodiscard]] std::exception_ptr error() const noexcept { return error_; }
+    /// @brief How many times the task ran for this result (more than 1 with
+    ///        submit_options::retry; 0 if it never started).
+    [[nodiscard]] std::size_t attempts() const noexcept { return attempts_; }
+    /// @brief Sets attempts() (the queue does, before it answers).
+    void set_attempts(std::size_t attempts) noexcept { attempts_ = attempts; }
 
   private:
     std::exception_ptr error_;
+    std::size_t attempts_ = 1;
 };
 
 /// @brief A move-only, call-once handle through which an executor reports a task's outcome.

@@ -8,6 +8,9 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <vector>
+
+#include "task_key.hpp"
 
 namespace btq {
 
@@ -21,6 +24,14 @@ struct latency_summary {
     std::chrono::nanoseconds p90{0};  ///< the 90th percentile
     std::chrono::nanoseconds p99{0};  ///< the 99th percentile
     std::chrono::nanoseconds max{0};  ///< the largest value (exact)
+};
+
+/// @brief How many tasks wait at one priority (queue_stats::waiting_by_priority).
+struct priority_count {
+    int priority = 0;        ///< the priority
+    std::size_t waiting = 0; ///< tasks waiting at it
+    /// @brief Same priority and count.
+    friend bool operator==(const priority_count&, const priority_count&) = default;
 };
 
 /// @brief A snapshot of a bounded_task_queue, taken under the queue's lock: every field is as of
@@ -44,7 +55,7 @@ struct queue_stats {
     std::size_t active = 0;          ///< tasks running now (inside the executor)
     std::size_t queued = 0;          ///< tasks waiting now
     std::size_t max_concurrency = 0; ///< the running bound now
-    double utilization_percent = 0;  ///< 100 * active / max_concurrency
+    double utilization_percent = 0;  ///< 100 * active_weight / max_concurrency
 
     std::size_t capacity = 0;    ///< the waiting bound
     std::uint64_t submitted = 0; ///< every submit/try_submit that reached a decision
@@ -65,11 +76,35 @@ struct queue_stats {
     /// Tasks ever held back by the start gate: each counted once, when first held (a held task
     /// overtaken by a higher priority one and held again later is counted again).
     std::uint64_t gate_holds_total = 0;
+    /// The running tasks' weights added up (submit_options::weight; equal to `active` when every
+    /// task weighs 1): what `max_concurrency` bounds, and what `utilization_percent` is of.
+    std::size_t active_weight = 0;
+    /// Waiting tasks that a free slot was there for but that wait for the rate limit's next
+    /// token (queue_options::rate), at the instant of the snapshot; always 0 without a rate.
+    /// Counted in `queued`.
+    std::size_t held_by_rate = 0;
+    /// Times a task first in line had to wait for a rate token (queue_options::rate).
+    std::uint64_t rate_holds_total = 0;
+    /// Failed tasks waiting out their back-off before another attempt (submit_options::retry).
+    /// Counted in `queued`: a retrying task keeps its waiting place.
+    std::size_t retrying = 0;
+    /// Attempts begun again after a failure (submit_options::retry); the attempts before a
+    /// task's last are not counted in total_processed or total_errors.
+    std::uint64_t retries_total = 0;
     bool closed = false; ///< close() or shutdown() has been called
     bool paused = false; ///< pause() is in effect
 
     latency_summary wait_time; ///< submission to start, for every task that started
     latency_summary run_time;  ///< start to completion, for every task that ran
+
+    /// Filled by stats(top_keys) only (empty from stats()): the waiting tasks per priority,
+    /// highest first, priorities with none left out.
+    std::vector<priority_count> waiting_by_priority;
+    /// Filled by stats(top_keys) only: the `top_keys` keys (submit_options::key) with the most
+    /// tasks waiting and running, busiest first. A queue tracks only keys that have tasks
+    /// waiting or running, so this is bounded by them; a key's `rejected` counts since it last
+    /// had none.
+    std::vector<key_stats> keys;
 };
 
 namespace detail {

@@ -57,10 +57,12 @@ class fake_backend final : public backend {
         }
     }
     boost::asio::awaitable<run_outcome> run(const std::string& /*operation*/, std::string& /*body*/,
-                                            const std::stop_token& /*stop*/) override {
+                                            const std::stop_token& /*stop*/,
+                                            const request_share& /*share*/) override {
         co_return run_outcome{};
     }
     [[nodiscard]] btq::queue_stats stats() const override { return stats_; }
+    [[nodiscard]] btq::queue_stats stats(std::size_t /*top_keys*/) const override { return stats_; }
     [[nodiscard]] memory_stats memory() override { return {}; }
     [[nodiscard]] const backend_options& options() const noexcept override { return options_; }
     [[nodiscard]] std::optional<redis_gate_stats> redis() const override { return std::nullopt; }

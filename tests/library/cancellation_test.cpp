@@ -23,16 +23,12 @@
 using namespace std::chrono_literals;
 using btq_test::eventually;
 using btq_test::gate;
+using btq_test::identity_holds;
 
 namespace {
 
 using void_queue = btq::bounded_task_queue<std::function<void()>>;
 using stoppable_queue = btq::bounded_task_queue<std::function<int(std::stop_token)>>;
-
-bool identity_holds(const btq::queue_stats& s) {
-    return s.submitted == s.total_processed + s.active + s.queued + s.rejected + s.cleared +
-                              s.expired + s.cancelled;
-}
 
 /// A task that holds its slot until `release` opens.
 std::function<void()> holding(gate& release) {
@@ -428,17 +424,7 @@ TEST_CASE("the stats identity and both bounds hold in every snapshot under 8 pro
             }
         });
     }
-    std::thread disturber([&] {
-        std::minstd_rand random(99);
-        while (producing.load()) {
-            if (random() % 2 == 0) {
-                static_cast<void>(queue.clear("sweep"));
-            } else {
-                queue.set_max_concurrency(1 + random() % 4);
-            }
-            std::this_thread::sleep_for(std::chrono::microseconds(random() % 500));
-        }
-    });
+    btq_test::disturber disturber(99, 500, btq_test::clear_or_resize(queue, 2, 1, 4));
 
     int snapshots = 0;
     std::uint64_t last_processed = 0;
@@ -463,10 +449,8 @@ TEST_CASE("the stats identity and both bounds hold in every snapshot under 8 pro
         std::this_thread::yield();
     }
     producing = false;
-    for (auto& producer : producers) {
-        producer.join();
-    }
-    disturber.join();
+    btq_test::join_all(producers);
+    disturber.stop();
     queue.drain();
 
     const auto s = queue.stats();

@@ -1732,6 +1732,27 @@ TEST_CASE("destroying the executor with a task running past shutdown_grace fails
     }
 }
 
+TEST_CASE("a request whose worker crashes is tried again on a fresh worker with "
+          "submit_options::retry, and answered once with the last attempt's failure",
+          "[worker_pool][retry]") {
+    pool_queue queue({.max_concurrency = 1, .capacity = 4}, pool_options(echo_worker()));
+    std::promise<btq::task_result<btq::worker_response>> answered;
+    queue.submit(request("crash"),
+                 [&](btq::task_result<btq::worker_response> result) noexcept {
+                     answered.set_value(std::move(result));
+                 },
+                 {.retry = btq::retry_policy{.attempts = 2, .backoff = 10ms}});
+    btq::task_result<btq::worker_response> result = answered.get_future().get();
+    CHECK(result.attempts() == 2);
+    CHECK_THROWS_AS(result.value(), btq::worker_failure);
+    CHECK(queue.executor().stats().crashes == 2);
+    CHECK(queue.stats().retries_total == 1);
+    // The pool heals (after its start back-off: both crashes came before a first answer), and
+    // the queue goes on.
+    REQUIRE(eventually([&] { return queue.executor().stats().ready == 1; }, 10s));
+    CHECK(answer(queue.submit(request("echo", "after"))).body == "after");
+}
+
 #endif // BTQ_ECHO_WORKER
 
 TEST_CASE("a request submitted while another is in flight starts at once on an idle worker",

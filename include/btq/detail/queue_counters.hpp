@@ -17,6 +17,7 @@ namespace btq::detail {
 /// state.
 struct queue_counters {
     std::size_t active = 0;
+    std::size_t active_weight = 0; ///< the running tasks' weights (submit_options::weight)
     std::size_t peak_active = 0;
     std::size_t overrunning = 0;
     std::uint64_t processed = 0;
@@ -29,12 +30,20 @@ struct queue_counters {
     std::uint64_t cancelled = 0;
     std::size_t held_by_gate = 0; ///< waiting nodes marked queue_node::held_by_gate
     std::uint64_t gate_holds = 0; ///< nodes ever marked so
+    std::uint64_t rate_holds = 0; ///< times the first in line waited for a rate token
+    std::size_t retrying = 0;     ///< backing off before a retry (counted as waiting)
+    std::uint64_t retries = 0;    ///< attempts begun again
     latency_shards wait_times;    ///< recorded outside the lock, as a task starts
     latency_shards run_times;     ///< recorded outside the lock, before the task's slot is freed
 
-    void take_slot() noexcept {
+    void take_slot(std::size_t weight) noexcept {
         ++active;
+        active_weight += weight;
         peak_active = std::max(peak_active, active);
+    }
+    void free_slot(std::size_t weight) noexcept {
+        --active;
+        active_weight -= weight;
     }
 
     /// Fills `out` from these counters, `queued` (admitted, not yet started or answered) and
@@ -58,6 +67,10 @@ struct queue_counters {
         out.overrunning = overrunning;
         out.held_by_gate = held_by_gate;
         out.gate_holds_total = gate_holds;
+        out.active_weight = active_weight;
+        out.rate_holds_total = rate_holds;
+        out.retrying = retrying;
+        out.retries_total = retries;
         out.submitted = processed + active + queued + out.rejected + cleared + expired + cancelled;
         out.wait_time = wait_times.summary();
         out.run_time = run_times.summary();

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <exception>
 #include <future>
+#include <memory>
 #include <optional>
 #include <stop_token>
 #include <type_traits>
@@ -25,11 +26,12 @@ namespace btq::detail {
 
 /// Where a task with extras is; changed under the queue's lock.
 enum class node_state : std::uint8_t {
-    admitting, ///< being admitted; a stop seen now cancels it at once
-    stop_seen, ///< its stop was requested while it was being admitted
-    waiting,   ///< in the waiting list
-    running,   ///< handed to the executor
-    left,      ///< answered without starting, or finished
+    admitting,   ///< being admitted; a stop seen now cancels it at once
+    stop_seen,   ///< its stop was requested while it was being admitted
+    waiting,     ///< in the waiting list
+    running,     ///< handed to the executor
+    backing_off, ///< failed, waiting to be tried again (submit_options::retry)
+    left,        ///< answered without starting, or finished
 };
 
 /// Who answers a task with a run timeout: its own outcome or the timer (atomic, lock-free).
@@ -38,6 +40,7 @@ enum answer_claim : std::uint8_t { unclaimed, timer_answering, timer_answered, c
 struct timer_entry {
     queue_node* node = nullptr;
     bool run_deadline = false; ///< false: a queue deadline (waiting); true: a run timeout
+    bool retry = false;        ///< the end of a retry's back-off
 };
 
 /// The callback a task's stop token runs: the queue cancels the task if it still waits.
@@ -48,9 +51,10 @@ struct stop_hook {
     void operator()() const noexcept { queue->on_stop_requested(node); }
 };
 
-/// What only tasks with a deadline, a stop token or a run timeout carry, allocated with them.
+/// What only tasks with a deadline, a stop token, a run timeout or a key carry, allocated with
+/// them. Its key_link comes first, where the waiting list finds a keyed task's lane.
 template <class Queue>
-struct task_extras {
+struct task_extras : key_link {
     // Recycled per thread like the nodes: allocated by the submitter, freed by the finisher.
     static void* operator new(std::size_t /*size*/) {
         return node_pool<sizeof(task_extras)>::allocate();
@@ -67,7 +71,9 @@ struct task_extras {
     bool overran = false; ///< answered task_timeout while it still runs
     std::atomic<std::uint8_t> claim{unclaimed};
     std::stop_token caller_stop;
-    std::stop_source run_stop{std::nostopstate};                 ///< only with a run timeout
+    std::shared_ptr<const retry_policy> retry;   ///< submit_options::retry
+    std::uint32_t attempt = 1;                   ///< the attempt running or next to run
+    std::stop_source run_stop{std::nostopstate}; ///< only with a run timeout
     std::optional<std::stop_callback<stop_hook<Queue>>> on_stop; ///< last: destroyed first
 
     /// The token the executor gets: the caller's, or with a run timeout the queue's own.
@@ -149,6 +155,14 @@ struct task_node final : Queue::node_base {
             }
         }
         try {
+            if constexpr (std::is_copy_constructible_v<task_type>) {
+                if (found != nullptr && found->retry) { // keeps the task for another attempt
+                    queue->executor_.execute(
+                        task_type(task),
+                        completion<result_type>(&on_complete, this, waited, std::move(token)));
+                    return;
+                }
+            }
             queue->executor_.execute(
                 std::move(task),
                 completion<result_type>(&on_complete, this, waited, std::move(token)));
@@ -161,7 +175,17 @@ struct task_node final : Queue::node_base {
         delete this;
     }
     void answer_error(std::exception_ptr error) noexcept override {
-        sink(task_result<result_type>(std::move(error)));
+        task_result<result_type> result(std::move(error));
+        result.set_attempts(attempts_so_far());
+        sink(std::move(result));
+    }
+    /// The attempts made: 0 before the first start, its attempt number once it has run.
+    [[nodiscard]] std::size_t attempts_so_far() const noexcept {
+        const extras_type* found = found_extras();
+        if (found == nullptr) {
+            return 0; // only a task that never started is answered this way without extras
+        }
+        return found->state == node_state::running ? found->attempt : found->attempt - 1;
     }
 
     /// The task returned: answer (unless its run timeout already did), free the slot.
@@ -170,7 +194,17 @@ struct task_node final : Queue::node_base {
         const bool failed = !result.has_value();
         const bool timed_out = failed && is_timeout(result.error());
         extras_type* found = self->found_extras();
+        if (failed && found != nullptr && found->retry &&
+            self->queue->retry_wanted(*found, result.error())) {
+            std::uint8_t expected = unclaimed; // the run timeout has not answered: retry
+            if (found->claim.compare_exchange_strong(expected, claimed,
+                                                     std::memory_order_acq_rel)) {
+                self->queue->retry_later(self);
+                return;
+            }
+        }
         if (found == nullptr || claim_answer(*found)) {
+            result.set_attempts(found != nullptr ? found->attempt : 1);
             self->sink(std::move(result));
         }
         self->queue->finish(self, failed, timed_out);

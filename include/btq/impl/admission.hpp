@@ -15,6 +15,12 @@ template <class Sink>
 auto bounded_task_queue<Task, Executor, Gate>::admit(Task& task, Sink&& sink,
                                                      const submit_options& options, bool may_block)
     -> admission {
+    if (options.weight != 1) {
+        check_weight(options.weight);
+    }
+    if (options.retry) {
+        check_retry(*options.retry);
+    }
     if (options.stop.stop_requested()) {
         std::lock_guard lock(mutex_);
         ++counters_.cancelled;
@@ -87,7 +93,7 @@ bool bounded_task_queue<Task, Executor, Gate>::start_at_once(Task& task, Sink& s
     std::unique_lock lock(mutex_);
     if (admission_.load(std::memory_order_relaxed) != 0 ||
         paused_.load(std::memory_order_relaxed) ||
-        counters_.active >= max_concurrency_.load(std::memory_order_relaxed)) {
+        counters_.active_weight >= max_concurrency_.load(std::memory_order_relaxed)) {
         return false; // someone waits (or closed), or the slot was taken meanwhile
     }
     if constexpr (gated) {
@@ -127,7 +133,9 @@ auto bounded_task_queue<Task, Executor, Gate>::push_plain(Task& task, Sink&& sin
     try {
         node = new node_type(this, std::move(task), std::forward<Sink>(sink));
     } catch (...) {
+        std::lock_guard lock(mutex_);
         unreserve();
+        notify_size_locked();
         throw;
     }
     node->stamp = detail::tick_clock::now();
@@ -157,13 +165,19 @@ auto bounded_task_queue<Task, Executor, Gate>::make_node(Task& task, Sink&& sink
     auto node = std::make_unique<task_node<std::decay_t<Sink>>>(this, std::move(task),
                                                                 std::forward<Sink>(sink));
     node->priority = options.priority;
+    node->weight = static_cast<std::uint16_t>(options.weight); // check_weight() bounded it
     const std::optional<clock::duration> run_timeout =
         options.run_timeout ? options.run_timeout : run_timeout_;
-    if (deadline || options.stop.stop_possible() || run_timeout || revocable) {
+    if (deadline || options.stop.stop_possible() || run_timeout || revocable ||
+        !options.key.empty() || options.id != 0 || options.retry) {
         auto extras = std::make_unique<task_extras>();
         extras->deadline = deadline;
         extras->run_timeout = run_timeout;
         extras->caller_stop = options.stop;
+        extras->id = options.id;
+        if (options.retry && options.retry->attempts > 1) {
+            extras->retry = std::make_shared<const retry_policy>(*options.retry);
+        }
         if (run_timeout || revocable) { // a revocable permit requests stop of its own task
             extras->run_stop = std::stop_source();
         }
@@ -220,9 +234,9 @@ auto bounded_task_queue<Task, Executor, Gate>::admit_locked(Task& task, Sink&& s
             return admission::refused_expired;
         }
         std::optional<permit_type> permit; // gated: the start at once needs the gate's yes
-        if (!paused_.load(std::memory_order_relaxed) &&
-            counters_.active < max_concurrency_.load(std::memory_order_relaxed) && word == 0 &&
-            (!gated || [&] {
+        detail::key_record* record = options.key.empty() ? nullptr : keys_.find(options.key);
+        if (word == 0 && may_start_locked(options.weight, clock::now()) &&
+            keys_.may_start(record) && (!gated || [&] {
                 if (std::optional<permit_type> granted = ask_gate_locked(options.priority)) {
                     permit.emplace(std::move(*granted));
                     return true;
@@ -249,6 +263,14 @@ auto bounded_task_queue<Task, Executor, Gate>::admit_locked(Task& task, Sink&& s
                 return admission::queued;
             }
             static_cast<void>(node.release());
+            if (rate_) {
+                rate_->take(clock::now());
+            }
+            if (!options.key.empty()) {
+                detail::key_record& own = keys_.record_for(options.key, options.priority);
+                ++own.running;
+                started->extras->record = &own;
+            }
             begin_running_locked(started);
             if constexpr (gated) {
                 seat_permit_locked(started, std::move(*permit));
@@ -258,6 +280,10 @@ auto bounded_task_queue<Task, Executor, Gate>::admit_locked(Task& task, Sink&& s
             run_dispatch(started, std::chrono::nanoseconds::zero(), false);
             return admission::started;
         }
+        if (keys_.refuse_waiting(record)) {
+            refused_.fetch_add(1, std::memory_order_relaxed);
+            return admission::refused_full; // this key's share of the queue is full
+        }
         if (word < capacity_) {
             if (!admission_.compare_exchange_strong(word, word + 1, std::memory_order_seq_cst)) {
                 continue; // a plain submitter took the place first: decide again
@@ -265,7 +291,7 @@ auto bounded_task_queue<Task, Executor, Gate>::admit_locked(Task& task, Sink&& s
             note_peak(word + 1);
             detail::queue_node* queued = built();
             static_cast<void>(node.release());
-            const bool admitted_now = enqueue_locked(queued, unstarted);
+            const bool admitted_now = enqueue_locked(queued, options.key, unstarted);
             lock.unlock();
             if (!admitted_now) {
                 answer_unstarted(unstarted, std::make_exception_ptr(task_cancelled()));
@@ -282,7 +308,7 @@ auto bounded_task_queue<Task, Executor, Gate>::admit_locked(Task& task, Sink&& s
             detail::queue_node* queued = built();
             static_cast<void>(node.release());
             detail::node_chain cancelled;
-            const bool admitted_now = enqueue_locked(queued, cancelled);
+            const bool admitted_now = enqueue_locked(queued, options.key, cancelled);
             lock.unlock();
             answer_unstarted(unstarted, std::make_exception_ptr(task_displaced()));
             if (!admitted_now) {
@@ -321,9 +347,11 @@ bool bounded_task_queue<Task, Executor, Gate>::watch_stop_locked(detail::queue_n
 template <class Task, class Executor, class Gate>
     requires executor_for<Executor, Task> && start_gate<Gate>
 bool bounded_task_queue<Task, Executor, Gate>::enqueue_locked(detail::queue_node* node,
+                                                              const task_key& key,
                                                               detail::node_chain& cancelled) {
     if (!watch_stop_locked(node)) {
         unreserve();
+        notify_size_locked();
         ++counters_.cancelled;
         ++counters_.total_queued;
         ++answering_;
@@ -331,7 +359,16 @@ bool bounded_task_queue<Task, Executor, Gate>::enqueue_locked(detail::queue_node
         cancelled.push(node);
         return false;
     }
-    waiting_.push_back(node); // plain tasks in the inbox keep their place: see take_next_locked()
+    if (!key.empty()) {
+        detail::key_record& record = keys_.record_for(key, node->priority);
+        ++record.waiting;
+        node->extras->record = &record;
+        node->extras->lane = &record.lane_for(node->priority);
+    }
+    if (node->extras != nullptr && node->extras->id != 0) {
+        ids_.emplace(node->extras->id, node);
+    }
+    waiting_.push_back(node); // plain tasks in the inbox keep their place: see peek_next_locked()
     if (task_extras* extras = extras_of(node)) {
         extras->state = node_state::waiting;
         if (extras->deadline) {
@@ -347,6 +384,7 @@ bool bounded_task_queue<Task, Executor, Gate>::displace_locked(int newcomer_prio
                                                                detail::node_chain& displaced) {
     // The oldest of the lowest priority: the list's, or the inbox's oldest plain task (priority
     // 0) when that ranks lower (ordered by submission stamps, as in take_next_locked()).
+    merge_inbox_for_turns_locked();
     detail::queue_node* listed = waiting_.empty() ? nullptr : waiting_.lowest_oldest();
     detail::queue_node* oldest_plain = inbox_.peek();
     const bool from_inbox =
