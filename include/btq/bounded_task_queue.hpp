@@ -495,7 +495,7 @@ class bounded_task_queue {
         return options.priority == 0 && !options.deadline && !queue_timeout_ &&
                !options.stop.stop_possible() && !options.run_timeout && !run_timeout_ &&
                options.weight == 1 && options.key.empty() && options.id == 0 && !options.retry &&
-               !rate_ && !revocable;
+               !revocable;
     }
 
     static std::optional<detail::token_bucket> make_bucket(const std::optional<rate_limit>& rate) {
@@ -666,7 +666,9 @@ class bounded_task_queue {
     void tell_demand_locked() noexcept;
     /// Gives a task that has just begun running its permit (under the lock).
     void seat_permit_locked(detail::queue_node* node, permit_type&& permit) noexcept;
-    detail::queue_node* peek_next_locked(bool& from_inbox);
+    /// The task that starts next, given the inbox's oldest (`oldest_plain`, or null); sets
+    /// `from_inbox` when it is that one.
+    detail::queue_node* peek_next_locked(detail::queue_node* oldest_plain, bool& from_inbox);
     /// While keyed tasks wait, the inbox's tasks join the list, where turns are taken.
     void merge_inbox_for_turns_locked();
 

@@ -391,3 +391,38 @@ TEST_CASE("tasks sharing an id all move; one that started is left out of the cou
     queue.drain();
     CHECK(log.get() == std::vector<std::string>{"seven-1", "seven-2", "plain"});
 }
+
+TEST_CASE("plain tasks pushed from 4 producers while keyed ones wait each start exactly once",
+          "[queue][keys][stress]") {
+    // Plain tasks travel through the lock-free inbox, keyed ones through the list: while keys
+    // take turns the inbox's oldest competes as the keyless tasks' head, and a producer may
+    // push onto an empty inbox at any moment of a take.
+    constexpr int per_producer = 25'000;
+    void_queue queue({.max_concurrency = 2, .capacity = 4 * per_producer});
+    std::atomic<int> runs{0};
+    std::atomic<int> answers{0};
+    std::vector<std::thread> producers;
+    for (int p = 0; p < 4; ++p) {
+        producers.emplace_back([&, p] {
+            for (int i = 0; i < per_producer; ++i) {
+                btq::submit_options options;
+                if (i % 10 == 0) {
+                    options.key = (p * per_producer + i) % 8;
+                }
+                queue.submit([&runs] { runs.fetch_add(1, std::memory_order_relaxed); },
+                             [&answers](btq::task_result<void> result) noexcept {
+                                 if (result) {
+                                     answers.fetch_add(1, std::memory_order_relaxed);
+                                 }
+                             },
+                             options);
+            }
+        });
+    }
+    btq_test::join_all(producers);
+    queue.drain();
+    CHECK(runs.load() == 4 * per_producer);
+    CHECK(answers.load() == 4 * per_producer);
+    CHECK(identity_holds(queue.stats()));
+    CHECK(queue.stats(8).keys.empty());
+}

@@ -210,34 +210,43 @@ class waiting_list {
     }
 
     /// The task that starts next, left in place; null if none may start (every waiting task's
-    /// key is at its limit).
+    /// key is at its limit). `outside` is the oldest keyless task of priority 0 kept outside the
+    /// list (the queue's inbox), or null: it counts as the keyless tasks' head at priority 0
+    /// when it is older than theirs (call ensure_level(0) first).
     template <class Eligible>
-    [[nodiscard]] queue_node* front(Eligible eligible) const noexcept {
+    [[nodiscard]] queue_node* front(Eligible eligible,
+                                    queue_node* outside = nullptr) const noexcept {
         for (const level& each : levels_) {
-            if (queue_node* node = candidate(each, eligible).node) {
+            if (queue_node* node = candidate(each, eligible, outside).node) {
                 return node;
             }
         }
         return nullptr;
     }
 
-    /// Takes the task front(eligible) names; it must be there.
+    /// Takes the task front(eligible, outside) names, and gives the next member its turn; when
+    /// that task is `outside`, it is left where it is (the caller takes it).
     template <class Eligible>
-    queue_node* pop_front(Eligible eligible) noexcept {
+    queue_node* pop_front(Eligible eligible, queue_node* outside = nullptr) noexcept {
         for (std::size_t index = 0; index < levels_.size(); ++index) {
             level& each = levels_[index];
-            const choice chosen = candidate(each, eligible);
+            const choice chosen = candidate(each, eligible, outside);
             if (chosen.node == nullptr) {
                 continue;
             }
             if (each.ring != nullptr) {
                 each.turn = member_after(each, chosen.lane); // the next member's turn
             }
-            remove(index, chosen.node);
+            if (chosen.node != outside) {
+                remove(index, chosen.node);
+            }
             return chosen.node;
         }
         return nullptr;
     }
+
+    /// Makes sure a level of `priority` exists (empty if nothing waits there).
+    void ensure_level(int priority) { static_cast<void>(level_for(priority)); }
 
     /// The task drop_oldest displaces: the oldest of the lowest priority. Precondition: not empty.
     [[nodiscard]] queue_node* lowest_oldest() const noexcept {
@@ -336,14 +345,19 @@ class waiting_list {
     }
 
     template <class Eligible>
-    static choice candidate(const level& each, Eligible& eligible) noexcept {
+    static choice candidate(const level& each, Eligible& eligible, queue_node* outside) noexcept {
+        queue_node* keyless = each.head;
+        if (outside != nullptr && each.priority == 0 &&
+            (keyless == nullptr || outside->stamp < keyless->stamp)) {
+            keyless = outside;
+        }
         if (each.ring == nullptr) {
-            return choice{each.head, nullptr};
+            return choice{keyless, nullptr};
         }
         choice found;
         for_members_from(each, [&](key_lane* lane) {
             if (lane == nullptr) {
-                found = choice{each.head, nullptr};
+                found = choice{keyless, nullptr};
             } else if (eligible(*lane)) {
                 found = choice{lane->head, lane};
             }

@@ -96,10 +96,17 @@ bool bounded_task_queue<Task, Executor, Gate>::start_at_once(Task& task, Sink& s
         counters_.active_weight >= max_concurrency_.load(std::memory_order_relaxed)) {
         return false; // someone waits (or closed), or the slot was taken meanwhile
     }
+    const clock::time_point now = rate_ ? clock::now() : clock::time_point{};
+    if (rate_ && !rate_->ready(now)) {
+        return false; // no token: it waits in the inbox, and the rate timer starts it
+    }
     if constexpr (gated) {
         std::optional<permit_type> permit = ask_gate_locked(0);
         if (!permit) {
             return false; // queued instead: the gate is asked again in start order
+        }
+        if (rate_) {
+            rate_->take(now);
         }
         node_type* node = nullptr;
         try {
@@ -115,6 +122,9 @@ bool bounded_task_queue<Task, Executor, Gate>::start_at_once(Task& task, Sink& s
         lock.unlock();
         run_dispatch(node, std::chrono::nanoseconds::zero(), false);
         return true;
+    }
+    if (rate_) {
+        rate_->take(now);
     }
     auto* node = new node_type(this, std::move(task), std::forward<Sink>(sink));
     begin_running_locked(node);

@@ -42,22 +42,27 @@ detail::queue_node* bounded_task_queue<Task, Executor, Gate>::take_startable_loc
     const std::size_t bound = max_concurrency_.load(std::memory_order_relaxed);
     while (!paused_.load(std::memory_order_relaxed) && counters_.active_weight < bound) {
         bool from_inbox = false;
-        detail::queue_node* node = peek_next_locked(from_inbox);
+        // The inbox's oldest as the peek saw it: a submitter may push onto an empty inbox
+        // meanwhile (without the lock), and the take below must choose as the peek did.
+        detail::queue_node* const outside = inbox_.peek();
+        detail::queue_node* node = peek_next_locked(outside, from_inbox);
         if (node == nullptr) {
             return nullptr;
         }
         const task_extras* found = extras_of(node);
         const bool stale = found != nullptr && found->deadline && *found->deadline <= clock::now();
         std::optional<permit_type> permit; // gated: asked for only if the task will start
+        const clock::time_point at = rate_ ? clock::now() : clock::time_point{};
         if (!stale) {
             // The first in line keeps its place until it fits: nothing behind it overtakes it.
             if (counters_.active_weight + effective_weight(node->weight) > bound) {
                 return nullptr;
             }
-            if (rate_ && !rate_->ready(clock::now())) {
+            if (rate_ && !rate_->ready(at)) {
                 hold_for_rate_locked(node);
                 return nullptr; // the rate timer starts it when its token is there
             }
+            // (the token is taken below, once the task surely starts)
             if constexpr (gated) {
                 if (std::optional<permit_type> granted = ask_gate_locked(node->priority)) {
                     permit.emplace(std::move(*granted)); // permits need not be assignable
@@ -67,7 +72,14 @@ detail::queue_node* bounded_task_queue<Task, Executor, Gate>::take_startable_loc
                 }
             }
         }
-        static_cast<void>(from_inbox ? inbox_.pop() : waiting_.pop_front(eligible()));
+        if (waiting_.has_lanes()) { // the turn passes, wherever the task came from
+            static_cast<void>(waiting_.pop_front(eligible(), outside));
+            if (from_inbox) {
+                static_cast<void>(inbox_.pop());
+            }
+        } else {
+            static_cast<void>(from_inbox ? inbox_.pop() : waiting_.pop_front(eligible()));
+        }
         leave_waiting_locked(node, !stale);
         unhold_locked(node);
         unreserve();
@@ -87,7 +99,7 @@ detail::queue_node* bounded_task_queue<Task, Executor, Gate>::take_startable_loc
             }
         }
         if (rate_) {
-            rate_->take(clock::now());
+            rate_->take(at);
         }
         begin_running_locked(node);
         if constexpr (gated) {
@@ -453,10 +465,20 @@ auto bounded_task_queue<Task, Executor, Gate>::ask_gate_locked(int priority) noe
 
 template <class Task, class Executor, class Gate>
     requires executor_for<Executor, Task> && start_gate<Gate>
-detail::queue_node* bounded_task_queue<Task, Executor, Gate>::peek_next_locked(bool& from_inbox) {
-    merge_inbox_for_turns_locked();
-    detail::queue_node* oldest_plain = inbox_.peek();
+detail::queue_node*
+bounded_task_queue<Task, Executor, Gate>::peek_next_locked(detail::queue_node* oldest_plain,
+                                                           bool& from_inbox) {
     from_inbox = false;
+    if (waiting_.has_lanes()) {
+        // Keys take turns: the inbox's oldest is the keyless tasks' head at priority 0 when it
+        // is older than the list's, without moving the inbox into the list.
+        if (oldest_plain != nullptr) {
+            waiting_.ensure_level(0);
+        }
+        detail::queue_node* next = waiting_.front(eligible(), oldest_plain);
+        from_inbox = next != nullptr && next == oldest_plain;
+        return next;
+    }
     if (waiting_.empty()) {
         from_inbox = oldest_plain != nullptr;
         return oldest_plain;
