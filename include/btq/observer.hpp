@@ -50,11 +50,17 @@ struct task_info {
 /// @endcode
 class queue_observer {
   public:
+    /// @brief An observer that does nothing until its members are overridden.
     queue_observer() = default;
+    /// @brief Copyable, as its derived classes may be.
     queue_observer(const queue_observer&) = default;
+    /// @brief Copyable, as its derived classes may be.
     queue_observer& operator=(const queue_observer&) = default;
+    /// @brief Movable, as its derived classes may be.
     queue_observer(queue_observer&&) = default;
+    /// @brief Movable, as its derived classes may be.
     queue_observer& operator=(queue_observer&&) = default;
+    /// @brief Destroyed through a pointer to this base.
     virtual ~queue_observer() = default;
 
     /// @brief The task was admitted (it waits, or started at once).
