@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -24,12 +25,13 @@ class task_key {
     /// @brief No key.
     task_key() = default;
     /// @brief A string key (empty text: no key).
-    task_key(const char* text) : text_(text), kind_(text_.empty() ? kind::none : kind::text) {}
+    task_key(const char* text) : task_key(std::string_view(text)) {}
     /// @brief A string key (empty text: no key).
-    task_key(std::string text)
-        : text_(std::move(text)), kind_(text_.empty() ? kind::none : kind::text) {}
+    task_key(const std::string& text) : task_key(std::string_view(text)) {}
     /// @brief A string key (empty text: no key).
-    task_key(std::string_view text) : text_(text), kind_(text_.empty() ? kind::none : kind::text) {}
+    task_key(std::string_view text)
+        : text_(text.empty() ? nullptr : std::make_shared<const std::string>(text)),
+          kind_(text.empty() ? kind::none : kind::text) {}
     /// @brief An integer key.
     template <std::integral Integer>
         requires(!std::same_as<Integer, bool> && !std::same_as<Integer, char>)
@@ -41,23 +43,34 @@ class task_key {
     [[nodiscard]] bool is_number() const noexcept { return kind_ == kind::number; }
     /// @brief The text of a string key, the decimal digits of an integer key, "" for none.
     [[nodiscard]] std::string to_string() const {
-        return kind_ == kind::number ? std::to_string(number_) : text_;
+        if (kind_ == kind::number) {
+            return std::to_string(number_);
+        }
+        return text_ != nullptr ? *text_ : std::string();
     }
 
     /// @brief Same kind and same value.
     friend bool operator==(const task_key& a, const task_key& b) noexcept {
-        return a.kind_ == b.kind_ && a.number_ == b.number_ && a.text_ == b.text_;
+        return a.kind_ == b.kind_ && a.number_ == b.number_ && a.text() == b.text();
     }
 
     /// @brief A hash for unordered containers.
     [[nodiscard]] std::size_t hash() const noexcept {
         return kind_ == kind::number ? std::hash<std::int64_t>{}(number_)*31 + 1
-                                     : std::hash<std::string>{}(text_);
+                                     : std::hash<std::string_view>{}(text());
     }
 
   private:
+    [[nodiscard]] std::string_view text() const noexcept {
+        return text_ != nullptr ? std::string_view(*text_) : std::string_view();
+    }
+
     enum class kind : std::uint8_t { none, text, number };
-    std::string text_;
+    // The text lives on the heap, shared by copies: a task_key holds no pointer into itself, so
+    // GCC 12, which copies some coroutine temporaries byte by byte (a submit_options built in a
+    // co_await expression), copies it safely; a std::string member would not survive that
+    // (its short-string buffer).
+    std::shared_ptr<const std::string> text_;
     std::int64_t number_ = 0;
     kind kind_ = kind::none;
 };

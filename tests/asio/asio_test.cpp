@@ -193,6 +193,41 @@ TEST_CASE("use_awaitable with submit_options passes the priority and deadline to
     CHECK(expired);
 }
 
+TEST_CASE("use_awaitable with submit_options built in the co_await: keys short and long, a "
+          "weight and a retry policy reach the queue intact",
+          "[asio]") {
+    // GCC 12 copies some coroutine temporaries byte by byte: submit_options must survive that
+    // (btq::task_key keeps its text on the heap for it).
+    int_queue queue({.max_concurrency = 2, .start_paused = true});
+    asio::io_context io;
+    std::vector<int> values;
+    std::exception_ptr error;
+    bool ended = false;
+    spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+            values.push_back(co_await btq::async_submit(
+                queue, [] { return 1; }, btq::submit_options{.key = "client-7"},
+                asio::use_awaitable));
+            values.push_back(co_await btq::async_submit(
+                queue, [] { return 2; },
+                btq::submit_options{.weight = 2,
+                                    .key = "a key far longer than any short string buffer",
+                                    .retry = btq::retry_policy{.attempts = 2}},
+                asio::use_awaitable));
+        },
+        error, ended);
+    io.poll();
+    REQUIRE(queue.stats(4).keys.size() == 1);
+    CHECK(queue.stats(4).keys.front().key == btq::task_key("client-7"));
+    queue.resume();
+    io.restart();
+    io.run();
+    CHECK_FALSE(error);
+    CHECK(ended);
+    CHECK(values == std::vector<int>{1, 2});
+}
+
 TEST_CASE("a throwing task's exception reaches the coroutine as that exception", "[asio]") {
     int_queue queue({.max_concurrency = 1});
     asio::io_context io;
