@@ -15,6 +15,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "test_support.hpp"
@@ -348,6 +349,15 @@ TEST_CASE("task_key: strings and integers, never equal to each other, and the em
     CHECK(btq::task_key("client-7").to_string() == "client-7");
     CHECK(btq::task_key(-3).to_string() == "-3");
     CHECK(btq::task_key(7).is_number());
+    // Long keys: their first 39 bytes and a hash of the whole, so keys that differ late differ.
+    const std::string common(60, 'k');
+    const btq::task_key long_a(common + "a");
+    const btq::task_key long_b(common + "b");
+    CHECK(long_a != long_b);
+    CHECK(long_a == btq::task_key(common + "a"));
+    CHECK(long_a.to_string().starts_with(std::string(39, 'k') + "...#"));
+    CHECK(btq::task_key(std::string(47, 'x')).to_string() == std::string(47, 'x'));
+    static_assert(std::is_trivially_copyable_v<btq::task_key>);
     CHECK(std::hash<btq::task_key>{}(btq::task_key("x")) ==
           std::hash<btq::task_key>{}(btq::task_key(std::string_view("x"))));
 }
