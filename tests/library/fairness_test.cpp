@@ -150,12 +150,13 @@ TEST_CASE("max_per_key: a key at its limit is passed over, and its waiting tasks
         const int key = i % 3 == 0 ? 1 : 0; // key 0 submits twice as much
         answers.push_back(queue.submit(
             [&, key] {
-                const int now = running[key].fetch_add(1) + 1;
-                int seen = most[key].load();
-                while (now > seen && !most[key].compare_exchange_weak(seen, now)) {
+                const auto at = static_cast<std::size_t>(key);
+                const int now = running[at].fetch_add(1) + 1;
+                int seen = most[at].load();
+                while (now > seen && !most[at].compare_exchange_weak(seen, now)) {
                 }
                 std::this_thread::sleep_for(5ms);
-                running[key].fetch_sub(1);
+                running[at].fetch_sub(1);
             },
             {.key = key}));
     }
@@ -295,12 +296,13 @@ TEST_CASE("under 6 producers with keys, priorities, weights, stops and deadlines
                             if (key < 0) {
                                 return;
                             }
-                            const int now = running[key].fetch_add(1) + 1;
+                            const auto at = static_cast<std::size_t>(key);
+                            const int now = running[at].fetch_add(1) + 1;
                             int seen = most_per_key.load();
                             while (now > seen && !most_per_key.compare_exchange_weak(seen, now)) {
                             }
                             std::this_thread::yield();
-                            running[key].fetch_sub(1);
+                            running[at].fetch_sub(1);
                         },
                         [&](btq::task_result<void>) noexcept { answered.fetch_add(1); }, options);
                     admitted.fetch_add(1);
