@@ -64,14 +64,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# http_get PORT PATH: the whole answer of GET PATH on 127.0.0.1:PORT (bash's /dev/tcp: no curl
-# needed), at most 5 s.
-http_get() {
-    exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
-    printf 'GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' "$2" >&3
-    timeout 5 cat <&3 || true
-    exec 3<&- 3>&-
-}
+# shellcheck source=scripts/lib/server-probe.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/server-probe.sh"
 
 # 1. The packages, into a folder of this run's own (another build's packages stay apart).
 (cd "${build_dir}" && cpack -G DEB -B "${work}/packages" -D CPACK_COMPONENTS_ALL=server >"${work}/cpack.log" 2>&1) ||
@@ -105,16 +99,7 @@ echo "test-deb: installed: ${expected[*]}"
 
 # 3. The installed server, found as a user runs it: by name, with nothing but a data folder.
 log="${work}/server.log"
-: >"${log}" # there before the server starts: the loop below reads it at once
-schedule_server --port 0 --data-dir "${work}/data" --pool-size 2 >"${log}" 2>&1 &
-server_pid=$!
-port=""
-for _ in $(seq 1 100); do
-    port="$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "${log}")"
-    [ -n "${port}" ] && break
-    kill -0 "${server_pid}" 2>/dev/null || break
-    sleep 0.05
-done
+start_server "${log}" schedule_server --port 0 --data-dir "${work}/data" --pool-size 2
 [ -n "${port}" ] || fail "the installed server did not start:"$'\n'"$(cat "${log}")"
 grep -q 'filled from /usr/share/btq/sample-data' "${log}" ||
     fail "the installed server did not use the installed sample data:"$'\n'"$(cat "${log}")"

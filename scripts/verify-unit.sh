@@ -40,14 +40,8 @@ fail() {
     exit 1
 }
 
-# http_get PORT PATH: the whole answer of GET PATH on 127.0.0.1:PORT (bash's /dev/tcp: no curl
-# needed), at most 5 s.
-http_get() {
-    exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
-    printf 'GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' "$2" >&3
-    timeout 5 cat <&3 || true
-    exec 3<&- 3>&-
-}
+# shellcheck source=scripts/lib/server-probe.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/server-probe.sh"
 
 prefix="${work}/prefix"
 cmake --install "${build_dir}" --component server --prefix "${prefix}" >"${work}/install.log" ||
@@ -96,16 +90,7 @@ for ((index = 1; index < ${#command[@]}; ++index)); do
     esac
 done
 log="${work}/server.log"
-: >"${log}" # there before the server starts: the loop below reads it at once
-"${command[0]}" "${arguments[@]}" >"${log}" 2>&1 &
-server_pid=$!
-port=""
-for _ in $(seq 1 100); do
-    port="$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "${log}")"
-    [ -n "${port}" ] && break
-    kill -0 "${server_pid}" 2>/dev/null || break
-    sleep 0.05
-done
+start_server "${log}" "${command[0]}" "${arguments[@]}"
 [ -n "${port}" ] || fail "the server with the unit's flags did not start:"$'\n'"$(cat "${log}")"
 grep -q "filled from ${prefix}/share/btq/sample-data" "${log}" ||
     fail "the installed server did not find the installed sample data:"$'\n'"$(cat "${log}")"

@@ -544,7 +544,7 @@ class bounded_task_queue {
         }
     }
 
-    void notify_size_locked() {
+    void notify_size_locked() noexcept {
         if (size_waiters_ > 0) {
             size_dropped_.notify_all();
         }
@@ -575,7 +575,20 @@ class bounded_task_queue {
         }
     }
 
-    void unreserve() noexcept { admission_.fetch_sub(1, std::memory_order_seq_cst); }
+    /// A waiting place is given back (under the lock): one fewer waits, so the producers in
+    /// wait_until_size_below() look again.
+    void unreserve_locked() noexcept {
+        admission_.fetch_sub(1, std::memory_order_seq_cst);
+        notify_size_locked();
+    }
+    /// An admitted task leaves unstarted, to be answered outside the lock; `outcome` is the
+    /// counter of how (expired, cancelled).
+    void leave_unstarted_locked(std::uint64_t& outcome) noexcept {
+        unreserve_locked();
+        ++outcome;
+        ++counters_.total_queued;
+        ++answering_;
+    }
 
     // Defined in impl/admission.hpp, in the order a task travels.
     /// Decides a task's fate. `task` and `sink` are moved from only if it is admitted (or, for

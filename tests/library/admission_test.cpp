@@ -42,19 +42,7 @@ struct weight_meter {
     void leave(std::size_t weight) { running.fetch_sub(weight); }
 };
 
-/// Start order, as the tasks record it.
-struct start_log {
-    std::mutex mutex;
-    std::vector<int> order;
-    void add(int id) {
-        std::lock_guard lock(mutex);
-        order.push_back(id);
-    }
-    std::vector<int> get() {
-        std::lock_guard lock(mutex);
-        return order;
-    }
-};
+using start_log = btq_test::start_log<int>;
 
 } // namespace
 

@@ -38,20 +38,7 @@ std::string named(const char* prefix, int number) {
 }
 
 /// Start order of tasks named by a string, as they record it.
-struct start_log {
-    std::mutex mutex;
-    std::vector<std::string> order;
-    std::function<void()> task(std::string name) {
-        return [this, name = std::move(name)] {
-            std::lock_guard lock(mutex);
-            order.push_back(name);
-        };
-    }
-    std::vector<std::string> get() {
-        std::lock_guard lock(mutex);
-        return order;
-    }
-};
+using start_log = btq_test::start_log<std::string>;
 
 /// Holds the queue's only slot until released, so everything submitted meanwhile waits.
 struct blocker {

@@ -116,6 +116,28 @@ inline void join_all(std::vector<std::thread>& threads) {
     }
 }
 
+/// The order tasks started in, as each records its id when it runs.
+template <class Id>
+class start_log {
+  public:
+    void add(Id id) {
+        std::lock_guard lock(mutex_);
+        order_.push_back(std::move(id));
+    }
+    /// A task that records `id` when it runs.
+    std::function<void()> task(Id id) {
+        return [this, id = std::move(id)] { add(id); };
+    }
+    std::vector<Id> get() {
+        std::lock_guard lock(mutex_);
+        return order_;
+    }
+
+  private:
+    std::mutex mutex_;
+    std::vector<Id> order_;
+};
+
 /// Polls `condition` until it holds or `limit` passes; returns whether it held.
 inline bool eventually(const std::function<bool()>& condition,
                        std::chrono::milliseconds limit = std::chrono::seconds(10)) {

@@ -144,8 +144,7 @@ auto bounded_task_queue<Task, Executor, Gate>::push_plain(Task& task, Sink&& sin
         node = new node_type(this, std::move(task), std::forward<Sink>(sink));
     } catch (...) {
         std::lock_guard lock(mutex_);
-        unreserve();
-        notify_size_locked();
+        unreserve_locked();
         throw;
     }
     node->stamp = detail::tick_clock::now();
@@ -360,11 +359,7 @@ bool bounded_task_queue<Task, Executor, Gate>::enqueue_locked(detail::queue_node
                                                               const task_key& key,
                                                               detail::node_chain& cancelled) {
     if (!watch_stop_locked(node)) {
-        unreserve();
-        notify_size_locked();
-        ++counters_.cancelled;
-        ++counters_.total_queued;
-        ++answering_;
+        leave_unstarted_locked(counters_.cancelled);
         extras_of(node)->state = node_state::left;
         cancelled.push(node);
         return false;

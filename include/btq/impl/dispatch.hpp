@@ -82,8 +82,7 @@ detail::queue_node* bounded_task_queue<Task, Executor, Gate>::take_startable_loc
         }
         leave_waiting_locked(node, !stale);
         unhold_locked(node);
-        unreserve();
-        notify_size_locked();
+        unreserve_locked();
         ++counters_.total_queued;
         if (task_extras* extras = extras_of(node)) {
             if (extras->timer_armed) {
@@ -339,7 +338,7 @@ void bounded_task_queue<Task, Executor, Gate>::take_all_waiting_locked(detail::n
     admission_.fetch_sub(taken, std::memory_order_seq_cst);
     while (taken < expected || (is_closed() && waiting_count() != 0)) {
         if (detail::queue_node* late = inbox_.pop()) {
-            unreserve();
+            unreserve_locked();
             out.push(late);
             ++taken;
         } else {
@@ -372,11 +371,7 @@ void bounded_task_queue<Task, Executor, Gate>::on_stop_requested(
         }
         forget_locked(node);
         unhold_locked(node);
-        unreserve();
-        notify_size_locked();
-        ++counters_.cancelled;
-        ++counters_.total_queued;
-        ++answering_;
+        leave_unstarted_locked(counters_.cancelled);
         lock.unlock();
         room_available_.notify_all();
         detail::node_chain cancelled;
@@ -626,11 +621,7 @@ void bounded_task_queue<Task, Executor, Gate>::on_timer_due(
             leave_waiting_locked(due.node, false);
             unhold_locked(due.node);
             extras->state = node_state::left;
-            unreserve();
-            notify_size_locked();
-            ++counters_.expired;
-            ++counters_.total_queued;
-            ++answering_;
+            leave_unstarted_locked(counters_.expired);
             expired.push(due.node);
             continue;
         }

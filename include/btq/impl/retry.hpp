@@ -138,11 +138,7 @@ bool bounded_task_queue<Task, Executor, Gate>::retry_due_locked(detail::queue_no
     if (extras->deadline && *extras->deadline <= clock::now()) {
         leave_waiting_locked(node, false);
         extras->state = node_state::left;
-        unreserve();
-        notify_size_locked();
-        ++counters_.expired;
-        ++counters_.total_queued;
-        ++answering_;
+        leave_unstarted_locked(counters_.expired);
         return false;
     }
     extras->state = node_state::waiting;
