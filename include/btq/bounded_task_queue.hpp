@@ -151,11 +151,12 @@ class bounded_task_queue {
     template <class... ExecutorArgs>
     bounded_task_queue(std::in_place_t /*tag*/, Gate* gate, queue_options options,
                        ExecutorArgs&&... executor_args)
-        : max_concurrency_(checked_concurrency(options.max_concurrency)),
-          paused_(options.start_paused), capacity_(options.capacity), overflow_(options.overflow),
+        : capacity_(options.capacity), overflow_(options.overflow),
           block_timeout_(options.block_timeout), queue_timeout_(options.queue_timeout),
-          run_timeout_(options.run_timeout), rate_(make_bucket(options.rate)),
-          gate_(make_gate_pointer(gate)), observer_(std::move(options.observer)),
+          run_timeout_(options.run_timeout), gate_(make_gate_pointer(gate)),
+          observer_(std::move(options.observer)),
+          max_concurrency_(checked_concurrency(options.max_concurrency)),
+          paused_(options.start_paused), rate_(make_bucket(options.rate)),
           keys_(options.max_per_key, options.capacity_per_key),
           executor_(make_executor(options, std::forward<ExecutorArgs>(executor_args)...)) {
         if (capacity_ >= closed_bit) {
@@ -514,7 +515,7 @@ class bounded_task_queue {
     }
 
     /// Slots (and a rate token) are there for a task of `weight` to start now; the gate aside.
-    [[nodiscard]] bool may_start_locked(std::size_t weight, clock::time_point now) const noexcept {
+    [[nodiscard]] bool may_start_locked(std::size_t weight, std::uint64_t now) const noexcept {
         return !paused_.load(std::memory_order_relaxed) &&
                counters_.active_weight + effective_weight(weight) <=
                    max_concurrency_.load(std::memory_order_relaxed) &&
@@ -604,6 +605,9 @@ class bounded_task_queue {
     /// The lock-free path: the place is reserved; build, push, and start if a slot is free.
     template <class Sink>
     admission push_plain(Task& task, Sink&& sink);
+    /// After a task joined the waiting ones: start what may start, unless an idle worker of a
+    /// pulling executor is about to take it anyway.
+    void start_if_slot_free();
 
     /// Everything that is not a plain task with room: featured tasks, and full queues.
     template <class Sink>
@@ -614,9 +618,10 @@ class bounded_task_queue {
     make_node(Task& task, Sink&& sink, const submit_options& options,
               std::optional<clock::time_point> deadline);
     /// Admits `node` into the waiting list (the place is reserved). False if its stop token was
-    /// requested meanwhile: then it is in `cancelled`, to be answered.
+    /// requested meanwhile: then it is in `cancelled`, to be answered. `found`: the record of
+    /// `key` if the caller looked it up under this same hold of the lock.
     bool enqueue_locked(detail::queue_node* node, const task_key& key,
-                        detail::node_chain& cancelled);
+                        detail::node_chain& cancelled, detail::key_record* found = nullptr);
     /// Registers a featured node's stop callback (under the lock). False if it was already
     /// stopped.
     bool watch_stop_locked(detail::queue_node* node);
@@ -632,7 +637,7 @@ class bounded_task_queue {
     detail::queue_node* take_startable_locked(std::uint64_t now, detail::node_chain& expired,
                                               bool& more, std::chrono::nanoseconds& waited);
     /// The first in line waits for the rate limit's next token (queue_options::rate).
-    void hold_for_rate_locked(detail::queue_node* node);
+    void hold_for_rate_locked(detail::queue_node* node, std::uint64_t now);
     /// The rate timer fired: start what may start now (without the lock).
     void start_on_timer() noexcept;
     /// Takes a slot for `node`, which starts now (it is running from here on).
@@ -710,6 +715,17 @@ class bounded_task_queue {
         }
     }
 
+    // Set once, read on every submit without the lock: lines of their own, which no write
+    // takes away from the submitters' caches (a bucket or key table beside the observer made
+    // every submit miss while keys or a rate were in use).
+    alignas(64) const std::size_t capacity_;
+    const overflow_policy overflow_;
+    const std::optional<clock::duration> block_timeout_;
+    const std::optional<clock::duration> queue_timeout_;
+    const std::optional<clock::duration> run_timeout_;
+    [[no_unique_address]] const gate_pointer gate_;
+    const std::shared_ptr<queue_observer> observer_;
+
     // Read on every submit without the lock. The admission word counts admitted tasks not yet
     // started or answered, with closed_bit set by close(); the other two are written under the
     // lock and read by submitters deciding whether to dispatch.
@@ -719,11 +735,6 @@ class bounded_task_queue {
     std::atomic<bool> paused_;
     std::atomic<std::uint64_t> refused_{0};
     std::atomic<std::size_t> peak_queued_{0};
-    const std::size_t capacity_;
-    const overflow_policy overflow_;
-    const std::optional<clock::duration> block_timeout_;
-    const std::optional<clock::duration> queue_timeout_;
-    const std::optional<clock::duration> run_timeout_;
 
     detail::stub_node stub_;
     detail::inbox<detail::queue_node> inbox_{&stub_};
@@ -741,12 +752,8 @@ class bounded_task_queue {
     std::condition_variable_any became_idle_;    // drain()
     std::condition_variable_any size_dropped_;   // wait_until_size_below()
     // queue_options::rate: the bucket, and its wake-up in the timer (an entry without a node).
-    // Engaged or not from construction on, so is_plain() may look without the lock.
     std::optional<detail::token_bucket> rate_;
     bool rate_timer_armed_ = false;
-
-    [[no_unique_address]] const gate_pointer gate_;
-    const std::shared_ptr<queue_observer> observer_;
     // Guarded by the lock: every key with tasks waiting or running.
     detail::key_table keys_;
     detail::node_list retrying_; // guarded by the lock: backing off before a retry

@@ -187,6 +187,39 @@ TEST_CASE("capacity_per_key: one key cannot fill the queue, and its refusals are
     }
 }
 
+TEST_CASE("a key's record, kept for reuse once idle, comes back empty for the next key: no "
+          "refusals, waiting or running carried over, across more keys than are kept",
+          "[queue][keys]") {
+    void_queue queue({.max_concurrency = 1, .capacity = 100, .capacity_per_key = 2});
+    for (int round = 0; round < 3; ++round) {
+        blocker first(queue);
+        std::vector<std::future<void>> answers;
+        for (int key = 0; key < 40; ++key) { // more than the 16 idle records the table keeps
+            const std::string name = named("client-", key);
+            answers.push_back(queue.submit([] {}, {.key = name}));
+            answers.push_back(queue.submit([] {}, {.key = name}));
+            if (key % 2 == 0) {
+                CHECK_THROWS_AS(queue.submit([] {}, {.key = name}), btq::queue_full);
+            }
+        }
+        const auto s = queue.stats(100);
+        REQUIRE(s.keys.size() == 40);
+        for (const btq::key_stats& each : s.keys) {
+            CHECK(each.waiting == 2);
+            CHECK(each.running == 0);
+            const int number = std::stoi(each.key.to_string().substr(7));
+            CHECK(each.rejected == (number % 2 == 0 ? 1U : 0U)); // this round's refusals only
+        }
+        first.open();
+        for (auto& answer : answers) {
+            answer.get();
+        }
+        queue.drain();
+        CHECK(queue.stats(100).keys.empty());
+    }
+    CHECK(identity_holds(queue.stats()));
+}
+
 TEST_CASE("stats(top_keys) counts waiting tasks per priority and running ones per key, busiest "
           "keys first",
           "[queue][keys][stats]") {

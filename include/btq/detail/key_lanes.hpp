@@ -50,6 +50,15 @@ struct key_record {
 
     [[nodiscard]] bool idle() const noexcept { return waiting == 0 && running == 0; }
 
+    /// Makes an idle record (kept for reuse by key_table) as new, for a key of `priority`.
+    void reuse(int priority) noexcept {
+        rejected = 0;
+        first.head = nullptr;
+        first.tail = nullptr;
+        first.priority = priority;
+        more.clear();
+    }
+
     key_lane& lane_for(int priority) {
         if (first.priority == priority ||
             (first.head == nullptr && !first.linked && more.empty())) {
@@ -82,19 +91,31 @@ struct key_link {
 class key_table {
   public:
     key_table(std::size_t max_running, std::size_t max_waiting)
-        : max_running_(max_running), max_waiting_(max_waiting) {}
+        : max_running_(max_running), max_waiting_(max_waiting) {
+        spare_.reserve(spare_records);
+    }
 
     /// The record of `key`, or null when it has no task waiting or running.
     [[nodiscard]] key_record* find(const task_key& key) noexcept {
         auto found = records_.find(key);
         return found != records_.end() ? &found->second : nullptr;
     }
-    /// The record of `key`, made if it has none.
+    /// The record of `key`, made (or taken from the spare ones) if it has none.
     key_record& record_for(const task_key& key, int priority) {
-        auto [position, made] = records_.try_emplace(key, priority);
-        if (made) {
-            position->second.key = &position->first;
+        if (auto found = records_.find(key); found != records_.end()) {
+            return found->second;
         }
+        if (!spare_.empty()) {
+            map_type::node_type spare = std::move(spare_.back());
+            spare_.pop_back();
+            spare.key() = key;
+            spare.mapped().reuse(priority);
+            const auto position = records_.insert(std::move(spare)).position;
+            position->second.key = &position->first;
+            return position->second;
+        }
+        const auto position = records_.try_emplace(key, priority).first;
+        position->second.key = &position->first;
         return position->second;
     }
     /// A task of `record`'s key (null: a key with nothing yet) may start now.
@@ -144,15 +165,24 @@ class key_table {
     }
 
   private:
+    // A key that goes idle leaves the map at once (stats list keys in use only), but its
+    // node is kept for the next new key, up to spare_records of them (about 200 bytes each):
+    // keys that come and go, as clients do, then cost no allocation under the lock.
     void forget_if_idle(key_record* record) noexcept {
         if (record->idle()) {
-            records_.erase(records_.find(*record->key));
+            map_type::node_type idle = records_.extract(records_.find(*record->key));
+            if (spare_.size() < spare_records) { // reserved: push_back does not allocate
+                spare_.push_back(std::move(idle));
+            }
         }
     }
 
+    using map_type = std::unordered_map<task_key, key_record>;
+    static constexpr std::size_t spare_records = 16;
     std::size_t max_running_;
     std::size_t max_waiting_;
-    std::unordered_map<task_key, key_record> records_;
+    map_type records_;
+    std::vector<map_type::node_type> spare_;
 };
 
 } // namespace btq::detail

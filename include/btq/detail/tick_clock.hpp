@@ -52,6 +52,13 @@ class tick_clock {
             static_cast<std::int64_t>(static_cast<double>(ticks) * c.ns_per_tick));
     }
 
+    /// How many stamp units `span` is (the inverse of between(); at least 0).
+    [[nodiscard]] static double ticks_in(std::chrono::nanoseconds span) noexcept {
+        const double ns = static_cast<double>(span.count());
+        const calibration& c = source();
+        return ns <= 0 ? 0.0 : (c.tsc ? ns / c.ns_per_tick : ns);
+    }
+
     /// True when stamps come from the time-stamp counter.
     [[nodiscard]] static bool uses_tsc() noexcept { return source().tsc; }
 

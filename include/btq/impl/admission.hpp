@@ -96,7 +96,7 @@ bool bounded_task_queue<Task, Executor, Gate>::start_at_once(Task& task, Sink& s
         counters_.active_weight >= max_concurrency_.load(std::memory_order_relaxed)) {
         return false; // someone waits (or closed), or the slot was taken meanwhile
     }
-    const clock::time_point now = rate_ ? clock::now() : clock::time_point{};
+    const std::uint64_t now = detail::tick_clock::now();
     if (rate_ && !rate_->ready(now)) {
         return false; // no token: it waits in the inbox, and the rate timer starts it
     }
@@ -118,7 +118,7 @@ bool bounded_task_queue<Task, Executor, Gate>::start_at_once(Task& task, Sink& s
         }
         begin_running_locked(node);
         seat_permit_locked(node, std::move(*permit));
-        node->stamp = detail::tick_clock::now();
+        node->stamp = now;
         lock.unlock();
         run_dispatch(node, std::chrono::nanoseconds::zero(), false);
         return true;
@@ -128,7 +128,7 @@ bool bounded_task_queue<Task, Executor, Gate>::start_at_once(Task& task, Sink& s
     }
     auto* node = new node_type(this, std::move(task), std::forward<Sink>(sink));
     begin_running_locked(node);
-    node->stamp = detail::tick_clock::now();
+    node->stamp = now;
     lock.unlock();
     run_dispatch(node, std::chrono::nanoseconds::zero(), false);
     return true;
@@ -149,17 +149,23 @@ auto bounded_task_queue<Task, Executor, Gate>::push_plain(Task& task, Sink&& sin
     }
     node->stamp = detail::tick_clock::now();
     inbox_.push(node);
+    start_if_slot_free();
+    return admission::queued;
+}
+
+template <class Task, class Executor, class Gate>
+    requires executor_for<Executor, Task> && start_gate<Gate>
+void bounded_task_queue<Task, Executor, Gate>::start_if_slot_free() {
     if (slot_free()) {
         // A gated queue always asks here: a refusal then marks the held tasks at once (stats'
         // held_by_gate), rather than whenever an idle worker next looks.
         if constexpr (pulling_executor<Executor> && !gated) {
             if (executor_.idle_pulling()) {
-                return admission::queued; // a worker looking for work takes it
+                return; // a worker looking for work takes it
             }
         }
         start_waiting();
     }
-    return admission::queued;
 }
 
 // ---- admission under the lock -------------------------------------------------------------
@@ -231,6 +237,9 @@ auto bounded_task_queue<Task, Executor, Gate>::admit_locked(Task& task, Sink&& s
     };
 
     detail::node_chain unstarted; // displaced by this task, or this task cancelled at once
+    // The rate limit's stamp, read before the lock (again after a wait for room), as dispatch
+    // does: no clock is read while the lock is held.
+    std::uint64_t ticks = detail::tick_clock::now();
     std::unique_lock lock(mutex_);
     for (;;) {
         std::size_t word = admission_.load(std::memory_order_seq_cst);
@@ -244,8 +253,8 @@ auto bounded_task_queue<Task, Executor, Gate>::admit_locked(Task& task, Sink&& s
         }
         std::optional<permit_type> permit; // gated: the start at once needs the gate's yes
         detail::key_record* record = options.key.empty() ? nullptr : keys_.find(options.key);
-        if (word == 0 && may_start_locked(options.weight, clock::now()) &&
-            keys_.may_start(record) && (!gated || [&] {
+        if (word == 0 && may_start_locked(options.weight, ticks) && keys_.may_start(record) &&
+            (!gated || [&] {
                 if (std::optional<permit_type> granted = ask_gate_locked(options.priority)) {
                     permit.emplace(std::move(*granted));
                     return true;
@@ -273,7 +282,7 @@ auto bounded_task_queue<Task, Executor, Gate>::admit_locked(Task& task, Sink&& s
             }
             static_cast<void>(node.release());
             if (rate_) {
-                rate_->take(clock::now());
+                rate_->take(ticks);
             }
             if (!options.key.empty()) {
                 detail::key_record& own = keys_.record_for(options.key, options.priority);
@@ -300,15 +309,13 @@ auto bounded_task_queue<Task, Executor, Gate>::admit_locked(Task& task, Sink&& s
             note_peak(word + 1);
             detail::queue_node* queued = built();
             static_cast<void>(node.release());
-            const bool admitted_now = enqueue_locked(queued, options.key, unstarted);
+            const bool admitted_now = enqueue_locked(queued, options.key, unstarted, record);
             lock.unlock();
             if (!admitted_now) {
                 answer_unstarted(unstarted, std::make_exception_ptr(task_cancelled()));
                 return admission::queued;
             }
-            if (slot_free()) {
-                start_waiting();
-            }
+            start_if_slot_free();
             return admission::queued;
         }
         if (overflow_ == overflow_policy::drop_oldest && capacity_ > 0 &&
@@ -337,6 +344,7 @@ auto bounded_task_queue<Task, Executor, Gate>::admit_locked(Task& task, Sink&& s
             room_available_.wait(lock);
         }
         --blocked_submitters_;
+        ticks = detail::tick_clock::now();
     }
 }
 
@@ -357,7 +365,8 @@ template <class Task, class Executor, class Gate>
     requires executor_for<Executor, Task> && start_gate<Gate>
 bool bounded_task_queue<Task, Executor, Gate>::enqueue_locked(detail::queue_node* node,
                                                               const task_key& key,
-                                                              detail::node_chain& cancelled) {
+                                                              detail::node_chain& cancelled,
+                                                              detail::key_record* found) {
     if (!watch_stop_locked(node)) {
         leave_unstarted_locked(counters_.cancelled);
         extras_of(node)->state = node_state::left;
@@ -365,7 +374,8 @@ bool bounded_task_queue<Task, Executor, Gate>::enqueue_locked(detail::queue_node
         return false;
     }
     if (!key.empty()) {
-        detail::key_record& record = keys_.record_for(key, node->priority);
+        detail::key_record& record =
+            found != nullptr ? *found : keys_.record_for(key, node->priority);
         ++record.waiting;
         node->extras->record = &record;
         node->extras->lane = &record.lane_for(node->priority);

@@ -52,14 +52,16 @@ detail::queue_node* bounded_task_queue<Task, Executor, Gate>::take_startable_loc
         const task_extras* found = extras_of(node);
         const bool stale = found != nullptr && found->deadline && *found->deadline <= clock::now();
         std::optional<permit_type> permit; // gated: asked for only if the task will start
-        const clock::time_point at = rate_ ? clock::now() : clock::time_point{};
+        // The rate limit's clock is the stamp taken before the lock: no time is read while the
+        // lock is held (a start then counts from when it was sought, a few ns earlier).
+        const std::uint64_t at = now;
         if (!stale) {
             // The first in line keeps its place until it fits: nothing behind it overtakes it.
             if (counters_.active_weight + effective_weight(node->weight) > bound) {
                 return nullptr;
             }
             if (rate_ && !rate_->ready(at)) {
-                hold_for_rate_locked(node);
+                hold_for_rate_locked(node, at);
                 return nullptr; // the rate timer starts it when its token is there
             }
             // (the token is taken below, once the task surely starts)
@@ -118,13 +120,15 @@ detail::queue_node* bounded_task_queue<Task, Executor, Gate>::take_startable_loc
 /// The first in line waits for a rate token: count the hold once, and have the timer start it.
 template <class Task, class Executor, class Gate>
     requires executor_for<Executor, Task> && start_gate<Gate>
-void bounded_task_queue<Task, Executor, Gate>::hold_for_rate_locked(detail::queue_node* node) {
+void bounded_task_queue<Task, Executor, Gate>::hold_for_rate_locked(detail::queue_node* node,
+                                                                    std::uint64_t now) {
     if (!node->held_by_rate) {
         node->held_by_rate = true;
         ++counters_.rate_holds;
     }
     if (!rate_timer_armed_) {
-        static_cast<void>(timer_.arm(rate_->next_ready(), timer_entry{nullptr, false}, mutex_,
+        static_cast<void>(timer_.arm(clock::now() + rate_->until_ready(now),
+                                     timer_entry{nullptr, false}, mutex_,
                                      [this](std::unique_lock<detail::adaptive_mutex>& lock,
                                             clock::time_point at) { on_timer_due(lock, at); }));
         rate_timer_armed_ = true;

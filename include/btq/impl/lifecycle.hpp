@@ -140,7 +140,7 @@ queue_stats bounded_task_queue<Task, Executor, Gate>::stats_with(More more) cons
     out.utilization_percent = 100.0 * static_cast<double>(counters_.active_weight) /
                               static_cast<double>(out.max_concurrency);
     if (rate_ && waiting > 0 && !paused_.load(std::memory_order_relaxed) &&
-        !rate_->ready(clock::now()) && counters_.active_weight < out.max_concurrency) {
+        !rate_->ready(detail::tick_clock::now()) && counters_.active_weight < out.max_concurrency) {
         out.held_by_rate = std::min(waiting, out.max_concurrency - counters_.active_weight);
     }
     out.capacity = capacity_;
