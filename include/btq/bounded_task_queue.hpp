@@ -715,9 +715,8 @@ class bounded_task_queue {
         }
     }
 
-    // Set once, read on every submit without the lock: lines of their own, which no write
-    // takes away from the submitters' caches (a bucket or key table beside the observer made
-    // every submit miss while keys or a rate were in use).
+    // Set once, read on every submit without the lock: on lines of their own, so that no write
+    // under the lock (the bucket, the key table) takes them out of the submitters' caches.
     alignas(64) const std::size_t capacity_;
     const overflow_policy overflow_;
     const std::optional<clock::duration> block_timeout_;

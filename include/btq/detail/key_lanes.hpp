@@ -50,12 +50,10 @@ struct key_record {
 
     [[nodiscard]] bool idle() const noexcept { return waiting == 0 && running == 0; }
 
-    /// Makes an idle record (kept for reuse by key_table) as new, for a key of `priority`.
-    void reuse(int priority) noexcept {
+    /// Makes an idle record (kept for reuse by key_table) as new: its lanes are empty and
+    /// unlinked already, and lane_for() gives the first one the priority of the next task.
+    void reuse() noexcept {
         rejected = 0;
-        first.head = nullptr;
-        first.tail = nullptr;
-        first.priority = priority;
         more.clear();
     }
 
@@ -109,7 +107,7 @@ class key_table {
             map_type::node_type spare = std::move(spare_.back());
             spare_.pop_back();
             spare.key() = key;
-            spare.mapped().reuse(priority);
+            spare.mapped().reuse();
             const auto position = records_.insert(std::move(spare)).position;
             position->second.key = &position->first;
             return position->second;

@@ -90,13 +90,13 @@ template <class Task, class Executor, class Gate>
 template <class Sink>
 bool bounded_task_queue<Task, Executor, Gate>::start_at_once(Task& task, Sink& sink) {
     using node_type = task_node<std::decay_t<Sink>>;
+    const std::uint64_t now = detail::tick_clock::now(); // before the lock, as dispatch does
     std::unique_lock lock(mutex_);
     if (admission_.load(std::memory_order_relaxed) != 0 ||
         paused_.load(std::memory_order_relaxed) ||
         counters_.active_weight >= max_concurrency_.load(std::memory_order_relaxed)) {
         return false; // someone waits (or closed), or the slot was taken meanwhile
     }
-    const std::uint64_t now = detail::tick_clock::now();
     if (rate_ && !rate_->ready(now)) {
         return false; // no token: it waits in the inbox, and the rate timer starts it
     }

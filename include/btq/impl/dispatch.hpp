@@ -52,16 +52,15 @@ detail::queue_node* bounded_task_queue<Task, Executor, Gate>::take_startable_loc
         const task_extras* found = extras_of(node);
         const bool stale = found != nullptr && found->deadline && *found->deadline <= clock::now();
         std::optional<permit_type> permit; // gated: asked for only if the task will start
-        // The rate limit's clock is the stamp taken before the lock: no time is read while the
-        // lock is held (a start then counts from when it was sought, a few ns earlier).
-        const std::uint64_t at = now;
+        // The rate limit's clock is `now`, the stamp taken before the lock: no time is read while
+        // the lock is held (a start then counts from when it was sought, a few ns earlier).
         if (!stale) {
             // The first in line keeps its place until it fits: nothing behind it overtakes it.
             if (counters_.active_weight + effective_weight(node->weight) > bound) {
                 return nullptr;
             }
-            if (rate_ && !rate_->ready(at)) {
-                hold_for_rate_locked(node, at);
+            if (rate_ && !rate_->ready(now)) {
+                hold_for_rate_locked(node, now);
                 return nullptr; // the rate timer starts it when its token is there
             }
             // (the token is taken below, once the task surely starts)
@@ -100,7 +99,7 @@ detail::queue_node* bounded_task_queue<Task, Executor, Gate>::take_startable_loc
             }
         }
         if (rate_) {
-            rate_->take(at);
+            rate_->take(now);
         }
         begin_running_locked(node);
         if constexpr (gated) {
